@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* The cgroup v2 tree is always reached through a root directory fd with openat(); no absolute
+ * paths are built, so tests can point the daemon at any directory. "max" reads as SIZE_UNLIMITED. */
+
+typedef struct CgMemoryStat {
+        uint64_t anon;
+        uint64_t file;
+        uint64_t shmem;
+        uint64_t workingset_refault_file;
+} CgMemoryStat;
+
+/* Opens 'path' as an O_DIRECTORY|O_PATH-less read dir fd. */
+int cg_open_root(const char *path, int *ret_fd);
+
+/* Checks that 'root_fd' is a cgroup2 mount (or a directory inside one); -ENOMEDIUM if not. Test trees
+ * on tmpfs are accepted when 'allow_plain_dir' is set. */
+int cg_check_cgroup2(int root_fd, bool allow_plain_dir);
+
+/* Lists VM names under the parent slice: for parent "balloon.slice", the directories
+ * "balloon.slice/balloon-<vm>.slice" give "<vm>". Names must match [A-Za-z0-9_]+ (a '-' would mean a
+ * deeper slice to systemd); others are skipped. Returns a NULL-terminated, sorted array of strings
+ * (free with strv_free()); -ENOENT if the parent slice does not exist. */
+int cg_list_vms(int root_fd, const char *parent_slice, char ***ret_names);
+
+/* "balloon.slice" + "web" -> "balloon.slice/balloon-web.slice". */
+int cg_vm_path(const char *parent_slice, const char *vm, char **ret);
+
+/* Reads a single-value file (memory.current, memory.high, memory.max, ...): a decimal number or "max".
+ * -ENOENT when the file does not exist (for example memory controller not enabled). */
+int cg_read_u64(int root_fd, const char *cgpath, const char *file, uint64_t *ret);
+/* Writes a decimal number, or "max" for SIZE_UNLIMITED. */
+int cg_write_u64(int root_fd, const char *cgpath, const char *file, uint64_t value);
+
+int cg_read_memory_stat(int root_fd, const char *cgpath, CgMemoryStat *ret);
+/* "populated" from cgroup.events. */
+int cg_read_populated(int root_fd, const char *cgpath, bool *ret);
+
+/* Opens a file of the cgroup at 'cgpath' ("" is the root itself). */
+int cg_open_file(int root_fd, const char *cgpath, const char *file, int flags, int *ret_fd);

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A size that is either absolute or a share of some base the key documents (host memory, the VM's
+ * boot memory, ...). */
+typedef struct SizeSpec {
+        uint64_t bytes;
+        uint32_t permyriad; /* parts per 10000; used when bytes == 0 and permyriad > 0 */
+} SizeSpec;
+
+static inline uint64_t size_spec_resolve(SizeSpec s, uint64_t base) {
+        if (s.bytes > 0 || s.permyriad == 0)
+                return s.bytes;
+        return (uint64_t) ((unsigned __int128) base * s.permyriad / 10000);
+}
+
+typedef enum HostPressureSource {
+        HOST_PRESSURE_SYSTEM, /* <proc>/pressure/memory and MemAvailable from <proc>/meminfo */
+        HOST_PRESSURE_SLICE,  /* the parent slice's memory.pressure, and memory.max/high - memory.current */
+} HostPressureSource;
+
+typedef struct VMConfig {
+        char *name;
+        uint64_t weight;       /* Weight=, 1..10000, default 100 */
+        SizeSpec min_memory;   /* MinMemory=, % of the VM's boot memory; default 25% */
+        SizeSpec max_memory;   /* MaxMemory=, % of the VM's boot memory; default 100% */
+        bool weight_set, min_set, max_set;
+} VMConfig;
+
+typedef struct Config {
+        /* [Daemon] */
+        char *parent_slice;              /* ParentSlice=balloon.slice */
+        HostPressureSource host_pressure;/* HostPressure=system|slice */
+        SizeSpec host_reserve;           /* HostReserve=, % of host memory; default 5% */
+        uint64_t hysteresis_usec;        /* HysteresisSec=60 */
+        double tax_rate;                 /* TaxRate=0.75, in [0, 1) */
+        uint64_t reclaim_step;           /* ReclaimStep=, reclaim goal per host pressure event; 128M */
+        uint64_t max_step;               /* MaxStep=, per VM and decision; 256M */
+        uint64_t max_rate;               /* MaxRate=, per VM, bytes per second; 128M */
+        uint64_t deflate_step;           /* DeflateStep=, given back on guest pressure; 128M */
+        SizeSpec guest_reserve;          /* GuestReserve=, available memory an inflate leaves the guest; 64M */
+        SizeSpec guest_min_available;    /* GuestMinAvailable=, below it the guest is under pressure; 32M */
+        uint64_t guest_swapin_rate;      /* GuestSwapInRate=, bytes/s counted as pressure; 1M */
+        uint64_t guest_major_fault_rate; /* GuestMajorFaultRate=, faults/s counted as pressure; 100 */
+        uint64_t memory_high_overhead;   /* MemoryHighOverhead=, slice memory.high = balloon + this; 256M */
+        uint64_t host_trigger_stall_usec;  /* HostTriggerStallSec=0.1 (in a window) */
+        uint64_t slice_trigger_stall_usec; /* SliceTriggerStallSec=0.1 */
+        uint64_t trigger_window_usec;      /* TriggerWindowSec=2 */
+        uint64_t stats_interval_usec;      /* StatsIntervalSec=2 */
+        uint64_t stall_usec;               /* BalloonStallSec=10 */
+        uint64_t stall_backoff_usec;       /* BalloonBackoffSec=30 */
+        char *runtime_dir;                 /* RuntimeDir=/run/autoballoon */
+
+        /* [VM <name>] sections, in order of first appearance; later files override earlier keys. */
+        VMConfig *vms;
+        size_t n_vms;
+} Config;
+
+/* Fills in the defaults above. */
+int config_new(Config **ret);
+
+/* Loads <config_dir>/autoballoon.conf (missing is fine) and then <config_dir>/autoballoon.conf.d/
+ * *.conf in lexical order, each overriding earlier keys. Errors are logged as "file:line: Key=: what"
+ * and returned as -EINVAL (unknown section or key, bad value, inconsistent values). */
+int config_load(const char *config_dir, Config **ret);
+
+/* Parses one file into an existing config (used by config_load() and the tests). */
+int config_parse_file(Config *c, const char *path);
+
+/* Cross-key validation after all files are read (e.g. MinMemory <= MaxMemory,
+ * GuestMinAvailable < GuestReserve). */
+int config_validate(const Config *c, const char *what);
+
+Config *config_free(Config *c);
+static inline void config_freep(Config **c) {
+        config_free(*c);
+}
+
+/* The VM's section, or NULL: callers then use vm_config_defaults(). */
+const VMConfig *config_find_vm(const Config *c, const char *name);
+void vm_config_defaults(VMConfig *ret);

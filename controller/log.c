@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+
+#include "log.h"
+
+static LogTarget log_target = LOG_TARGET_STDERR;
+static int log_max_level = LOG_INFO;
+
+static bool stderr_is_journal(void) {
+        /* systemd sets JOURNAL_STREAM=dev:ino for services whose stderr is connected to the journal. */
+        const char *e = getenv("JOURNAL_STREAM");
+        return e && *e;
+}
+
+void log_setup(LogTarget target, int max_level) {
+        if (target == LOG_TARGET_AUTO)
+                target = stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
+        log_target = target;
+        log_max_level = max_level;
+}
+
+int log_get_max_level(void) {
+        return log_max_level;
+}
+
+static void stderr_prefix(int level) {
+        static const char *const names[] = {
+                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert", [LOG_CRIT] = "crit", [LOG_ERR] = "error",
+                [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+        };
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        struct tm tm;
+        (void) localtime_r(&ts.tv_sec, &tm);
+        fprintf(stderr, "%02d:%02d:%02d.%03ld %s: ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                ts.tv_nsec / 1000000, names[level & LOG_PRIMASK]);
+}
+
+int log_internal(int level, int error, const char *file, int line, const char *func, const char *format, ...) {
+        int saved_errno = errno;
+
+        if (error < 0)
+                error = -error;
+
+        if ((level & LOG_PRIMASK) > log_max_level)
+                return -error;
+
+        char buf[2048];
+        va_list ap;
+        /* Make %m print the error we were given, not whatever errno holds. */
+        errno = error;
+        va_start(ap, format);
+        (void) vsnprintf(buf, sizeof buf, format, ap);
+        va_end(ap);
+
+        if (log_target == LOG_TARGET_JOURNAL) {
+                char line_str[16];
+                (void) snprintf(line_str, sizeof line_str, "%d", line);
+                if (error > 0)
+                        (void) sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level & LOG_PRIMASK,
+                                               "ERRNO=%i", error, "CODE_FILE=%s", file, "CODE_LINE=%s",
+                                               line_str, "CODE_FUNC=%s", func, NULL);
+                else
+                        (void) sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level & LOG_PRIMASK,
+                                               "CODE_FILE=%s", file, "CODE_LINE=%s", line_str,
+                                               "CODE_FUNC=%s", func, NULL);
+        } else {
+                stderr_prefix(level);
+                fputs(buf, stderr);
+                fputc('\n', stderr);
+        }
+
+        errno = saved_errno;
+        return -error;
+}
+
+void log_decision(const char *vm, const char *action, uint64_t bytes, const char *reason) {
+        if (LOG_INFO > log_max_level)
+                return;
+
+        if (log_target == LOG_TARGET_JOURNAL) {
+                (void) sd_journal_send("MESSAGE=%s: %s %" PRIu64 " MiB: %s", vm, action, bytes / MIB, reason,
+                                       "PRIORITY=%i", LOG_INFO,
+                                       "AUTOBALLOON_VM=%s", vm,
+                                       "AUTOBALLOON_ACTION=%s", action,
+                                       "AUTOBALLOON_BYTES=%" PRIu64, bytes,
+                                       "AUTOBALLOON_REASON=%s", reason, NULL);
+                return;
+        }
+
+        /* Same fields on stderr, in a form that is easy to grep and to parse in tests. */
+        stderr_prefix(LOG_INFO);
+        fprintf(stderr, "decision vm=%s action=%s bytes=%" PRIu64 " (%" PRIu64 " MiB) reason=\"%s\"\n",
+                vm, action, bytes, bytes / MIB, reason);
+}

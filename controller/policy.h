@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The policy: pure C. A snapshot of the host and the VMs goes in, one decision per VM comes out with
+ * a human-readable reason. No I/O, no clock (the time is part of the snapshot), no allocation.
+ * State that must survive between decisions (hysteresis, stall back-off, rate cap) is carried by the
+ * caller: it is read from PolicyVM and the new values are returned in PolicyDecision. */
+
+typedef struct PolicyParams {
+        uint64_t host_reserve;        /* host pressure when host available memory is below this */
+        uint64_t reclaim_step;        /* reclaim goal per host pressure event */
+        double tax_rate;              /* idle memory tax, 0 <= t < 1 */
+        uint64_t hysteresis_usec;     /* after guest pressure: no inflation for this long */
+        uint64_t max_step;            /* per VM and decision, inflate and deflate */
+        uint64_t max_rate;            /* per VM, bytes per second of inflation */
+        uint64_t deflate_step;        /* given back to a guest under pressure */
+        uint64_t guest_swapin_rate;   /* bytes/s of guest swap-in counted as guest pressure */
+        uint64_t guest_major_fault_rate; /* faults/s counted as guest pressure */
+        uint64_t memory_high_overhead;/* memory.high = balloon size + this (QEMU's own memory) */
+        uint64_t stall_usec;          /* a balloon not moving towards its target this long is stalled */
+        uint64_t stall_backoff_usec;  /* first back-off after a stall; doubles per stall, up to 16x */
+} PolicyParams;
+
+typedef struct PolicyHost {
+        uint64_t now_usec;            /* monotonic time of the snapshot */
+        uint64_t total;               /* host (or parent slice) memory */
+        uint64_t available;           /* MemAvailable, or the parent slice's limit minus its usage */
+        bool pressure;                /* the host trigger fired since the last decision */
+} PolicyHost;
+
+/* Why a guest is considered under pressure; several may hold at once. */
+typedef enum GuestPressure {
+        GUEST_PRESSURE_AVAILABLE     = 1 << 0, /* available memory below its floor */
+        GUEST_PRESSURE_SWAP_IN       = 1 << 1,
+        GUEST_PRESSURE_MAJOR_FAULTS  = 1 << 2,
+        GUEST_PRESSURE_ALLOC_STALLS  = 1 << 3, /* Linux >= 6.12 */
+        GUEST_PRESSURE_DIRECT_RECLAIM= 1 << 4, /* Linux >= 6.12 */
+        GUEST_PRESSURE_OOM_KILL      = 1 << 5, /* Linux >= 6.12 */
+        GUEST_PRESSURE_EVENT         = 1 << 6, /* the guest driver said so over the message queue */
+} GuestPressure;
+
+typedef struct PolicyVM {
+        const char *name;
+        uint64_t weight;              /* 1..10000 */
+        uint64_t min, max;            /* floor and ceiling of the balloon size (guest memory), bytes */
+        uint64_t actual;              /* current balloon size as QEMU reports it ("actual") */
+        uint64_t target;              /* last target requested; == actual when nothing is in flight */
+        bool memory_high_known;       /* the slice has a memory.high we manage */
+        uint64_t memory_high;         /* SIZE_UNLIMITED for "max" */
+        uint64_t memory_current;
+
+        bool has_stats;               /* guest stats are fresh; no stats, no inflation */
+        uint64_t guest_available;     /* stat-available-memory */
+        uint64_t guest_free;          /* stat-free-memory: idle memory, taxed */
+        uint64_t guest_reserve;       /* resolved GuestReserve= for this VM */
+        uint64_t guest_min_available; /* resolved GuestMinAvailable= for this VM */
+        uint64_t swap_in_rate;        /* bytes/s over the last stats interval */
+        uint64_t major_fault_rate;    /* faults/s over the last stats interval */
+        uint64_t alloc_stalls, direct_reclaims, oom_kills; /* increase over the last stats interval */
+        bool pressure_event;          /* guest pressure message since the last decision */
+        bool slice_pressure;          /* the slice's trigger fired since the last decision */
+
+        /* Carried state, as returned in the previous PolicyDecision. 0 means "never". */
+        uint64_t hysteresis_until_usec;
+        uint64_t backoff_until_usec;
+        unsigned stall_count;
+        uint64_t last_progress_usec;  /* caller: last time actual moved towards target or target changed */
+        uint64_t last_inflate_usec;   /* when the last inflation was ordered (rate cap) */
+} PolicyVM;
+
+typedef enum PolicyAction {
+        POLICY_NONE,       /* nothing to do */
+        POLICY_INFLATE,    /* lower the balloon target (take memory from the guest) */
+        POLICY_DEFLATE,    /* raise the balloon target (give memory back) */
+        POLICY_CANCEL,     /* stop an inflation in flight: target = actual */
+        POLICY_HOLD,       /* wanted to inflate but may not (hysteresis, floor, back-off, no stats) */
+        POLICY_STALL,      /* balloon did not move: target = actual, backed off */
+        POLICY_SET_HIGH,   /* only memory.high changes (follows a completed inflation) */
+        _POLICY_ACTION_MAX,
+} PolicyAction;
+
+const char *policy_action_to_string(PolicyAction a);
+
+#define POLICY_REASON_MAX 256
+
+typedef struct PolicyDecision {
+        PolicyAction action;
+        uint64_t target;              /* balloon target to request (== the VM's target when unchanged) */
+        uint64_t memory_high;         /* memory.high to set (== the VM's memory_high when unchanged) */
+        bool raise_high_first;        /* write memory.high before the balloon command (deflation) */
+        GuestPressure guest_pressure; /* signals seen */
+        uint64_t share;               /* the VM's water-filling allocation this round (0 if none) */
+
+        /* New carried state. */
+        uint64_t hysteresis_until_usec;
+        uint64_t backoff_until_usec;
+        unsigned stall_count;
+        uint64_t last_inflate_usec;
+
+        char reason[POLICY_REASON_MAX];
+} PolicyDecision;
+
+typedef struct PolicySummary {
+        bool host_pressure;
+        uint64_t goal;                /* bytes the host asked for this round */
+        uint64_t planned;             /* bytes the decisions take (after caps) */
+        char reason[POLICY_REASON_MAX];
+} PolicySummary;
+
+/* Decides for every VM; 'out' has room for n decisions. Returns 0, or -EINVAL on invalid params. */
+int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                  PolicyDecision *out, PolicySummary *summary);
+
+/* Water-filling on its own (used by policy_decide and the tests): shares 'budget' bytes among n VMs,
+ * each getting an allocation in [floor[i], ceil[i]] so that, where not clamped, the VMs' cost above
+ * their floor per unit of weight is equal. Memory between floor[i] and ceil[i] costs 1 per byte,
+ * except the top idle[i] bytes below ceil[i] (idle guest memory, which a balloon takes first), which
+ * cost 1/(1 - tax_rate) per byte. Writes alloc[i]; the sum equals the budget clamped to
+ * [sum floor, sum ceil]. */
+void policy_water_fill(uint64_t budget, size_t n, const uint64_t *weight, const uint64_t *floor,
+                       const uint64_t *ceil, const uint64_t *idle, double tax_rate, uint64_t *alloc);

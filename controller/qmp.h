@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+
+/* A non-blocking QMP client on an sd-event loop. One client per VM. It connects, reads the greeting,
+ * negotiates capabilities, and then lets callers issue commands with a timeout each. On any error it
+ * fails the pending commands, reports the disconnect and reconnects with exponential back-off
+ * (1 s doubling to 30 s). Incoming messages above QMP_MAX_MESSAGE are a protocol error. */
+
+#define QMP_MAX_MESSAGE (1024 * 1024)
+
+typedef struct QmpClient QmpClient;
+
+typedef enum QmpState {
+        QMP_DISCONNECTED,
+        QMP_CONNECTING,   /* socket connecting, greeting or qmp_capabilities pending */
+        QMP_READY,
+} QmpState;
+
+/* 'error' is 0 on success, then 'result' is the "return" member (borrowed; json_object_get() to keep).
+ * On failure result is NULL and 'error' is -ETIMEDOUT, -ECONNRESET (connection lost or client freed:
+ * -ECANCELED), or -EREMOTEIO when QEMU answered with an "error" member, whose "desc" is in 'desc'. */
+typedef void (*qmp_reply_t)(QmpClient *c, int error, json_object *result, const char *desc, void *userdata);
+/* Any asynchronous event, known or not; 'data' may be NULL. */
+typedef void (*qmp_event_t)(QmpClient *c, const char *event, json_object *data, void *userdata);
+/* State changes; 'error' says why a connection was lost (0 on READY). */
+typedef void (*qmp_state_t)(QmpClient *c, QmpState state, int error, void *userdata);
+
+int qmp_client_new(sd_event *e, const char *socket_path, QmpClient **ret);
+QmpClient *qmp_client_free(QmpClient *c);
+static inline void qmp_client_freep(QmpClient **c) {
+        qmp_client_free(*c);
+}
+
+void qmp_client_set_handlers(QmpClient *c, qmp_event_t on_event, qmp_state_t on_state, void *userdata);
+/* Starts connecting now; reconnects on its own from then on. */
+int qmp_client_start(QmpClient *c);
+QmpState qmp_client_get_state(QmpClient *c);
+const char *qmp_client_get_path(QmpClient *c);
+
+/* Sends a command; takes ownership of 'arguments' (may be NULL). The callback runs exactly once. */
+int qmp_client_call(QmpClient *c, const char *command, json_object *arguments, uint64_t timeout_usec,
+                    qmp_reply_t callback, void *userdata);
+
+/* Guest statistics as reported by the virtio-balloon stats queue, in bytes where the stat is an
+ * amount of memory. A stat the guest does not report is absent from 'valid'. */
+typedef enum GuestStat {
+        GUEST_STAT_SWAP_IN,
+        GUEST_STAT_SWAP_OUT,
+        GUEST_STAT_MAJOR_FAULTS,
+        GUEST_STAT_MINOR_FAULTS,
+        GUEST_STAT_FREE_MEMORY,
+        GUEST_STAT_TOTAL_MEMORY,
+        GUEST_STAT_AVAILABLE_MEMORY,
+        GUEST_STAT_DISK_CACHES,
+        GUEST_STAT_HTLB_PGALLOC,
+        GUEST_STAT_HTLB_PGFAIL,
+        /* Linux >= 6.12 guests, QEMU >= 9.1 */
+        GUEST_STAT_OOM_KILLS,
+        GUEST_STAT_ALLOC_STALLS,
+        GUEST_STAT_ASYNC_SCANS,
+        GUEST_STAT_DIRECT_SCANS,
+        GUEST_STAT_ASYNC_RECLAIMS,
+        GUEST_STAT_DIRECT_RECLAIMS,
+        _GUEST_STAT_MAX,
+} GuestStat;
+
+typedef struct GuestStats {
+        uint64_t value[_GUEST_STAT_MAX];
+        uint32_t valid;        /* bit (1 << GuestStat) */
+        uint64_t last_update;  /* seconds since the epoch, from QEMU; 0 when the guest never reported */
+} GuestStats;
+
+static inline bool guest_stat_valid(const GuestStats *s, GuestStat i) {
+        return s->valid & (UINT32_C(1) << i);
+}
+
+/* "stat-free-memory" -> GUEST_STAT_FREE_MEMORY; -1 for unknown names. */
+int guest_stat_from_name(const char *name);
+const char *guest_stat_to_name(GuestStat i);
+
+/* Parses the result of "qom-get <balloon> guest-stats": {"stats": {...}, "last-update": N}. QEMU's
+ * 18446744073709551615 means "not reported" and leaves the stat invalid. */
+int qmp_parse_guest_stats(json_object *result, GuestStats *ret);
+
+/* Parses the result of "query-balloon": {"actual": N}. */
+int qmp_parse_query_balloon(json_object *result, uint64_t *ret_actual);
+
+/* Incremental message splitter used by the client, exposed for tests: feed bytes as they arrive,
+ * take complete JSON objects out. QMP messages are separated by "\r\n"; an object is complete when
+ * the tokener says so, whatever the line breaks. */
+typedef struct QmpParser QmpParser;
+int qmp_parser_new(size_t max_message, QmpParser **ret);
+QmpParser *qmp_parser_free(QmpParser *p);
+/* Returns -EMSGSIZE when a message grows beyond max_message, -EBADMSG on invalid JSON or a
+ * non-object top-level value. */
+int qmp_parser_feed(QmpParser *p, const char *buf, size_t n);
+/* Takes the next complete object (the caller owns it), or returns 0 with *ret = NULL when none. */
+int qmp_parser_next(QmpParser *p, json_object **ret);

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+
+void strv_free(char **l);
+static inline void strv_freep(char ***l) {
+        strv_free(*l);
+}
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+size_t strv_length(char * const *l);
+
+/* Reads a whole small file relative to dir_fd into a NUL-terminated buffer. Files larger than
+ * max_size give -EFBIG. */
+int read_full_file_at(int dir_fd, const char *path, size_t max_size, char **ret, size_t *ret_size);
+
+/* Writes a string to an existing file (no O_CREAT), in one write(). */
+int write_string_file_at(int dir_fd, const char *path, const char *s);
+
+/* Strict decimal parse of an unsigned 64-bit number: no sign, no spaces, no trailing junk, no overflow. */
+int safe_atou64(const char *s, uint64_t *ret);
+
+/* Sizes: "512", "512K", "64M", "2G", "1T" (binary units, optional trailing "B" or "iB"), or with
+ * 'allow_percent' "10%" / "2.5%", returned in *ret_permyriad (parts per 10000) with *ret_bytes left 0.
+ * -EINVAL on junk, -ERANGE on overflow. */
+int parse_size(const char *s, bool allow_percent, uint64_t *ret_bytes, uint32_t *ret_permyriad);
+
+/* Seconds with optional "ms", "s", "min" suffix, e.g. "60", "60s", "500ms", "2min". */
+int parse_time_usec(const char *s, uint64_t *ret);
+
+/* "1.5G", "256M", "512K", "17B"; buffer of at least FORMAT_BYTES_MAX. */
+#define FORMAT_BYTES_MAX 16
+char *format_bytes(char *buf, size_t n, uint64_t bytes);

@@ -1,2 +1,140 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-int main(void) { return 1; }
+
+#include <getopt.h>
+#include <stdio.h>
+#include <systemd/sd-daemon.h>
+
+#include "config-paths.h"
+#include "log.h"
+#include "manager.h"
+
+static void help(void) {
+        printf("autoballoond [OPTIONS...]\n\n"
+               "Automatic, pressure-driven memory ballooning for QEMU/KVM guests in balloon slices.\n\n"
+               "  -h --help                 Show this help\n"
+               "     --version              Show the version\n"
+               "     --config-dir=DIR       Configuration directory (default: %s)\n"
+               "     --cgroup-root=DIR      cgroup2 mount or directory holding the parent slice\n"
+               "                            (default: /sys/fs/cgroup)\n"
+               "     --proc-root=DIR        procfs (default: /proc)\n"
+               "     --runtime-dir=DIR      Overrides RuntimeDir= (QMP sockets are in DIR/qmp/)\n"
+               "     --dry-run              Decide and log, but send no balloon command and write no\n"
+               "                            cgroup file\n"
+               "     --log-target=TARGET    auto, journal or stderr (default: auto)\n"
+               "     --log-level=LEVEL      err, warning, notice, info or debug (default: info)\n"
+               "\nSee autoballoond(8) and autoballoon.conf(5).\n", CONFIG_DIR);
+}
+
+static int parse_log_level(const char *s) {
+        static const struct { const char *name; int level; } levels[] = {
+                { "err", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+                { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(levels); i++)
+                if (streq(s, levels[i].name))
+                        return levels[i].level;
+        return -EINVAL;
+}
+
+int main(int argc, char *argv[]) {
+        enum {
+                ARG_VERSION = 0x100, ARG_CONFIG_DIR, ARG_CGROUP_ROOT, ARG_PROC_ROOT, ARG_RUNTIME_DIR,
+                ARG_DRY_RUN, ARG_LOG_TARGET, ARG_LOG_LEVEL, ARG_ALLOW_PLAIN_CGROUP_DIR,
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "config-dir", required_argument, NULL, ARG_CONFIG_DIR },
+                { "cgroup-root", required_argument, NULL, ARG_CGROUP_ROOT },
+                { "proc-root", required_argument, NULL, ARG_PROC_ROOT },
+                { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "log-target", required_argument, NULL, ARG_LOG_TARGET },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                /* For tests that point the daemon at a plain directory tree. */
+                { "allow-plain-cgroup-dir", no_argument, NULL, ARG_ALLOW_PLAIN_CGROUP_DIR },
+                {}
+        };
+        ManagerOptions o = {
+                .config_dir = CONFIG_DIR,
+                .cgroup_root = "/sys/fs/cgroup",
+                .proc_root = "/proc",
+        };
+        LogTarget target = LOG_TARGET_AUTO;
+        int level = LOG_INFO, c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("autoballoond %s\n", PACKAGE_VERSION);
+                        return 0;
+                case ARG_CONFIG_DIR:
+                        o.config_dir = optarg;
+                        break;
+                case ARG_CGROUP_ROOT:
+                        o.cgroup_root = optarg;
+                        break;
+                case ARG_PROC_ROOT:
+                        o.proc_root = optarg;
+                        break;
+                case ARG_RUNTIME_DIR:
+                        o.runtime_dir = optarg;
+                        break;
+                case ARG_DRY_RUN:
+                        o.dry_run = true;
+                        break;
+                case ARG_LOG_TARGET:
+                        if (streq(optarg, "auto"))
+                                target = LOG_TARGET_AUTO;
+                        else if (streq(optarg, "journal"))
+                                target = LOG_TARGET_JOURNAL;
+                        else if (streq(optarg, "stderr"))
+                                target = LOG_TARGET_STDERR;
+                        else {
+                                fprintf(stderr, "Unknown log target: %s\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case ARG_LOG_LEVEL:
+                        level = parse_log_level(optarg);
+                        if (level < 0) {
+                                fprintf(stderr, "Unknown log level: %s\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case ARG_ALLOW_PLAIN_CGROUP_DIR:
+                        o.allow_plain_cgroup_dir = true;
+                        break;
+                case '?':
+                        return 2;
+                default:
+                        return 2;
+                }
+        if (optind < argc) {
+                fprintf(stderr, "%s takes no arguments.\n", argv[0]);
+                return 2;
+        }
+
+        log_setup(target, level);
+
+        _cleanup_(manager_freep) Manager *m = NULL;
+        r = manager_new(&o, &m);
+        if (r < 0)
+                return 1;
+
+        r = manager_start(m);
+        if (r < 0) {
+                (void) sd_notifyf(false, "STATUS=Failed to start: %s\nERRNO=%i", strerror(-r), -r);
+                return 1;
+        }
+
+        r = manager_run(m);
+        if (r < 0) {
+                log_error_errno(r, "Event loop failed: %m");
+                return 1;
+        }
+        return 0;
+}

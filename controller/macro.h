@@ -92,5 +92,24 @@ static inline bool streq_ptr(const char *a, const char *b) {
         return __builtin_strcmp(a, b) == 0;
 }
 
+#define new0(t, n) ((t *) calloc((n) ?: 1, sizeof(t)))
+
+#define IN_SET(x, ...)                                                          \
+        ({                                                                      \
+                const __typeof__(x) _x_ = (x);                                  \
+                const __typeof__(x) _set_[] = { __VA_ARGS__ };                  \
+                bool _found_ = false;                                           \
+                for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++)            \
+                        if (_set_[_i_] == _x_) {                                \
+                                _found_ = true;                                 \
+                                break;                                          \
+                        }                                                       \
+                _found_;                                                        \
+        })
+
 #define streq(a, b) (strcmp((a), (b)) == 0)
-#define startswith(s, prefix) (strncmp((s), (prefix), strlen(prefix)) == 0 ? (s) + strlen(prefix) : NULL)
+/* The rest of s after prefix, or NULL if s does not start with it. */
+static inline const char *startswith(const char *s, const char *prefix) {
+        size_t l = strlen(prefix);
+        return s && strncmp(s, prefix, l) == 0 ? s + l : NULL;
+}

@@ -1,3 +1,498 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
-#include "macro.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <systemd/sd-daemon.h>
+
+#include "cgroup.h"
+#include "log.h"
+#include "manager.h"
+#include "psi.h"
+#include "util.h"
+
+static uint64_t manager_now(Manager *m) {
+        uint64_t t = 0;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void manager_load_params(Manager *m) {
+        const Config *c = m->config;
+
+        m->params = (PolicyParams) {
+                .reclaim_step = c->reclaim_step,
+                .tax_rate = c->tax_rate,
+                .hysteresis_usec = c->hysteresis_usec,
+                .max_step = c->max_step,
+                .max_rate = c->max_rate,
+                .deflate_step = c->deflate_step,
+                .guest_swapin_rate = c->guest_swapin_rate,
+                .guest_major_fault_rate = c->guest_major_fault_rate,
+                .memory_high_overhead = c->memory_high_overhead,
+                .stall_usec = c->stall_usec,
+                .stall_backoff_usec = c->stall_backoff_usec,
+        };
+}
+
+int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall_usec,
+                        sd_event_io_handler_t handler, void *userdata, sd_event_source **ret) {
+        _cleanup_close_ int fd = -EBADF;
+        uint64_t window;
+        int r;
+
+        r = psi_trigger_open_at(dir_fd, path, PSI_SOME, stall_usec, m->config->trigger_window_usec, &window, &fd);
+        if (r == -EINVAL)
+                return log_error_errno(r, "The kernel refused a PSI trigger on %s even with a %" PRIu64 " s window: "
+                                       "unprivileged triggers need a window that is a multiple of 2 s and a "
+                                       "stall shorter than the window.", path,
+                                       psi_round_window(m->config->trigger_window_usec) / USEC_PER_SEC);
+        if (r < 0)
+                return r;
+
+        if (window != m->config->trigger_window_usec && !m->window_rounding_logged) {
+                log_notice("The kernel refused a %" PRIu64 " ms PSI trigger window (unprivileged triggers need a "
+                           "multiple of 2 s); using %" PRIu64 " ms.",
+                           m->config->trigger_window_usec / USEC_PER_MSEC, window / USEC_PER_MSEC);
+                m->window_rounding_logged = true;
+        }
+
+        r = sd_event_add_io(m->event, ret, fd, EPOLLPRI, handler, userdata);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch %s: %m", path);
+        r = sd_event_source_set_io_fd_own(*ret, true);
+        if (r < 0)
+                return r;
+        TAKE_FD(fd);
+        return 0;
+}
+
+static int on_host_trigger(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+
+        if (revents & EPOLLERR) {
+                log_warning("The host pressure trigger went away (its cgroup was removed?); host pressure "
+                            "is now read from available memory only.");
+                m->host_trigger = sd_event_source_disable_unref(m->host_trigger);
+                return 0;
+        }
+
+        m->host_pressure = true;
+        m->host_trigger_usec = manager_now(m);
+        manager_decide(m, "host pressure");
+        return 0;
+}
+
+static int manager_arm_host_trigger(Manager *m) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        m->host_trigger = sd_event_source_disable_unref(m->host_trigger);
+
+        if (m->config->host_pressure == HOST_PRESSURE_SLICE) {
+                if (asprintf(&path, "%s/memory.pressure", m->config->parent_slice) < 0)
+                        return log_oom();
+                r = manager_arm_trigger(m, m->cgroup_fd, path, m->config->host_trigger_stall_usec,
+                                        on_host_trigger, m, &m->host_trigger);
+        } else {
+                if (asprintf(&path, "%s/pressure/memory", m->options.proc_root) < 0)
+                        return log_oom();
+                r = manager_arm_trigger(m, AT_FDCWD, path, m->config->host_trigger_stall_usec,
+                                        on_host_trigger, m, &m->host_trigger);
+        }
+        if (IN_SET(r, -ENOENT, -EOPNOTSUPP))
+                return log_error_errno(r, "PSI is not available (%s: %m). Boot the kernel with psi=1%s.", path,
+                                       m->config->host_pressure == HOST_PRESSURE_SLICE ?
+                                       ", and check that the parent slice exists on the cgroup2 mount" : "");
+        if (r < 0)
+                return log_error_errno(r, "Cannot arm the host pressure trigger on %s: %m", path);
+        return 0;
+}
+
+static int read_meminfo(const char *proc_root, uint64_t *ret_total, uint64_t *ret_available) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        uint64_t total = 0, available = 0;
+        int r;
+
+        if (asprintf(&path, "%s/meminfo", proc_root) < 0)
+                return -ENOMEM;
+        r = read_full_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL);
+        if (r < 0)
+                return r;
+
+        for (char *line = text, *next; line && *line; line = next) {
+                unsigned long long kb;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+                        total = kb * KIB;
+                else if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+                        available = kb * KIB;
+        }
+        if (total == 0)
+                return -EBADMSG;
+
+        *ret_total = total;
+        *ret_available = available;
+        return 0;
+}
+
+/* The host as the policy sees it: the parent slice when it is limited and HostPressure=slice, the
+ * machine otherwise. */
+static void manager_read_host(Manager *m) {
+        const char *parent = m->config->parent_slice;
+        uint64_t limit = SIZE_UNLIMITED, v, current;
+        int r;
+
+        if (m->config->host_pressure == HOST_PRESSURE_SLICE) {
+                if (cg_read_u64(m->cgroup_fd, parent, "memory.max", &v) >= 0)
+                        limit = MIN(limit, v);
+                if (cg_read_u64(m->cgroup_fd, parent, "memory.high", &v) >= 0)
+                        limit = MIN(limit, v);
+                if (limit != SIZE_UNLIMITED && cg_read_u64(m->cgroup_fd, parent, "memory.current", &current) >= 0) {
+                        m->host_total = limit;
+                        m->host_available = current < limit ? limit - current : 0;
+                        return;
+                }
+        }
+
+        r = read_meminfo(m->options.proc_root, &m->host_total, &m->host_available);
+        if (r < 0)
+                log_warning_errno(r, "Cannot read %s/meminfo: %m", m->options.proc_root);
+}
+
+static void manager_notify_status(Manager *m) {
+        char buf[256], a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+        size_t managed = 0;
+        uint64_t reclaimed = 0;
+
+        for (size_t i = 0; i < m->n_vms; i++)
+                if (m->vms[i]->state == VM_READY) {
+                        managed++;
+                        if (m->vms[i]->boot_memory > m->vms[i]->actual)
+                                reclaimed += m->vms[i]->boot_memory - m->vms[i]->actual;
+                }
+
+        (void) snprintf(buf, sizeof buf, "STATUS=%zu of %zu VMs managed, host available %s, reclaimed %s%s",
+                        managed, m->n_vms, format_bytes(a, sizeof a, m->host_available),
+                        format_bytes(b, sizeof b, reclaimed), m->options.dry_run ? " (dry run)" : "");
+        (void) sd_notify(false, buf);
+}
+
+void manager_decide(Manager *m, const char *why) {
+        uint64_t now = manager_now(m);
+        size_t n = 0;
+        int r;
+
+        for (size_t i = 0; i < m->n_vms; i++) {
+                VM *vm = m->vms[i];
+                if (vm->state != VM_READY)
+                        continue;
+                vm_snapshot(vm, now, &m->snapshot[n]);
+                m->snapshot_vms[n++] = vm;
+        }
+
+        PolicyHost host = {
+                .now_usec = now,
+                .total = m->host_total,
+                .available = m->host_available,
+                .pressure = m->host_pressure,
+        };
+        m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
+
+        r = policy_decide(&m->params, &host, m->snapshot, n, m->decisions, &m->last_summary);
+        if (r < 0) {
+                log_error_errno(r, "Policy refused the parameters: %m");
+                return;
+        }
+
+        if (m->last_summary.host_pressure)
+                log_debug("Decision (%s): %s", why, m->last_summary.reason);
+
+        bool sent = false;
+        for (size_t i = 0; i < n; i++) {
+                VM *vm = m->snapshot_vms[i];
+                const PolicyDecision *d = &m->decisions[i];
+                bool moves = d->action == POLICY_INFLATE && d->target != vm->target;
+
+                vm_apply_decision(vm, now, d, m->options.dry_run);
+                sent = sent || moves;
+                vm->slice_pressure = vm->pressure_event = false;
+        }
+
+        /* How long from the trigger fd becoming readable to the balloon command on its way. */
+        if (sent && m->host_pressure && m->host_trigger_usec > 0)
+                log_debug("latency trigger->balloon %" PRIu64 " us", monotonic_usec() - m->host_trigger_usec);
+        m->host_pressure = false;
+}
+
+void manager_query_done(Manager *m) {
+        if (m->queries_in_flight == 0)
+                return;
+        if (--m->queries_in_flight == 0)
+                manager_decide(m, "tick");
+}
+
+static int manager_grow_buffers(Manager *m, size_t n) {
+        if (n <= m->snapshot_allocated)
+                return 0;
+
+        size_t k = MAX(n, m->snapshot_allocated * 2);
+        PolicyVM *s = reallocarray(m->snapshot, k, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        m->snapshot = s;
+        PolicyDecision *d = reallocarray(m->decisions, k, sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        m->decisions = d;
+        VM **v = reallocarray(m->snapshot_vms, k, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        m->snapshot_vms = v;
+        m->snapshot_allocated = k;
+        return 0;
+}
+
+static bool strv_contains(char **l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+/* Adopts new balloon slices and drops vanished ones. */
+static int manager_scan(Manager *m) {
+        _cleanup_strv_free_ char **names = NULL;
+        int r;
+
+        r = cg_list_vms(m->cgroup_fd, m->config->parent_slice, &names);
+        if (r == -ENOENT)
+                names = NULL; /* no parent slice (yet): no VMs */
+        else if (r < 0)
+                return log_warning_errno(r, "Cannot list VM slices under %s: %m", m->config->parent_slice);
+
+        for (size_t i = 0; i < m->n_vms;) {
+                VM *vm = m->vms[i];
+                if (strv_contains(names, vm->name)) {
+                        i++;
+                        continue;
+                }
+                log_info("%s: slice %s is gone, dropping the VM", vm->name, vm->cgpath);
+                vm_free(vm);
+                m->vms[i] = m->vms[--m->n_vms];
+        }
+
+        for (char **name = names; name && *name; name++) {
+                bool known = false;
+                for (size_t i = 0; i < m->n_vms && !known; i++)
+                        known = streq(m->vms[i]->name, *name);
+                if (known)
+                        continue;
+
+                r = manager_grow_buffers(m, m->n_vms + 1);
+                if (r < 0)
+                        return log_oom();
+                VM **l = reallocarray(m->vms, m->n_vms + 1, sizeof *l);
+                if (!l)
+                        return log_oom();
+                m->vms = l;
+
+                VM *vm;
+                r = vm_new(m, *name, &vm);
+                if (r < 0)
+                        continue;
+                log_info("%s: found slice %s, connecting to %s", vm->name, vm->cgpath, vm->qmp_path);
+                m->vms[m->n_vms++] = vm;
+        }
+        return 0;
+}
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        (void) manager_scan(m);
+        manager_read_host(m);
+
+        /* A tick whose queries are still in flight is not stacked on. */
+        if (m->queries_in_flight == 0)
+                for (size_t i = 0; i < m->n_vms; i++)
+                        m->queries_in_flight += vm_refresh(m->vms[i]);
+        if (m->queries_in_flight == 0)
+                manager_decide(m, "tick");
+
+        if (!m->notified_ready) {
+                (void) sd_notify(false, "READY=1");
+                m->notified_ready = true;
+        }
+        manager_notify_status(m);
+
+        r = sd_event_source_set_time_relative(s, m->config->stats_interval_usec);
+        if (r < 0)
+                return log_error_errno(r, "Cannot rearm the tick: %m");
+        return 0;
+}
+
+static int manager_reload(Manager *m) {
+        Config *c = NULL;
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1");
+        r = config_load(m->options.config_dir, &c);
+        if (r < 0) {
+                (void) sd_notify(false, "READY=1");
+                return log_error_errno(r, "Reloading the configuration failed, keeping the old one.");
+        }
+        if (!streq(c->parent_slice, m->config->parent_slice) || !streq(c->runtime_dir, m->config->runtime_dir))
+                log_warning("ParentSlice= and RuntimeDir= take effect at the next start only.");
+        free(c->parent_slice);
+        c->parent_slice = strdup(m->config->parent_slice);
+        if (!c->parent_slice) {
+                config_free(c);
+                return log_oom();
+        }
+
+        config_free(m->config);
+        m->config = c;
+        manager_load_params(m);
+        for (size_t i = 0; i < m->n_vms; i++) {
+                vm_apply_config(m->vms[i], c);
+                (void) vm_arm_slice_trigger(m->vms[i]);
+        }
+        (void) manager_arm_host_trigger(m);
+        log_info("Configuration reloaded.");
+        (void) sd_notify(false, "READY=1");
+        return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void) manager_reload(userdata);
+        return 0;
+}
+
+static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received SIG%s, exiting; balloons and memory.high stay as they are.",
+                 sigabbrev_np((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1");
+        return sd_event_exit(m->event, 0);
+}
+
+int manager_new(const ManagerOptions *options, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = new0(Manager, 1);
+        if (!m)
+                return log_oom();
+        m->options = *options;
+        m->cgroup_fd = -EBADF;
+
+        r = config_load(options->config_dir, &m->config);
+        if (r < 0)
+                return r; /* config_load() logged file:line */
+
+        m->runtime_dir = strdup(options->runtime_dir ?: m->config->runtime_dir);
+        if (!m->runtime_dir)
+                return log_oom();
+        manager_load_params(m);
+
+        r = cg_open_root(options->cgroup_root, &m->cgroup_fd);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the cgroup root %s: %m", options->cgroup_root);
+        r = cg_check_cgroup2(m->cgroup_fd, options->allow_plain_cgroup_dir);
+        if (r == -ENOMEDIUM)
+                return log_error_errno(r, "%s is not on a cgroup2 mount. autoballoond needs cgroup v2: boot with "
+                                       "systemd.unified_cgroup_hierarchy=1, or mount it (mount -t cgroup2 none "
+                                       "/sys/fs/cgroup) and pass --cgroup-root.", options->cgroup_root);
+        if (r < 0)
+                return log_error_errno(r, "Cannot check the cgroup root %s: %m", options->cgroup_root);
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the event loop: %m");
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        for (size_t i = 0; i < m->n_vms; i++)
+                vm_free(m->vms[i]);
+        free(m->vms);
+        free(m->snapshot);
+        free(m->decisions);
+        free(m->snapshot_vms);
+        sd_event_source_disable_unref(m->host_trigger);
+        sd_event_source_disable_unref(m->tick);
+        safe_close(m->cgroup_fd);
+        config_free(m->config);
+        free(m->runtime_dir);
+        sd_event_unref(m->event);
+        free(m);
+        return NULL;
+}
+
+int manager_start(Manager *m) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Cannot block signals: %m");
+
+        r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch signals: %m");
+
+        r = manager_arm_host_trigger(m);
+        if (r < 0)
+                return r;
+
+        manager_read_host(m);
+        (void) manager_scan(m);
+
+        r = sd_event_add_time_relative(m->event, &m->tick, CLOCK_MONOTONIC, m->config->stats_interval_usec,
+                                       100 * USEC_PER_MSEC, on_tick, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start the tick: %m");
+        r = sd_event_source_set_enabled(m->tick, SD_EVENT_ON);
+        if (r < 0)
+                return r;
+
+        r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                log_debug_errno(r, "No watchdog: %m");
+
+        log_info("autoballoond started: cgroup root %s, parent slice %s, QMP sockets in %s/qmp, %s%s",
+                 m->options.cgroup_root, m->config->parent_slice, m->runtime_dir,
+                 m->config->host_pressure == HOST_PRESSURE_SLICE ? "host pressure from the parent slice" :
+                 "host pressure from the system", m->options.dry_run ? ", dry run: nothing is changed" : "");
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        return sd_event_loop(m->event);
+}

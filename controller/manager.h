@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "policy.h"
+#include "vm.h"
+
+typedef struct ManagerOptions {
+        const char *config_dir;
+        const char *cgroup_root;
+        const char *proc_root;
+        const char *runtime_dir;  /* overrides RuntimeDir= when set */
+        bool dry_run;
+        bool allow_plain_cgroup_dir; /* accept a cgroup root that is not cgroup2 (tests only) */
+} ManagerOptions;
+
+typedef struct Manager {
+        sd_event *event;
+        ManagerOptions options;
+        Config *config;
+        PolicyParams params;
+
+        int cgroup_fd;
+        char *runtime_dir;
+
+        sd_event_source *host_trigger;
+        bool host_pressure;          /* trigger fired since the last decision */
+        uint64_t host_trigger_usec;  /* when it last fired, for the latency figure */
+        uint64_t host_total, host_available;
+        bool window_rounding_logged;
+
+        sd_event_source *tick;
+        unsigned queries_in_flight;
+
+        VM **vms;
+        size_t n_vms;
+
+        /* Preallocated so a decision does not allocate. */
+        PolicyVM *snapshot;
+        PolicyDecision *decisions;
+        VM **snapshot_vms;
+        size_t snapshot_allocated;
+
+        PolicySummary last_summary;
+        bool notified_ready;
+} Manager;
+
+int manager_new(const ManagerOptions *options, Manager **ret);
+Manager *manager_free(Manager *m);
+static inline void manager_freep(Manager **m) {
+        manager_free(*m);
+}
+
+int manager_start(Manager *m);
+int manager_run(Manager *m);
+
+/* Runs the policy on the current view of the world and acts on the decisions. */
+void manager_decide(Manager *m, const char *why);
+/* A VM's refresh query finished; the last one of a tick triggers a decision. */
+void manager_query_done(Manager *m);
+/* Arms a PSI trigger and logs once if the window had to be rounded up. */
+int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall_usec,
+                        sd_event_io_handler_t handler, void *userdata, sd_event_source **ret);

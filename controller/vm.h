@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "policy.h"
+#include "qmp.h"
+
+typedef struct Manager Manager;
+
+/* What the daemon knows of one VM: its slice, its QMP connection, the balloon as last seen, the
+ * guest stats, and the policy state carried between decisions. */
+
+#define VM_HISTORY_MAX 16
+
+typedef struct VMHistoryEntry {
+        uint64_t usec;
+        PolicyAction action;
+        uint64_t actual, target, memory_high;
+        char reason[POLICY_REASON_MAX];
+} VMHistoryEntry;
+
+typedef enum VMState {
+        VM_CONNECTING,  /* waiting for QMP (not started yet, restarting, or back-off after an error) */
+        VM_PROBING,     /* QMP ready; finding the balloon device and the boot memory size */
+        VM_READY,       /* managed */
+        VM_UNSUPPORTED, /* no balloon device: reported once, not retried until QMP reconnects */
+} VMState;
+
+typedef struct VM {
+        Manager *manager;
+        char *name;
+        char *cgpath;        /* relative to the cgroup root */
+        char *qmp_path;
+        VMConfig config;     /* resolved against the config file; name borrowed from 'name' */
+
+        QmpClient *qmp;
+        VMState state;
+        char *balloon_qom_path;
+        uint64_t boot_memory;
+
+        uint64_t actual, target;
+        uint64_t memory_high, memory_current;
+        bool memory_high_known;
+
+        GuestStats stats, prev_stats;
+        bool has_stats, has_prev_stats;
+        uint64_t swap_in_rate, major_fault_rate;
+        uint64_t alloc_stalls, direct_reclaims, oom_kills;
+
+        sd_event_source *slice_trigger;
+        bool slice_pressure;      /* trigger fired since the last decision */
+        bool pressure_event;      /* guest pressure message since the last decision */
+
+        /* Policy state carried between decisions. */
+        uint64_t hysteresis_until_usec, backoff_until_usec, last_progress_usec, last_inflate_usec;
+        unsigned stall_count;
+        PolicyAction last_action;
+        char last_reason[POLICY_REASON_MAX];
+
+        VMHistoryEntry history[VM_HISTORY_MAX];
+        unsigned n_history;
+
+        /* When a host trigger led to a balloon command: for the latency figure. */
+        uint64_t trigger_usec;
+} VM;
+
+int vm_new(Manager *m, const char *name, VM **ret);
+VM *vm_free(VM *vm);
+static inline void vm_freep(VM **vm) {
+        vm_free(*vm);
+}
+
+/* Resolves the VM's Weight/MinMemory/MaxMemory against the current configuration. */
+void vm_apply_config(VM *vm, const Config *c);
+int vm_arm_slice_trigger(VM *vm);
+
+/* Slow tick: asks QEMU for the balloon size and guest stats and reads the slice's memory files.
+ * Each QMP reply calls manager_query_done(). Returns the number of queries in flight. */
+unsigned vm_refresh(VM *vm);
+
+/* Fills the policy's view of this VM. */
+void vm_snapshot(VM *vm, uint64_t now, PolicyVM *ret);
+
+/* Acts on a decision: memory.high and the balloon command, unless dry_run. Logs it. */
+void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_run);
+
+const char *vm_state_to_string(VMState s);

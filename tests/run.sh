@@ -1,0 +1,38 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Sets up and runs the whole test suite, fastest tiers first:
+#   1. build with -Werror and the unit tests
+#   2. the unit tests again under ASan+UBSan
+#   3. the guest image (cached in $AUTOBALLOON_CACHE)
+#   4. integration and end-to-end tests on real QEMU guests, real PSI and real cgroups (root)
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export AUTOBALLOON_CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
+start=$(date +%s)
+tier() { printf '\n=== %s (%ds)\n' "$*" $(($(date +%s) - start)); }
+
+tier "setup"
+tests/setup.sh
+
+tier "build (-Werror) and unit tests"
+[ -d build/ci ] || meson setup build/ci --werror -Dtests=enabled >/dev/null
+ninja -C build/ci >/dev/null
+meson test -C build/ci --suite unit --print-errorlogs
+
+tier "unit tests under ASan+UBSan"
+[ -d build/asan ] || meson setup build/asan --werror -Dtests=enabled -Db_sanitize=address,undefined \
+        -Db_lundef=false >/dev/null
+ninja -C build/asan >/dev/null
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+        meson test -C build/asan --suite unit --print-errorlogs
+
+tier "guest image"
+tests/guest-image/build.sh
+
+tier "integration and end-to-end tests (real guests, real PSI)"
+export AUTOBALLOON_BUILD="$top/build/ci"
+python3 -m pytest -v -p no:cacheprovider tests/integration tests/e2e
+
+tier "done"

@@ -1,3 +1,331 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
 #include "cgroup.h"
+
+/* Single-value and key-value cgroup files are small; memory.stat is a few KiB. */
+#define CG_VALUE_MAX 4096
+#define CG_STAT_MAX (64 * 1024)
+
+static void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+int cg_open_root(const char *path, int *ret_fd) {
+        int fd;
+
+        fd = open(path, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+
+        *ret_fd = fd;
+        return 0;
+}
+
+int cg_check_cgroup2(int root_fd, bool allow_plain_dir) {
+        struct statfs sfs;
+        struct stat st;
+
+        if (fstatfs(root_fd, &sfs) < 0)
+                return -errno;
+        if (sfs.f_type == CGROUP2_SUPER_MAGIC)
+                return 0;
+        if (!allow_plain_dir)
+                return -ENOMEDIUM;
+
+        if (fstat(root_fd, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static bool vm_name_is_valid(const char *s) {
+        return s && *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == strlen(s);
+}
+
+/* "a.slice/balloon.slice" -> "balloon-": systemd names a child slice by its parent's unit name, a
+ * dash and the child's own part. */
+static int slice_child_prefix(const char *parent_slice, char **ret) {
+        const char *base, *e;
+        char *p;
+
+        base = strrchr(parent_slice, '/');
+        base = base ? base + 1 : parent_slice;
+        e = strrchr(base, '.');
+        if (!e || e == base || !streq(e, ".slice"))
+                return -EINVAL;
+
+        if (asprintf(&p, "%.*s-", (int) (e - base), base) < 0)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+static int cmp_strp(const void *a, const void *b) {
+        return strcmp(*(char * const *) a, *(char * const *) b);
+}
+
+int cg_list_vms(int root_fd, const char *parent_slice, char ***ret_names) {
+        _cleanup_free_ char *prefix = NULL;
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        size_t n = 0;
+        int fd, r;
+
+        r = slice_child_prefix(parent_slice, &prefix);
+        if (r < 0)
+                return r;
+
+        fd = openat(root_fd, parent_slice, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                (void) safe_close(fd);
+                return r;
+        }
+
+        names = new0(char *, 1);
+        if (!names)
+                return -ENOMEM;
+
+        for (;;) {
+                struct dirent *de;
+                const char *vm, *suffix;
+
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        if (errno != 0)
+                                return -errno;
+                        break;
+                }
+
+                vm = startswith(de->d_name, prefix);
+                if (!vm)
+                        continue;
+                suffix = strrchr(vm, '.');
+                if (!suffix || !streq(suffix, ".slice"))
+                        continue;
+
+                _cleanup_free_ char *name = strndup(vm, suffix - vm);
+                if (!name)
+                        return -ENOMEM;
+                if (!vm_name_is_valid(name))
+                        continue;
+
+                if (de->d_type == DT_UNKNOWN) {
+                        struct stat st;
+                        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                                continue; /* gone meanwhile */
+                        if (!S_ISDIR(st.st_mode))
+                                continue;
+                } else if (de->d_type != DT_DIR)
+                        continue;
+
+                char **l = reallocarray(names, n + 2, sizeof(char *));
+                if (!l)
+                        return -ENOMEM;
+                names = l;
+                names[n++] = TAKE_PTR(name);
+                names[n] = NULL;
+        }
+
+        qsort(names, n, sizeof(char *), cmp_strp);
+        *ret_names = TAKE_PTR(names);
+        return (int) n;
+}
+
+int cg_vm_path(const char *parent_slice, const char *vm, char **ret) {
+        _cleanup_free_ char *prefix = NULL;
+        char *p;
+        int r;
+
+        if (!vm_name_is_valid(vm))
+                return -EINVAL;
+        r = slice_child_prefix(parent_slice, &prefix);
+        if (r < 0)
+                return r;
+
+        if (asprintf(&p, "%s/%s%s.slice", parent_slice, prefix, vm) < 0)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+/* "cgpath/file" relative to the root fd, or just "file" for the root cgroup itself. */
+static int cg_file_path(const char *cgpath, const char *file, char **ret) {
+        char *p;
+
+        if (!file || !*file || strchr(file, '/'))
+                return -EINVAL;
+        if (!cgpath || !*cgpath)
+                p = strdup(file);
+        else if (asprintf(&p, "%s/%s", cgpath, file) < 0)
+                p = NULL;
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+static int cg_read_file(int root_fd, const char *cgpath, const char *file, size_t max_size, char **ret) {
+        _cleanup_free_ char *p = NULL;
+        int r;
+
+        r = cg_file_path(cgpath, file, &p);
+        if (r < 0)
+                return r;
+        return read_full_file_at(root_fd, p, max_size, ret, NULL);
+}
+
+int cg_read_u64(int root_fd, const char *cgpath, const char *file, uint64_t *ret) {
+        _cleanup_free_ char *text = NULL;
+        size_t l;
+        int r;
+
+        r = cg_read_file(root_fd, cgpath, file, CG_VALUE_MAX, &text);
+        if (r < 0)
+                return r;
+
+        l = strlen(text);
+        if (l > 0 && text[l - 1] == '\n')
+                text[l - 1] = 0;
+
+        if (streq(text, "max")) {
+                *ret = SIZE_UNLIMITED;
+                return 0;
+        }
+        return safe_atou64(text, ret) < 0 ? -EBADMSG : 0;
+}
+
+int cg_write_u64(int root_fd, const char *cgpath, const char *file, uint64_t value) {
+        _cleanup_free_ char *p = NULL;
+        char buf[32];
+        int r;
+
+        r = cg_file_path(cgpath, file, &p);
+        if (r < 0)
+                return r;
+
+        if (value == SIZE_UNLIMITED)
+                strcpy(buf, "max");
+        else
+                (void) snprintf(buf, sizeof buf, "%" PRIu64, value);
+
+        return write_string_file_at(root_fd, p, buf);
+}
+
+/* Calls cb for each "key value\n" line of text; -EBADMSG on a line of another shape. */
+static int parse_key_values(char *text, int (*cb)(const char *key, uint64_t value, void *userdata), void *userdata) {
+        char *saveptr = NULL;
+
+        for (char *line = strtok_r(text, "\n", &saveptr); line; line = strtok_r(NULL, "\n", &saveptr)) {
+                char *sp = strchr(line, ' ');
+                uint64_t v;
+                int r;
+
+                if (!sp || sp == line)
+                        return -EBADMSG;
+                *sp = 0;
+                if (safe_atou64(sp + 1, &v) < 0)
+                        return -EBADMSG;
+                r = cb(line, v, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+typedef struct MemoryStatParse {
+        CgMemoryStat stat;
+        bool has_anon, has_file;
+} MemoryStatParse;
+
+static int memory_stat_item(const char *key, uint64_t value, void *userdata) {
+        MemoryStatParse *m = userdata;
+
+        if (streq(key, "anon")) {
+                m->stat.anon = value;
+                m->has_anon = true;
+        } else if (streq(key, "file")) {
+                m->stat.file = value;
+                m->has_file = true;
+        } else if (streq(key, "shmem"))
+                m->stat.shmem = value;
+        else if (streq(key, "workingset_refault_file"))
+                m->stat.workingset_refault_file = value;
+        return 0;
+}
+
+int cg_read_memory_stat(int root_fd, const char *cgpath, CgMemoryStat *ret) {
+        _cleanup_free_ char *text = NULL;
+        MemoryStatParse m = {};
+        int r;
+
+        r = cg_read_file(root_fd, cgpath, "memory.stat", CG_STAT_MAX, &text);
+        if (r < 0)
+                return r;
+
+        r = parse_key_values(text, memory_stat_item, &m);
+        if (r < 0)
+                return r;
+        /* Every cgroup v2 kernel has these two; without them this is not a memory.stat. */
+        if (!m.has_anon || !m.has_file)
+                return -EBADMSG;
+
+        *ret = m.stat;
+        return 0;
+}
+
+static int events_item(const char *key, uint64_t value, void *userdata) {
+        int *populated = userdata;
+
+        if (streq(key, "populated")) {
+                if (value > 1)
+                        return -EBADMSG;
+                *populated = (int) value;
+        }
+        return 0;
+}
+
+int cg_read_populated(int root_fd, const char *cgpath, bool *ret) {
+        _cleanup_free_ char *text = NULL;
+        int populated = -1, r;
+
+        r = cg_read_file(root_fd, cgpath, "cgroup.events", CG_VALUE_MAX, &text);
+        if (r < 0)
+                return r;
+
+        r = parse_key_values(text, events_item, &populated);
+        if (r < 0)
+                return r;
+        if (populated < 0)
+                return -EBADMSG;
+
+        *ret = populated;
+        return 0;
+}
+
+int cg_open_file(int root_fd, const char *cgpath, const char *file, int flags, int *ret_fd) {
+        _cleanup_free_ char *p = NULL;
+        int fd, r;
+
+        r = cg_file_path(cgpath, file, &p);
+        if (r < 0)
+                return r;
+
+        fd = openat(root_fd, p, flags|O_CLOEXEC|O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        *ret_fd = fd;
+        return 0;
+}

@@ -25,21 +25,25 @@ int cg_check_cgroup2(int root_fd, bool allow_plain_dir);
 
 /* Lists VM names under the parent slice: for parent "balloon.slice", the directories
  * "balloon.slice/balloon-<vm>.slice" give "<vm>". Names must match [A-Za-z0-9_]+ (a '-' would mean a
- * deeper slice to systemd); others are skipped. Returns a NULL-terminated, sorted array of strings
- * (free with strv_free()); -ENOENT if the parent slice does not exist. */
+ * deeper slice to systemd); others, and anything that is not a directory, are skipped. Returns the number
+ * of VMs and a NULL-terminated, sorted array of strings (free with strv_free()); -ENOENT if the parent
+ * slice does not exist, -EINVAL if 'parent_slice' does not end in ".slice". */
 int cg_list_vms(int root_fd, const char *parent_slice, char ***ret_names);
 
 /* "balloon.slice" + "web" -> "balloon.slice/balloon-web.slice". */
 int cg_vm_path(const char *parent_slice, const char *vm, char **ret);
 
 /* Reads a single-value file (memory.current, memory.high, memory.max, ...): a decimal number or "max".
- * -ENOENT when the file does not exist (for example memory controller not enabled). */
+ * -ENOENT when the file does not exist (for example memory controller not enabled), -EBADMSG when it
+ * holds anything else. */
 int cg_read_u64(int root_fd, const char *cgpath, const char *file, uint64_t *ret);
 /* Writes a decimal number, or "max" for SIZE_UNLIMITED. */
 int cg_write_u64(int root_fd, const char *cgpath, const char *file, uint64_t value);
 
+/* memory.stat: "key value" lines; keys not in CgMemoryStat are ignored, missing optional ones read 0.
+ * -EBADMSG on a malformed line or without "anon" and "file". */
 int cg_read_memory_stat(int root_fd, const char *cgpath, CgMemoryStat *ret);
-/* "populated" from cgroup.events. */
+/* "populated" from cgroup.events; -EBADMSG if missing or not 0/1. */
 int cg_read_populated(int root_fd, const char *cgpath, bool *ret);
 
 /* Opens a file of the cgroup at 'cgpath' ("" is the root itself). */

@@ -1,3 +1,738 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
+
+/*
+ * Configuration: <dir>/autoballoon.conf, then <dir>/autoballoon.conf.d/\*.conf in lexical (strcmp)
+ * order; a later assignment overrides an earlier one, an empty one ("Key=") restores the default.
+ * systemd-style syntax: "[Section]", "Key=Value", comments start with '#' or ';'.
+ *
+ * [Daemon]
+ *   ParentSlice=balloon.slice     slice (path under the cgroup root) holding balloon-<vm>.slice
+ *   HostPressure=system|slice     host PSI and free memory from /proc, or from the parent slice
+ *   HostReserve=5%                memory kept for the host; size or % of host memory
+ *   HysteresisSec=60              no inflate of a VM this long after its guest pressure
+ *   TaxRate=0.75                  idle memory tax, in [0, 1)
+ *   ReclaimStep=128M              reclaim goal per host pressure event (> 0)
+ *   MaxStep=256M                  largest balloon change per VM and decision (> 0)
+ *   MaxRate=128M                  largest balloon change per VM and second (> 0)
+ *   DeflateStep=128M              given back on guest pressure (> 0)
+ *   GuestReserve=64M              available memory an inflate leaves the guest; size or % of the
+ *                                 guest's current memory
+ *   GuestMinAvailable=32M         below it the guest is under pressure; size or %, as GuestReserve=,
+ *                                 and below it
+ *   GuestSwapInRate=1M            guest swap-in, bytes per second, counted as pressure
+ *   GuestMajorFaultRate=100       guest major faults per second counted as pressure
+ *   MemoryHighOverhead=256M       slice memory.high = balloon size + this
+ *   HostTriggerStallSec=0.1       host PSI trigger: stall (> 0, at most the window) ...
+ *   SliceTriggerStallSec=0.1      per-VM slice PSI trigger: stall (> 0, at most the window) ...
+ *   TriggerWindowSec=2            ... in this window, 0.5s..10s (the kernel's limits)
+ *   StatsIntervalSec=2            guest stats refresh (> 0)
+ *   BalloonStallSec=10            a balloon that does not move for this long is stalled (> 0)
+ *   BalloonBackoffSec=30          and left alone this long (> 0)
+ *   RuntimeDir=/run/autoballoon   absolute path
+ *
+ * [VM <name>]                     name as in balloon-<name>.slice: [A-Za-z0-9_]+
+ *   Weight=100                    1..10000
+ *   MinMemory=25%                 floor; size or % of the VM's boot memory
+ *   MaxMemory=100%                ceiling (> 0); size or % of the VM's boot memory, >= MinMemory=
+ *
+ * Times take "us", "ms", "s", "min", "h" suffixes (seconds without one); sizes take K, M, G, T.
+ */
+
+#include <dirent.h>
+#include <ini.h>
+#include <limits.h>
+#include <stddef.h>
+#include <sys/stat.h>
+
 #include "config.h"
+#include "log.h"
+#include "util.h"
+
+static void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+static const char *strempty(const char *s) {
+        return s ?: "";
+}
+
+typedef enum ConfigType {
+        CONFIG_SIZE,          /* uint64_t bytes */
+        CONFIG_SIZE_SPEC,     /* SizeSpec: bytes or percent */
+        CONFIG_TIME,          /* uint64_t usec */
+        CONFIG_UINT,          /* uint64_t */
+        CONFIG_RATIO,         /* double in [0, 1) */
+        CONFIG_SLICE,         /* char *, a relative path of ".slice" directories */
+        CONFIG_PATH,          /* char *, absolute */
+        CONFIG_HOST_PRESSURE, /* HostPressureSource */
+} ConfigType;
+
+typedef struct ConfigKey {
+        const char *name;
+        ConfigType type;
+        size_t offset;             /* of the field in Config or VMConfig */
+        const char *default_value; /* parsed like a value from a file */
+        uint64_t min, max;         /* for SIZE, TIME, UINT; SIZE_SPEC: min > 0 means "not zero" */
+        const char *range;         /* says min and max to the user */
+        size_t set_offset;         /* VM keys: the bool that says the key was set, else SIZE_MAX */
+} ConfigKey;
+
+#define DAEMON_KEY(n, t, field, def, lo, hi, r) \
+        { n, t, offsetof(Config, field), def, lo, hi, r, SIZE_MAX }
+#define VM_KEY(n, t, field, set_field, def, lo, hi, r) \
+        { n, t, offsetof(VMConfig, field), def, lo, hi, r, offsetof(VMConfig, set_field) }
+
+static const ConfigKey daemon_keys[] = {
+        DAEMON_KEY("ParentSlice",          CONFIG_SLICE,         parent_slice,             "balloon.slice",    0, 0, NULL),
+        DAEMON_KEY("HostPressure",         CONFIG_HOST_PRESSURE, host_pressure,            "system",           0, 0, NULL),
+        DAEMON_KEY("HostReserve",          CONFIG_SIZE_SPEC,     host_reserve,             "5%",               0, 0, NULL),
+        DAEMON_KEY("HysteresisSec",        CONFIG_TIME,          hysteresis_usec,          "60",               0, UINT64_MAX, NULL),
+        DAEMON_KEY("TaxRate",              CONFIG_RATIO,         tax_rate,                 "0.75",             0, 0, NULL),
+        DAEMON_KEY("ReclaimStep",          CONFIG_SIZE,          reclaim_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("MaxStep",              CONFIG_SIZE,          max_step,                 "256M",             1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("MaxRate",              CONFIG_SIZE,          max_rate,                 "128M",             1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("DeflateStep",          CONFIG_SIZE,          deflate_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("GuestReserve",         CONFIG_SIZE_SPEC,     guest_reserve,            "64M",              0, 0, NULL),
+        DAEMON_KEY("GuestMinAvailable",    CONFIG_SIZE_SPEC,     guest_min_available,      "32M",              0, 0, NULL),
+        DAEMON_KEY("GuestSwapInRate",      CONFIG_SIZE,          guest_swapin_rate,        "1M",               0, UINT64_MAX, NULL),
+        DAEMON_KEY("GuestMajorFaultRate",  CONFIG_UINT,          guest_major_fault_rate,   "100",              0, UINT64_MAX, NULL),
+        DAEMON_KEY("MemoryHighOverhead",   CONFIG_SIZE,          memory_high_overhead,     "256M",             0, UINT64_MAX, NULL),
+        DAEMON_KEY("HostTriggerStallSec",  CONFIG_TIME,          host_trigger_stall_usec,  "0.1",              1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("SliceTriggerStallSec", CONFIG_TIME,          slice_trigger_stall_usec, "0.1",              1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("TriggerWindowSec",     CONFIG_TIME,          trigger_window_usec,      "2",                500 * USEC_PER_MSEC, 10 * USEC_PER_SEC, "must be between 500ms and 10s"),
+        DAEMON_KEY("StatsIntervalSec",     CONFIG_TIME,          stats_interval_usec,      "2",                1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("BalloonStallSec",      CONFIG_TIME,          stall_usec,               "10",               1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("BalloonBackoffSec",    CONFIG_TIME,          stall_backoff_usec,       "30",               1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("RuntimeDir",           CONFIG_PATH,          runtime_dir,              "/run/autoballoon", 0, 0, NULL),
+};
+
+static const ConfigKey vm_keys[] = {
+        VM_KEY("Weight",    CONFIG_UINT,      weight,     weight_set, "100",  1, 10000, "must be between 1 and 10000"),
+        VM_KEY("MinMemory", CONFIG_SIZE_SPEC, min_memory, min_set,    "25%",  0, 0, NULL),
+        VM_KEY("MaxMemory", CONFIG_SIZE_SPEC, max_memory, max_set,    "100%", 1, 0, "must be greater than 0"),
+};
+
+static const ConfigKey *config_key_find(const ConfigKey *keys, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(keys[i].name, name))
+                        return keys + i;
+        return NULL;
+}
+
+#define DAEMON_KEY_FIND(name) config_key_find(daemon_keys, ELEMENTSOF(daemon_keys), name)
+#define VM_KEY_FIND(name) config_key_find(vm_keys, ELEMENTSOF(vm_keys), name)
+
+static bool vm_name_is_valid(const char *s) {
+        return *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == strlen(s);
+}
+
+static bool slice_path_is_valid(const char *s) {
+        const char *p = s;
+
+        if (*s == '/' || strlen(s) > 1024)
+                return false;
+        for (;;) {
+                size_t l = strcspn(p, "/");
+                /* "x.slice": at least one character before the suffix, and unit-name characters only. */
+                if (l <= strlen(".slice") || strncmp(p + l - strlen(".slice"), ".slice", strlen(".slice")) != 0 ||
+                    strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") < l || *p == '.')
+                        return false;
+                if (p[l] == 0)
+                        return true;
+                p += l + 1;
+        }
+}
+
+/* Writes the value to base + k->offset only on success; on -EINVAL *ret_reason says why. */
+static int config_key_parse(const ConfigKey *k, const char *value, void *base, const char **ret_reason) {
+        void *field = (uint8_t *) base + k->offset;
+        uint64_t u;
+        int r;
+
+        switch (k->type) {
+
+        case CONFIG_SIZE:
+                r = parse_size(value, false, &u, NULL);
+                if (r < 0) {
+                        *ret_reason = r == -ERANGE ? "size too large" : "not a size (e.g. 512M, 2G)";
+                        return -EINVAL;
+                }
+                break;
+
+        case CONFIG_SIZE_SPEC: {
+                SizeSpec s;
+                r = parse_size(value, true, &s.bytes, &s.permyriad);
+                if (r < 0) {
+                        *ret_reason = r == -ERANGE ? "too large (sizes are limited to 16E, percentages to 100%)"
+                                                   : "not a size or percentage (e.g. 512M, 2G, 25%)";
+                        return -EINVAL;
+                }
+                if (k->min > 0 && s.bytes == 0 && s.permyriad == 0) {
+                        *ret_reason = k->range;
+                        return -EINVAL;
+                }
+                *(SizeSpec *) field = s;
+                return 0;
+        }
+
+        case CONFIG_TIME:
+                r = parse_time_usec(value, &u);
+                if (r < 0) {
+                        *ret_reason = r == -ERANGE ? "time too large" : "not a time (e.g. 2, 0.5, 500ms, 1min)";
+                        return -EINVAL;
+                }
+                break;
+
+        case CONFIG_UINT:
+                r = safe_atou64(value, &u);
+                if (r < 0) {
+                        *ret_reason = r == -ERANGE ? "number too large" : "not a non-negative integer";
+                        return -EINVAL;
+                }
+                break;
+
+        case CONFIG_RATIO: {
+                /* Plain decimals only: strtod() would also take "nan", "inf", hex and signs. */
+                size_t n = strspn(value, "0123456789");
+                char *end;
+                if (n == 0 || (value[n] != 0 && (value[n] != '.' || value[n + 1] == 0 ||
+                                                 strspn(value + n + 1, "0123456789") != strlen(value + n + 1)))) {
+                        *ret_reason = "not a decimal number";
+                        return -EINVAL;
+                }
+                double d = strtod(value, &end);
+                if (*end != 0 || d >= 1.0) {
+                        *ret_reason = "must be at least 0 and below 1";
+                        return -EINVAL;
+                }
+                *(double *) field = d;
+                return 0;
+        }
+
+        case CONFIG_SLICE:
+        case CONFIG_PATH: {
+                bool ok = k->type == CONFIG_SLICE ? slice_path_is_valid(value) : value[0] == '/';
+                if (!ok) {
+                        *ret_reason = k->type == CONFIG_SLICE
+                                ? "not a slice path relative to the cgroup root (e.g. balloon.slice)"
+                                : "not an absolute path";
+                        return -EINVAL;
+                }
+                char *s = strdup(value);
+                if (!s)
+                        return -ENOMEM;
+                free(*(char **) field);
+                *(char **) field = s;
+                return 0;
+        }
+
+        case CONFIG_HOST_PRESSURE:
+                if (streq(value, "system"))
+                        *(HostPressureSource *) field = HOST_PRESSURE_SYSTEM;
+                else if (streq(value, "slice"))
+                        *(HostPressureSource *) field = HOST_PRESSURE_SLICE;
+                else {
+                        *ret_reason = "must be \"system\" or \"slice\"";
+                        return -EINVAL;
+                }
+                return 0;
+        }
+
+        /* SIZE, TIME and UINT end here, with their range. */
+        if (u < k->min || u > k->max) {
+                *ret_reason = k->range;
+                return -ERANGE;
+        }
+        *(uint64_t *) field = u;
+        return 0;
+}
+
+/* The defaults are constants of this file and test-config checks that they parse. */
+static void config_keys_defaults(const ConfigKey *keys, size_t n, void *base) {
+        const char *unused;
+
+        for (size_t i = 0; i < n; i++)
+                (void) config_key_parse(keys + i, keys[i].default_value, base, &unused);
+}
+
+void vm_config_defaults(VMConfig *ret) {
+        *ret = (VMConfig) {};
+        config_keys_defaults(vm_keys, ELEMENTSOF(vm_keys), ret);
+}
+
+int config_new(Config **ret) {
+        _cleanup_(config_freep) Config *c = NULL;
+
+        c = new0(Config, 1);
+        if (!c)
+                return -ENOMEM;
+
+        config_keys_defaults(daemon_keys, ELEMENTSOF(daemon_keys), c);
+        if (!c->parent_slice || !c->runtime_dir)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+static void config_origin_done(ConfigOrigin *o) {
+        free(o->vm);
+        free(o->file);
+        free(o->value);
+}
+
+Config *config_free(Config *c) {
+        if (!c)
+                return NULL;
+
+        free(c->parent_slice);
+        free(c->runtime_dir);
+        for (size_t i = 0; i < c->n_vms; i++)
+                free(c->vms[i].name);
+        free(c->vms);
+        for (size_t i = 0; i < c->n_origins; i++)
+                config_origin_done(c->origins + i);
+        free(c->origins);
+        free(c);
+        return NULL;
+}
+
+const VMConfig *config_find_vm(const Config *c, const char *name) {
+        for (size_t i = 0; i < c->n_vms; i++)
+                if (streq(c->vms[i].name, name))
+                        return c->vms + i;
+        return NULL;
+}
+
+static size_t config_origin_index(const Config *c, const char *vm, const char *key) {
+        for (size_t i = 0; i < c->n_origins; i++)
+                if (streq_ptr(c->origins[i].vm, vm) && streq(c->origins[i].key, key))
+                        return i;
+        return SIZE_MAX;
+}
+
+const ConfigOrigin *config_find_origin(const Config *c, const char *vm, const char *key) {
+        size_t i = config_origin_index(c, vm, key);
+        return i == SIZE_MAX ? NULL : c->origins + i;
+}
+
+static int config_set_origin(Config *c, const char *vm, const char *key, const char *file, unsigned line,
+                             const char *value) {
+        ConfigOrigin o = { .key = key, .line = line };
+
+        o.vm = vm ? strdup(vm) : NULL;
+        o.file = strdup(file);
+        o.value = strdup(value);
+        if ((vm && !o.vm) || !o.file || !o.value) {
+                config_origin_done(&o);
+                return -ENOMEM;
+        }
+
+        size_t i = config_origin_index(c, vm, key);
+        if (i != SIZE_MAX) {
+                config_origin_done(c->origins + i);
+                c->origins[i] = o;
+                return 0;
+        }
+
+        ConfigOrigin *l = reallocarray(c->origins, c->n_origins + 1, sizeof(ConfigOrigin));
+        if (!l) {
+                config_origin_done(&o);
+                return -ENOMEM;
+        }
+        c->origins = l;
+        c->origins[c->n_origins++] = o;
+        return 0;
+}
+
+typedef enum ConfigSection {
+        SECTION_NONE,
+        SECTION_DAEMON,
+        SECTION_VM,
+} ConfigSection;
+
+typedef struct ConfigParser {
+        Config *config;
+        const char *path;
+        FILE *f;
+        char *buf;
+        size_t buf_size;
+        unsigned line;       /* of the line last handed to inih, which calls the handler right after */
+        ConfigSection section;
+        size_t vm;           /* index into config->vms in SECTION_VM */
+        int error;           /* first error, already logged */
+} ConfigParser;
+
+static int config_add_vm(Config *c, const char *name, size_t *ret_index) {
+        for (size_t i = 0; i < c->n_vms; i++)
+                if (streq(c->vms[i].name, name)) {
+                        *ret_index = i;
+                        return 0;
+                }
+
+        _cleanup_free_ char *n = strdup(name);
+        if (!n)
+                return -ENOMEM;
+        VMConfig *l = reallocarray(c->vms, c->n_vms + 1, sizeof(VMConfig));
+        if (!l)
+                return -ENOMEM;
+        c->vms = l;
+        vm_config_defaults(c->vms + c->n_vms);
+        c->vms[c->n_vms].name = TAKE_PTR(n);
+        *ret_index = c->n_vms++;
+        return 0;
+}
+
+/* Section headers are handled here, so that an empty "[VM x]" still declares the VM and a bad one is
+ * reported even without keys. */
+static int config_parse_section(ConfigParser *p, char *s) {
+        size_t l = strlen(s);
+        const char *name;
+
+        if (l < 2 || s[l - 1] != ']') {
+                log_error("%s:%u: %s: expected \"[Section]\"", p->path, p->line, s);
+                return -EINVAL;
+        }
+        s[l - 1] = 0;
+        s++;
+
+        if (streq(s, "Daemon")) {
+                p->section = SECTION_DAEMON;
+                return 0;
+        }
+
+        name = startswith(s, "VM ");
+        if (!name) {
+                log_error("%s:%u: [%s]: unknown section (expected [Daemon] or [VM <name>])", p->path, p->line, s);
+                return -EINVAL;
+        }
+        if (!vm_name_is_valid(name)) {
+                log_error("%s:%u: [%s]: invalid VM name (letters, digits and '_' only, as in balloon-<name>.slice)",
+                          p->path, p->line, s);
+                return -EINVAL;
+        }
+
+        int r = config_add_vm(p->config, name, &p->vm);
+        if (r < 0)
+                return log_oom();
+        p->section = SECTION_VM;
+        return 0;
+}
+
+static int config_check_line(ConfigParser *p, const char *line) {
+        _cleanup_free_ char *s = NULL;
+        size_t l;
+
+        s = strdup(line);
+        if (!s)
+                return log_oom();
+        l = strlen(s);
+        while (l > 0 && strchr(" \t\r\n", s[l - 1]))
+                s[--l] = 0;
+
+        if (l == 0 || strchr("#;", s[0]))
+                return 0;
+        if (s[0] == '[')
+                return config_parse_section(p, s);
+
+        /* inih would also split at ':' and accept keys with any characters. */
+        size_t k = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
+        if (k == 0 || s[k + strspn(s + k, " \t")] != '=') {
+                log_error("%s:%u: %s: syntax error (expected \"[Section]\", \"Key=Value\" or a comment)",
+                          p->path, p->line, s);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* An ini_reader that hands inih one line at a time, so that p->line is the line of each key, with
+ * leading whitespace removed (inih would take an indented line as the continuation of the previous
+ * value), after checking the line. Stops (returns NULL) at the first error. */
+static char *config_reader(char *str, int num, void *stream) {
+        ConfigParser *p = stream;
+        ssize_t n;
+        char *s;
+
+        if (p->error < 0)
+                return NULL;
+
+        errno = 0;
+        n = getline(&p->buf, &p->buf_size, p->f);
+        if (n < 0) {
+                if (errno != 0)
+                        p->error = log_error_errno(errno, "%s: read failed: %m", p->path);
+                return NULL;
+        }
+        p->line++;
+
+        if (strlen(p->buf) != (size_t) n) {
+                p->error = log_error_errno(EINVAL, "%s:%u: NUL byte in line", p->path, p->line);
+                return NULL;
+        }
+
+        s = p->buf;
+        if (p->line == 1)
+                s = (char *) (startswith(s, "\xEF\xBB\xBF") ?: s);
+        s += strspn(s, " \t");
+
+        if (strlen(s) >= (size_t) num) {
+                p->error = log_error_errno(EINVAL, "%s:%u: line too long (at most %d characters)",
+                                           p->path, p->line, num - 2);
+                return NULL;
+        }
+
+        p->error = config_check_line(p, s);
+        if (p->error < 0)
+                return NULL;
+
+        strcpy(str, s);
+        return str;
+}
+
+static int config_handler(void *user, const char *section, const char *name, const char *value) {
+        ConfigParser *p = user;
+        const ConfigKey *k;
+        const char *reason = NULL, *vm = NULL;
+        void *base;
+        int r;
+
+        if (p->section == SECTION_NONE) {
+                p->error = log_error_errno(EINVAL, "%s:%u: %s=%s: assignment outside of a section",
+                                           p->path, p->line, name, value);
+                return 0;
+        }
+        if (p->section == SECTION_VM) {
+                k = VM_KEY_FIND(name);
+                base = p->config->vms + p->vm;
+                vm = p->config->vms[p->vm].name;
+        } else {
+                k = DAEMON_KEY_FIND(name);
+                base = p->config;
+        }
+
+        if (!k) {
+                if (vm)
+                        p->error = log_error_errno(EINVAL, "%s:%u: %s=%s: unknown key in [VM %s]",
+                                                   p->path, p->line, name, value, vm);
+                else
+                        p->error = log_error_errno(EINVAL, "%s:%u: %s=%s: unknown key in [Daemon]",
+                                                   p->path, p->line, name, value);
+                return 0;
+        }
+
+        /* "Key=" resets to the default, as in systemd unit files. */
+        r = config_key_parse(k, *value ? value : k->default_value, base, &reason);
+        if (r == -ENOMEM) {
+                p->error = log_oom();
+                return 0;
+        }
+        if (r < 0) {
+                p->error = log_error_errno(EINVAL, "%s:%u: %s=%s: %s", p->path, p->line, name, value, reason);
+                return 0;
+        }
+        if (k->set_offset != SIZE_MAX)
+                *(bool *) ((uint8_t *) base + k->set_offset) = *value != 0;
+
+        r = config_set_origin(p->config, vm, k->name, p->path, p->line, *value ? value : k->default_value);
+        if (r < 0) {
+                p->error = log_oom();
+                return 0;
+        }
+        return 1;
+}
+
+int config_parse_file(Config *c, const char *path) {
+        _cleanup_fclose_ FILE *f = NULL;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                if (errno == ENOENT)
+                        return -ENOENT;
+                return log_error_errno(errno, "Failed to open %s: %m", path);
+        }
+
+        ConfigParser p = {
+                .config = c,
+                .path = path,
+                .f = f,
+        };
+
+        r = ini_parse_stream(config_reader, &p, config_handler, &p);
+        free(p.buf);
+        if (p.error < 0)
+                return p.error == -ENOMEM ? -ENOMEM : -EINVAL;
+        if (r == -2)
+                return log_oom();
+        if (r != 0)
+                /* The checks in config_reader() should leave nothing for inih to reject. */
+                return log_error_errno(EINVAL, "%s:%d: syntax error", path, r);
+        return 0;
+}
+
+static int cmp_strp(const void *a, const void *b) {
+        return strcmp(*(char * const *) a, *(char * const *) b);
+}
+
+/* The names of the regular files "*.conf" in dir, sorted with strcmp(); an empty list if dir is missing. */
+static int list_dropins(const char *dir, char ***ret) {
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        size_t n = 0;
+
+        names = new0(char *, 1);
+        if (!names)
+                return -ENOMEM;
+
+        d = opendir(dir);
+        if (!d) {
+                if (errno != ENOENT)
+                        return log_error_errno(errno, "Failed to open %s: %m", dir);
+                *ret = TAKE_PTR(names);
+                return 0;
+        }
+
+        for (;;) {
+                struct dirent *de;
+                struct stat st;
+                const char *e;
+
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        if (errno != 0)
+                                return log_error_errno(errno, "Failed to read %s: %m", dir);
+                        break;
+                }
+
+                /* Hidden files are editor and package manager leftovers, as systemd treats them. */
+                e = strrchr(de->d_name, '.');
+                if (de->d_name[0] == '.' || !e || !streq(e, ".conf"))
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+
+                char **l = reallocarray(names, n + 2, sizeof(char *));
+                if (!l)
+                        return log_oom();
+                names = l;
+                names[n] = strdup(de->d_name);
+                if (!names[n])
+                        return log_oom();
+                names[++n] = NULL;
+        }
+
+        qsort(names, n, sizeof(char *), cmp_strp);
+        *ret = TAKE_PTR(names);
+        return 0;
+}
+
+int config_load(const char *config_dir, Config **ret) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_free_ char *main_file = NULL, *dropin_dir = NULL;
+        _cleanup_strv_free_ char **dropins = NULL;
+        int r;
+
+        r = config_new(&c);
+        if (r < 0)
+                return log_oom();
+
+        if (asprintf(&main_file, "%s/autoballoon.conf", config_dir) < 0 ||
+            asprintf(&dropin_dir, "%s/autoballoon.conf.d", config_dir) < 0)
+                return log_oom();
+
+        r = config_parse_file(c, main_file);
+        if (r < 0 && r != -ENOENT)
+                return r;
+
+        r = list_dropins(dropin_dir, &dropins);
+        if (r < 0)
+                return r;
+        for (char **name = dropins; *name; name++) {
+                _cleanup_free_ char *path = NULL;
+
+                if (asprintf(&path, "%s/%s", dropin_dir, *name) < 0)
+                        return log_oom();
+                r = config_parse_file(c, path);
+                if (r < 0 && r != -ENOENT) /* removed since we listed it */
+                        return r;
+        }
+
+        r = config_validate(c, config_dir);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* Logs "file:line: A=x: must be <relation> B=y (set at file:line)", blaming the key the user set (two
+ * defaults never conflict) and naming where the other one comes from. */
+static int config_conflict(const Config *c, const char *what, const char *vm, const ConfigKey *a,
+                           const char *a_relation, const ConfigKey *b, const char *b_relation) {
+        const ConfigOrigin *oa, *ob;
+        char other[PATH_MAX + 32];
+
+        oa = config_find_origin(c, vm, a->name);
+        ob = config_find_origin(c, vm, b->name);
+        if (!oa && ob) {
+                const ConfigKey *k = a;
+                const ConfigOrigin *o = oa;
+                const char *rel = a_relation;
+
+                a = b, oa = ob, a_relation = b_relation;
+                b = k, ob = o, b_relation = rel;
+        }
+
+        if (ob)
+                (void) snprintf(other, sizeof other, "set at %s:%u", ob->file, ob->line);
+        else
+                (void) snprintf(other, sizeof other, "default");
+
+        if (oa)
+                return log_error_errno(EINVAL, "%s:%u: %s=%s: must be %s %s=%s (%s)%s%s%s",
+                                       oa->file, oa->line, a->name, oa->value, a_relation, b->name,
+                                       ob ? ob->value : b->default_value, other,
+                                       vm ? " in [VM " : "", strempty(vm), vm ? "]" : "");
+        /* Values set by code rather than read from a file (tests). */
+        return log_error_errno(EINVAL, "%s: %s: must be %s %s%s%s%s", what, a->name, a_relation, b->name,
+                               vm ? " in [VM " : "", strempty(vm), vm ? "]" : "");
+}
+
+/* Compares two sizes when both are absolute or both percentages (or one of them is 0); false when they
+ * can only be compared once resolved against their base. */
+static bool size_spec_compare(SizeSpec a, SizeSpec b, int *ret) {
+        bool pa = a.bytes == 0 && a.permyriad > 0, pb = b.bytes == 0 && b.permyriad > 0;
+        uint64_t va = pa ? a.permyriad : a.bytes, vb = pb ? b.permyriad : b.bytes;
+
+        if (pa != pb && va != 0 && vb != 0)
+                return false;
+        *ret = va < vb ? -1 : va > vb;
+        return true;
+}
+
+int config_validate(const Config *c, const char *what) {
+        const ConfigKey *window = DAEMON_KEY_FIND("TriggerWindowSec");
+        int cmp;
+
+        if (c->host_trigger_stall_usec > c->trigger_window_usec)
+                return config_conflict(c, what, NULL, DAEMON_KEY_FIND("HostTriggerStallSec"), "at most",
+                                       window, "at least");
+        if (c->slice_trigger_stall_usec > c->trigger_window_usec)
+                return config_conflict(c, what, NULL, DAEMON_KEY_FIND("SliceTriggerStallSec"), "at most",
+                                       window, "at least");
+        if (size_spec_compare(c->guest_min_available, c->guest_reserve, &cmp) && cmp >= 0)
+                return config_conflict(c, what, NULL, DAEMON_KEY_FIND("GuestMinAvailable"), "below",
+                                       DAEMON_KEY_FIND("GuestReserve"), "above");
+
+        for (size_t i = 0; i < c->n_vms; i++) {
+                const VMConfig *vm = c->vms + i;
+
+                if (size_spec_compare(vm->min_memory, vm->max_memory, &cmp) && cmp > 0)
+                        return config_conflict(c, what, vm->name, VM_KEY_FIND("MinMemory"), "at most",
+                                               VM_KEY_FIND("MaxMemory"), "at least");
+        }
+
+        return 0;
+}

@@ -31,6 +31,15 @@ typedef struct VMConfig {
         bool weight_set, min_set, max_set;
 } VMConfig;
 
+/* The last assignment of a key in the files read. */
+typedef struct ConfigOrigin {
+        char *vm;          /* the [VM <name>] section, NULL for [Daemon] */
+        const char *key;   /* "MinMemory", ... (static) */
+        char *file;
+        unsigned line;
+        char *value;       /* as written; the default's text for a reset ("Key=") */
+} ConfigOrigin;
+
 typedef struct Config {
         /* [Daemon] */
         char *parent_slice;              /* ParentSlice=balloon.slice */
@@ -42,8 +51,10 @@ typedef struct Config {
         uint64_t max_step;               /* MaxStep=, per VM and decision; 256M */
         uint64_t max_rate;               /* MaxRate=, per VM, bytes per second; 128M */
         uint64_t deflate_step;           /* DeflateStep=, given back on guest pressure; 128M */
-        SizeSpec guest_reserve;          /* GuestReserve=, available memory an inflate leaves the guest; 64M */
-        SizeSpec guest_min_available;    /* GuestMinAvailable=, below it the guest is under pressure; 32M */
+        SizeSpec guest_reserve;          /* GuestReserve=, available memory an inflate leaves the guest; 64M;
+                                          * % of the guest's current memory */
+        SizeSpec guest_min_available;    /* GuestMinAvailable=, below it the guest is under pressure; 32M;
+                                          * % as GuestReserve= */
         uint64_t guest_swapin_rate;      /* GuestSwapInRate=, bytes/s counted as pressure; 1M */
         uint64_t guest_major_fault_rate; /* GuestMajorFaultRate=, faults/s counted as pressure; 100 */
         uint64_t memory_high_overhead;   /* MemoryHighOverhead=, slice memory.high = balloon + this; 256M */
@@ -58,6 +69,10 @@ typedef struct Config {
         /* [VM <name>] sections, in order of first appearance; later files override earlier keys. */
         VMConfig *vms;
         size_t n_vms;
+
+        /* Where each key that was assigned in a file got its value, for messages. */
+        ConfigOrigin *origins;
+        size_t n_origins;
 } Config;
 
 /* Fills in the defaults above. */
@@ -65,20 +80,26 @@ int config_new(Config **ret);
 
 /* Loads <config_dir>/autoballoon.conf (missing is fine) and then <config_dir>/autoballoon.conf.d/
  * *.conf in lexical order, each overriding earlier keys. Errors are logged as "file:line: Key=: what"
- * and returned as -EINVAL (unknown section or key, bad value, inconsistent values). */
+ * and returned as -EINVAL (unknown section or key, bad value, inconsistent values). "Key=" (empty)
+ * restores the default. */
 int config_load(const char *config_dir, Config **ret);
 
-/* Parses one file into an existing config (used by config_load() and the tests). */
+/* Parses one file into an existing config (used by config_load() and the tests). -ENOENT (not logged)
+ * if the file does not exist; -EINVAL (logged with file and line) on any error in it. */
 int config_parse_file(Config *c, const char *path);
 
 /* Cross-key validation after all files are read (e.g. MinMemory <= MaxMemory,
- * GuestMinAvailable < GuestReserve). */
+ * GuestMinAvailable < GuestReserve, stalls <= TriggerWindowSec). Errors name the file and line of the
+ * offending assignment, or 'what' for values no file set. */
 int config_validate(const Config *c, const char *what);
 
 Config *config_free(Config *c);
 static inline void config_freep(Config **c) {
         config_free(*c);
 }
+
+/* Where 'key' ([VM <vm>] section, or [Daemon] for vm == NULL) was last assigned, or NULL if never. */
+const ConfigOrigin *config_find_origin(const Config *c, const char *vm, const char *key);
 
 /* The VM's section, or NULL: callers then use vm_config_defaults(). */
 const VMConfig *config_find_vm(const Config *c, const char *name);

@@ -82,7 +82,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         return -error;
 }
 
-void log_decision(const char *vm, const char *action, uint64_t bytes, const char *reason) {
+void log_decision(const char *vm, const char *action, uint64_t bytes, uint64_t target, const char *reason) {
         if (LOG_INFO > log_max_level)
                 return;
 
@@ -92,12 +92,13 @@ void log_decision(const char *vm, const char *action, uint64_t bytes, const char
                                        "AUTOBALLOON_VM=%s", vm,
                                        "AUTOBALLOON_ACTION=%s", action,
                                        "AUTOBALLOON_BYTES=%" PRIu64, bytes,
+                                       "AUTOBALLOON_TARGET=%" PRIu64, target,
                                        "AUTOBALLOON_REASON=%s", reason, NULL);
                 return;
         }
 
         /* Same fields on stderr, in a form that is easy to grep and to parse in tests. */
         stderr_prefix(LOG_INFO);
-        fprintf(stderr, "decision vm=%s action=%s bytes=%" PRIu64 " (%" PRIu64 " MiB) reason=\"%s\"\n",
-                vm, action, bytes, bytes / MIB, reason);
+        fprintf(stderr, "decision vm=%s action=%s bytes=%" PRIu64 " target=%" PRIu64 " (%" PRIu64 " MiB) reason=\"%s\"\n",
+                vm, action, bytes, target, bytes / MIB, reason);
 }

@@ -37,5 +37,6 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 #define log_oom() log_error_errno(ENOMEM, "Out of memory.")
 
 /* One controller decision, with the structured fields operators filter on:
- * AUTOBALLOON_VM=, AUTOBALLOON_ACTION=, AUTOBALLOON_BYTES=, AUTOBALLOON_REASON=. */
-void log_decision(const char *vm, const char *action, uint64_t bytes, const char *reason);
+ * AUTOBALLOON_VM=, AUTOBALLOON_ACTION=, AUTOBALLOON_BYTES=, AUTOBALLOON_TARGET=, AUTOBALLOON_REASON=.
+ * 'bytes' is how much the action moves, 'target' the balloon size it aims at. */
+void log_decision(const char *vm, const char *action, uint64_t bytes, uint64_t target, const char *reason);

@@ -85,6 +85,10 @@ typedef enum PolicyAction {
 
 const char *policy_action_to_string(PolicyAction a);
 
+/* Balloon targets the policy chooses are whole pages of this size (QEMU rounds the target to
+ * pages, and a target the balloon cannot reach exactly would look stalled). */
+#define POLICY_PAGE_SIZE UINT64_C(4096)
+
 #define POLICY_REASON_MAX 256
 
 typedef struct PolicyDecision {
@@ -111,7 +115,11 @@ typedef struct PolicySummary {
         char reason[POLICY_REASON_MAX];
 } PolicySummary;
 
-/* Decides for every VM; 'out' has room for n decisions. Returns 0, or -EINVAL on invalid params. */
+/* Decides for every VM; 'out' has room for n decisions. Returns 0, or -EINVAL on invalid params
+ * (tax_rate outside [0, 1), reclaim_step, max_step, max_rate, deflate_step or stall_usec 0).
+ * Carried state: stall_count is reset once a move completed (actual == target with progress after
+ * the back-off ended, so the stop a stall orders does not reset it); back-off delays inflation only,
+ * deflation towards a guest's needs is never delayed. 'summary' may be NULL. */
 int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
                   PolicyDecision *out, PolicySummary *summary);
 
@@ -120,6 +128,7 @@ int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM 
  * their floor per unit of weight is equal. Memory between floor[i] and ceil[i] costs 1 per byte,
  * except the top idle[i] bytes below ceil[i] (idle guest memory, which a balloon takes first), which
  * cost 1/(1 - tax_rate) per byte. Writes alloc[i]; the sum equals the budget clamped to
- * [sum floor, sum ceil]. */
+ * [sum floor, sum ceil]. A weight of 0 counts as 1, a ceil below its floor as the floor, a tax_rate
+ * outside [0, 1) as 0, and idle may be NULL (no idle memory). */
 void policy_water_fill(uint64_t budget, size_t n, const uint64_t *weight, const uint64_t *floor,
                        const uint64_t *ceil, const uint64_t *idle, double tax_rate, uint64_t *alloc);

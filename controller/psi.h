@@ -36,5 +36,5 @@ int psi_read_at(int dir_fd, const char *path, PsiStats *ret);
 int psi_trigger_open_at(int dir_fd, const char *path, PsiKind kind, uint64_t stall_usec,
                         uint64_t window_usec, uint64_t *ret_window_usec, int *ret_fd);
 
-/* Rounds a trigger window up to the next multiple of 2 s. */
+/* Rounds a trigger window up to the next multiple of 2 s (a multiple stays as it is; at least 2 s). */
 uint64_t psi_round_window(uint64_t window_usec);

@@ -1,3 +1,303 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
-int main(void) { return 77; }
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "cgroup.h"
+
+typedef struct Tree {
+        char path[64];
+        int fd;
+} Tree;
+
+static void put_file(int dir_fd, const char *name, const char *text) {
+        int fd = openat(dir_fd, name, O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0644);
+
+        assert_true(fd >= 0);
+        assert_true(write(fd, text, strlen(text)) == (ssize_t) strlen(text));
+        assert_int_equal(close(fd), 0);
+}
+
+/* A cgroup v2 tree imitated with plain directories and files. */
+static int tree_setup(void **state) {
+        static const char *const dirs[] = {
+                "balloon.slice",
+                "balloon.slice/balloon-web.slice",
+                "balloon.slice/balloon-db_2.slice",
+                "balloon.slice/balloon-Alpha.slice",
+                "balloon.slice/balloon-a-b.slice",       /* a deeper slice to systemd */
+                "balloon.slice/balloon-.slice",
+                "balloon.slice/balloon-bad!.slice",
+                "balloon.slice/balloon-x.scope",
+                "balloon.slice/other-y.slice",
+                "balloon.slice/balloon-z.slice.d",
+                "balloon.slice/balloon-web.slice/balloon-web-inner.slice",
+                "empty.slice",
+        };
+        Tree *t = calloc(1, sizeof(Tree));
+
+        if (!t)
+                return -1;
+        strcpy(t->path, "/tmp/test-cgroup-XXXXXX");
+        if (!mkdtemp(t->path))
+                return -1;
+        t->fd = open(t->path, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
+        if (t->fd < 0)
+                return -1;
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if (mkdirat(t->fd, dirs[i], 0755) < 0)
+                        return -1;
+        *state = t;
+        return 0;
+}
+
+static int tree_teardown(void **state) {
+        Tree *t = *state;
+        char cmd[128];
+
+        (void) close(t->fd);
+        (void) snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->path);
+        free(t);
+        return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_open_and_check(void **state) {
+        Tree *t = *state;
+        int fd = -1;
+
+        assert_int_equal(cg_open_root(t->path, &fd), 0);
+        assert_true(fd >= 0);
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        assert_int_equal(cg_check_cgroup2(fd, false), -ENOMEDIUM);
+        assert_int_equal(cg_check_cgroup2(fd, true), 0);
+        assert_int_equal(close(fd), 0);
+
+        fd = -1;
+        assert_int_equal(cg_open_root("/nonexistent/autoballoon", &fd), -ENOENT);
+        assert_int_equal(fd, -1);
+        put_file(t->fd, "plain", "");
+        char p[128];
+        (void) snprintf(p, sizeof p, "%s/plain", t->path);
+        assert_int_equal(cg_open_root(p, &fd), -ENOTDIR);
+
+        assert_int_equal(cg_open_root("/proc", &fd), 0);
+        assert_int_equal(cg_check_cgroup2(fd, false), -ENOMEDIUM);
+        assert_int_equal(close(fd), 0);
+
+        /* The real cgroup2 mount of a hybrid host, where there is one. */
+        if (cg_open_root("/sys/fs/cgroup/unified", &fd) < 0)
+                return;
+        assert_int_equal(cg_check_cgroup2(fd, false), 0);
+        assert_int_equal(close(fd), 0);
+}
+
+static void test_list_vms(void **state) {
+        Tree *t = *state;
+        char **names = NULL;
+
+        put_file(t->fd, "balloon.slice/balloon-file.slice", ""); /* not a directory */
+        assert_int_equal(symlinkat("balloon-web.slice", t->fd, "balloon.slice/balloon-link.slice"), 0);
+
+        assert_int_equal(cg_list_vms(t->fd, "balloon.slice", &names), 3);
+        assert_int_equal(strv_length(names), 3);
+        assert_string_equal(names[0], "Alpha");
+        assert_string_equal(names[1], "db_2");
+        assert_string_equal(names[2], "web");
+        assert_null(names[3]);
+        strv_free(names);
+
+        names = NULL;
+        assert_int_equal(cg_list_vms(t->fd, "empty.slice", &names), 0);
+        assert_non_null(names);
+        assert_null(names[0]);
+        strv_free(names);
+
+        /* Nested parent: children of "balloon-web.slice" are "balloon-web-<vm>.slice". */
+        names = NULL;
+        assert_int_equal(cg_list_vms(t->fd, "balloon.slice/balloon-web.slice", &names), 1);
+        assert_string_equal(names[0], "inner");
+        strv_free(names);
+
+        names = NULL;
+        assert_int_equal(cg_list_vms(t->fd, "missing.slice", &names), -ENOENT);
+        assert_int_equal(cg_list_vms(t->fd, "balloon", &names), -EINVAL);
+        assert_int_equal(cg_list_vms(t->fd, ".slice", &names), -EINVAL);
+        assert_null(names);
+}
+
+static void test_vm_path(void **state) {
+        char *p = NULL;
+
+        assert_int_equal(cg_vm_path("balloon.slice", "web", &p), 0);
+        assert_string_equal(p, "balloon.slice/balloon-web.slice");
+        free(p);
+        assert_int_equal(cg_vm_path("machine.slice/machine-vms.slice", "db_1", &p), 0);
+        assert_string_equal(p, "machine.slice/machine-vms.slice/machine-vms-db_1.slice");
+        free(p);
+
+        p = NULL;
+        assert_int_equal(cg_vm_path("balloon.slice", "a-b", &p), -EINVAL);
+        assert_int_equal(cg_vm_path("balloon.slice", "", &p), -EINVAL);
+        assert_int_equal(cg_vm_path("balloon.slice", "../x", &p), -EINVAL);
+        assert_int_equal(cg_vm_path("balloon", "web", &p), -EINVAL);
+        assert_null(p);
+}
+
+static void test_read_write_u64(void **state) {
+        Tree *t = *state;
+        const char *cg = "balloon.slice/balloon-web.slice";
+        uint64_t v = 0;
+
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.high", "max\n");
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.current", "123456789\n");
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.min", "0");
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.bad", "12 34\n");
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.empty", "");
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.neg", "-1\n");
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.huge", "18446744073709551616\n");
+        put_file(t->fd, "memory.current", "42\n");
+
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.high", &v), 0);
+        assert_true(v == SIZE_UNLIMITED);
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.current", &v), 0);
+        assert_true(v == 123456789);
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.min", &v), 0);
+        assert_true(v == 0);
+        assert_int_equal(cg_read_u64(t->fd, "", "memory.current", &v), 0); /* the root itself */
+        assert_true(v == 42);
+
+        v = 7;
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.bad", &v), -EBADMSG);
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.empty", &v), -EBADMSG);
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.neg", &v), -EBADMSG);
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.huge", &v), -EBADMSG);
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.max", &v), -ENOENT);
+        assert_int_equal(cg_read_u64(t->fd, "balloon.slice/balloon-gone.slice", "memory.high", &v), -ENOENT);
+        assert_int_equal(cg_read_u64(t->fd, cg, "../memory.high", &v), -EINVAL);
+        assert_true(v == 7);
+
+        /* Write and read back; the file must exist (cgroupfs creates no files). */
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.high", "");
+        assert_int_equal(cg_write_u64(t->fd, cg, "memory.high", 2 * GIB), 0);
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.high", &v), 0);
+        assert_true(v == 2 * GIB);
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.high", "");
+        assert_int_equal(cg_write_u64(t->fd, cg, "memory.high", SIZE_UNLIMITED), 0);
+        assert_int_equal(cg_read_u64(t->fd, cg, "memory.high", &v), 0);
+        assert_true(v == SIZE_UNLIMITED);
+        char *text;
+        assert_int_equal(read_full_file_at(t->fd, "balloon.slice/balloon-web.slice/memory.high", 100, &text, NULL), 0);
+        assert_string_equal(text, "max");
+        free(text);
+
+        assert_int_equal(cg_write_u64(t->fd, cg, "memory.swap.max", 1), -ENOENT);
+        assert_int_equal(faccessat(t->fd, "balloon.slice/balloon-web.slice/memory.swap.max", F_OK, 0), -1);
+}
+
+static void test_memory_stat(void **state) {
+        Tree *t = *state;
+        const char *cg = "balloon.slice/balloon-web.slice";
+        CgMemoryStat s = {};
+
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.stat",
+                 "anon 1000\n"
+                 "file 2000\n"
+                 "kernel 3\n"
+                 "shmem 300\n"
+                 "workingset_refault_anon 7\n"
+                 "workingset_refault_file 4000\n"
+                 "pgfault 99999999999\n");
+        assert_int_equal(cg_read_memory_stat(t->fd, cg, &s), 0);
+        assert_true(s.anon == 1000);
+        assert_true(s.file == 2000);
+        assert_true(s.shmem == 300);
+        assert_true(s.workingset_refault_file == 4000);
+
+        /* Optional keys missing read 0. */
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.stat", "file 5\nanon 6\n");
+        assert_int_equal(cg_read_memory_stat(t->fd, cg, &s), 0);
+        assert_true(s.anon == 6 && s.file == 5 && s.shmem == 0 && s.workingset_refault_file == 0);
+
+        static const char *const bad[] = {
+                "",
+                "anon 1\n",                     /* no file */
+                "anon 1\nfile\n",
+                "anon 1\nfile x\n",
+                "anon 1\nfile 2 3\n",
+                "anon 1\nfile -2\n",
+                "anon 1\n file 2\n",
+                "anon 1\nfile 2\nshmem 18446744073709551616\n",
+        };
+        s.anon = 77;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                put_file(t->fd, "balloon.slice/balloon-web.slice/memory.stat", bad[i]);
+                if (cg_read_memory_stat(t->fd, cg, &s) != -EBADMSG)
+                        fail_msg("accepted memory.stat \"%s\"", bad[i]);
+        }
+        assert_true(s.anon == 77);
+
+        assert_int_equal(cg_read_memory_stat(t->fd, "balloon.slice/balloon-Alpha.slice", &s), -ENOENT);
+}
+
+static void test_populated(void **state) {
+        Tree *t = *state;
+        const char *cg = "balloon.slice/balloon-web.slice";
+        const char *events = "balloon.slice/balloon-web.slice/cgroup.events";
+        bool b = false;
+
+        put_file(t->fd, events, "populated 1\nfrozen 0\n");
+        assert_int_equal(cg_read_populated(t->fd, cg, &b), 0);
+        assert_true(b);
+        put_file(t->fd, events, "frozen 0\npopulated 0\n");
+        assert_int_equal(cg_read_populated(t->fd, cg, &b), 0);
+        assert_false(b);
+
+        b = true;
+        put_file(t->fd, events, "frozen 0\n");
+        assert_int_equal(cg_read_populated(t->fd, cg, &b), -EBADMSG);
+        put_file(t->fd, events, "populated 2\n");
+        assert_int_equal(cg_read_populated(t->fd, cg, &b), -EBADMSG);
+        put_file(t->fd, events, "populated yes\n");
+        assert_int_equal(cg_read_populated(t->fd, cg, &b), -EBADMSG);
+        assert_true(b);
+        assert_int_equal(cg_read_populated(t->fd, "balloon.slice/balloon-Alpha.slice", &b), -ENOENT);
+}
+
+static void test_open_file(void **state) {
+        Tree *t = *state;
+        int fd = -1;
+        char buf[16] = {};
+
+        put_file(t->fd, "balloon.slice/balloon-web.slice/memory.pressure", "some\n");
+        assert_int_equal(cg_open_file(t->fd, "balloon.slice/balloon-web.slice", "memory.pressure", O_RDONLY, &fd), 0);
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        assert_int_equal(read(fd, buf, sizeof buf - 1), 5);
+        assert_string_equal(buf, "some\n");
+        assert_int_equal(close(fd), 0);
+
+        put_file(t->fd, "cgroup.procs", "");
+        assert_int_equal(cg_open_file(t->fd, "", "cgroup.procs", O_WRONLY, &fd), 0);
+        assert_int_equal(close(fd), 0);
+
+        fd = -1;
+        assert_int_equal(cg_open_file(t->fd, "balloon.slice", "memory.pressure", O_RDONLY, &fd), -ENOENT);
+        assert_int_equal(fd, -1);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_open_and_check, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_list_vms, tree_setup, tree_teardown),
+                cmocka_unit_test(test_vm_path),
+                cmocka_unit_test_setup_teardown(test_read_write_u64, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_memory_stat, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_populated, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_open_file, tree_setup, tree_teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

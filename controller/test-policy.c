@@ -1,3 +1,743 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
-int main(void) { return 77; }
+
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "macro.h"
+#include "policy.h"
+
+#define T0 (1000 * USEC_PER_SEC)
+#define assert_reason(d, s) assert_non_null(strstr((d)->reason, (s)))
+
+static PolicyParams test_params(void) {
+        return (PolicyParams) {
+                .host_reserve = 256 * MIB,
+                .reclaim_step = 128 * MIB,
+                .tax_rate = 0.75,
+                .hysteresis_usec = 60 * USEC_PER_SEC,
+                .max_step = 256 * MIB,
+                .max_rate = 128 * MIB,
+                .deflate_step = 128 * MIB,
+                .guest_swapin_rate = MIB,
+                .guest_major_fault_rate = 100,
+                .memory_high_overhead = 256 * MIB,
+                .stall_usec = 10 * USEC_PER_SEC,
+                .stall_backoff_usec = 30 * USEC_PER_SEC,
+        };
+}
+
+static PolicyVM test_vm(const char *name, uint64_t weight, uint64_t actual) {
+        return (PolicyVM) {
+                .name = name,
+                .weight = weight,
+                .min = 512 * MIB,
+                .max = 4 * GIB,
+                .actual = actual,
+                .target = actual,
+                .memory_high_known = true,
+                .memory_high = actual + 256 * MIB,
+                .memory_current = actual,
+                .has_stats = true,
+                .guest_available = actual / 2,
+                .guest_reserve = 64 * MIB,
+                .guest_min_available = 32 * MIB,
+        };
+}
+
+/* A tiny manager: runs the policy on the snapshot and carries the decisions back into it. */
+typedef struct Sim {
+        PolicyParams p;
+        PolicyHost host;
+        PolicyVM vm[4];
+        PolicyDecision out[4];
+        PolicySummary summary;
+        size_t n;
+} Sim;
+
+static void sim_init(Sim *s, size_t n) {
+        *s = (Sim) {
+                .p = test_params(),
+                .host = {
+                        .now_usec = T0,
+                        .total = 16 * GIB,
+                        .available = 8 * GIB,
+                },
+                .n = n,
+        };
+        for (size_t i = 0; i < n; i++)
+                s->vm[i] = test_vm("vm", 100, 2 * GIB);
+}
+
+static void sim_decide(Sim *s) {
+        assert_int_equal(policy_decide(&s->p, &s->host, s->vm, s->n, s->out, &s->summary), 0);
+}
+
+/* What the manager does with the decisions: new carried state, memory.high, balloon commands (a
+ * new target counts as progress), and the "since the last decision" flags are consumed. */
+static void sim_apply(Sim *s) {
+        for (size_t i = 0; i < s->n; i++) {
+                PolicyVM *vm = &s->vm[i];
+                const PolicyDecision *d = &s->out[i];
+
+                vm->hysteresis_until_usec = d->hysteresis_until_usec;
+                vm->backoff_until_usec = d->backoff_until_usec;
+                vm->stall_count = d->stall_count;
+                vm->last_inflate_usec = d->last_inflate_usec;
+                vm->memory_high = d->memory_high;
+                if (d->target != vm->target) {
+                        vm->target = d->target;
+                        vm->last_progress_usec = s->host.now_usec;
+                }
+                vm->pressure_event = vm->slice_pressure = false;
+        }
+        s->host.pressure = false;
+}
+
+/* The balloon reaches its target (QEMU reports the move). */
+static void sim_move(Sim *s, size_t i) {
+        PolicyVM *vm = &s->vm[i];
+
+        if (vm->actual != vm->target) {
+                vm->actual = vm->target;
+                vm->last_progress_usec = s->host.now_usec;
+        }
+}
+
+static void sim_tick(Sim *s) {
+        sim_decide(s);
+        sim_apply(s);
+}
+
+static uint64_t sub0(uint64_t a, uint64_t b) {
+        return a > b ? a - b : 0;
+}
+
+static uint64_t reduction(const Sim *s, size_t i) {
+        return s->vm[i].actual - s->out[i].target;
+}
+
+/* ---- water-filling ---- */
+
+static void test_water_fill_weights(void **state) {
+        uint64_t w[] = { 200, 100 }, fl[] = { 512 * MIB, 512 * MIB }, ce[] = { 4 * GIB, 4 * GIB };
+        uint64_t idle[] = { 0, 0 }, alloc[2];
+        uint64_t budget = 1 * GIB + 3 * GIB + 12345;
+
+        policy_water_fill(budget, 2, w, fl, ce, idle, 0.75, alloc);
+
+        assert_int_equal(alloc[0] + alloc[1], budget);
+        double ratio = (double) (alloc[0] - fl[0]) / (double) (alloc[1] - fl[1]);
+        assert_true(fabs(ratio - 2.0) < 0.02);
+}
+
+static void test_water_fill_limits(void **state) {
+        uint64_t w[] = { 1000, 1, 100 }, fl[] = { 1 * GIB, 2 * GIB, 0 }, ce[] = { GIB + 200 * MIB, 8 * GIB, 8 * GIB };
+        uint64_t idle[] = { 0, 3 * GIB, 0 }, alloc[3];
+
+        /* The heavy one is full at its ceiling, the others share the rest. */
+        policy_water_fill(6 * GIB + 7, 3, w, fl, ce, idle, 0.5, alloc);
+        assert_int_equal(alloc[0], ce[0]);
+        assert_int_equal(alloc[0] + alloc[1] + alloc[2], 6 * GIB + 7);
+        for (size_t i = 0; i < 3; i++)
+                assert_in_range(alloc[i], fl[i], ce[i]);
+
+        /* Below the sum of the floors everybody is at the floor, above the ceilings at the ceiling. */
+        policy_water_fill(GIB, 3, w, fl, ce, idle, 0.5, alloc);
+        for (size_t i = 0; i < 3; i++)
+                assert_int_equal(alloc[i], fl[i]);
+        policy_water_fill(UINT64_MAX, 3, w, fl, ce, idle, 0.5, alloc);
+        for (size_t i = 0; i < 3; i++)
+                assert_int_equal(alloc[i], ce[i]);
+
+        /* A ceiling below the floor: the floor wins. */
+        uint64_t fl2[] = { GIB, GIB }, ce2[] = { 512 * MIB, 4 * GIB }, w2[] = { 1, 1 }, a2[2];
+        policy_water_fill(2 * GIB, 2, w2, fl2, ce2, NULL, 0, a2);
+        assert_int_equal(a2[0], GIB);
+        assert_int_equal(a2[1], GIB);
+}
+
+/* Random instances: bounds, exact sum, and equal cost per weight among the unclamped. */
+static void test_water_fill_random(void **state) {
+        uint64_t seed = 42;
+
+        for (unsigned round = 0; round < 500; round++) {
+                uint64_t w[8], fl[8], ce[8], idle[8], alloc[8], sum_fl = 0, sum_ce = 0, sum = 0;
+                size_t n = 1 + round % 8;
+                double tax = (round % 4) * 0.3;
+
+                for (size_t i = 0; i < n; i++) {
+                        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                        w[i] = seed >> 60;                 /* includes 0, counted as 1 */
+                        fl[i] = (seed >> 20) % (4 * GIB);
+                        ce[i] = fl[i] + (seed >> 8) % (8 * GIB);
+                        idle[i] = (seed >> 30) % (4 * GIB);
+                        sum_fl += fl[i];
+                        sum_ce += ce[i];
+                }
+                seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                uint64_t budget = sum_fl + (seed >> 1) % (sum_ce - sum_fl + 1);
+
+                policy_water_fill(budget, n, w, fl, ce, idle, tax, alloc);
+
+                double level = -1;
+                for (size_t i = 0; i < n; i++) {
+                        assert_in_range(alloc[i], fl[i], ce[i]);
+                        sum += alloc[i];
+                        if (alloc[i] <= fl[i] + 4096 || alloc[i] + 4096 >= ce[i])
+                                continue;
+                        uint64_t x = alloc[i] - fl[i], busy = ce[i] - fl[i] - MIN(idle[i], ce[i] - fl[i]);
+                        double cost = x <= busy ? (double) x : busy + (double) (x - busy) / (1 - tax);
+                        double l = cost / (double) (w[i] ?: 1);
+                        if (level < 0)
+                                level = l;
+                        else
+                                assert_true(fabs(l - level) <= 1e-6 * level + 16);
+                }
+                assert_int_equal(sum, budget);
+        }
+}
+
+static void test_water_fill_idle_gives_first(void **state) {
+        uint64_t w[] = { 100, 100 }, fl[] = { 0, 0 }, ce[] = { 1000 * MIB, 1000 * MIB };
+        uint64_t idle[] = { 0, 1000 * MIB }, alloc[2];
+
+        policy_water_fill(1000 * MIB, 2, w, fl, ce, idle, 0.75, alloc);
+
+        assert_int_equal(alloc[0] + alloc[1], 1000 * MIB);
+        /* The idle one keeps (1 - tax) of what the busy one keeps. */
+        assert_true(alloc[1] < alloc[0]);
+        assert_true(fabs((double) alloc[1] / (double) alloc[0] - 0.25) < 0.0025);
+}
+
+static void test_water_fill_tax_zero(void **state) {
+        uint64_t w[] = { 300, 100 }, fl[] = { 0, 0 }, ce[] = { 1000 * MIB, 1000 * MIB };
+        uint64_t idle[] = { 1000 * MIB, 0 }, alloc[2];
+
+        policy_water_fill(800 * MIB, 2, w, fl, ce, idle, 0, alloc);
+
+        assert_int_equal(alloc[0] + alloc[1], 800 * MIB);
+        assert_true(fabs((double) alloc[0] / (double) alloc[1] - 3.0) < 0.03);
+}
+
+static void test_water_fill_edges(void **state) {
+        uint64_t w[] = { 0, 0 }, fl[] = { 0, 0 }, ce[] = { GIB, GIB }, alloc[2];
+
+        policy_water_fill(GIB, 0, NULL, NULL, NULL, NULL, 0.5, NULL);
+
+        /* Weight 0 counts as 1: an even split. */
+        policy_water_fill(GIB, 2, w, fl, ce, NULL, 0.5, alloc);
+        assert_int_equal(alloc[0], GIB / 2);
+        assert_int_equal(alloc[1], GIB / 2);
+
+        /* Sums beyond 64 bits. */
+        uint64_t w3[] = { 1, 2, 3 }, fl3[] = { 0, 0, 0 }, alloc3[3];
+        uint64_t ce3[] = { UINT64_MAX / 2, UINT64_MAX / 2, UINT64_MAX / 2 };
+        policy_water_fill(UINT64_MAX, 3, w3, fl3, ce3, NULL, 0, alloc3);
+        unsigned __int128 sum = (unsigned __int128) alloc3[0] + alloc3[1] + alloc3[2];
+        assert_true(sum == UINT64_MAX);
+        assert_true(alloc3[0] < alloc3[1] && alloc3[1] <= alloc3[2]);
+}
+
+/* ---- decisions ---- */
+
+static void test_decide_params(void **state) {
+        PolicyParams p = test_params();
+        PolicyHost host = { .now_usec = T0, .available = 8 * GIB };
+        PolicyVM vm = test_vm("a", 100, 2 * GIB);
+        PolicyDecision d = { .action = POLICY_STALL };
+        PolicySummary summary;
+
+        assert_int_equal(policy_decide(&p, &host, &vm, 1, &d, &summary), 0);
+        assert_int_equal(policy_decide(&p, &host, NULL, 0, NULL, NULL), 0);
+
+        p.tax_rate = 1;
+        d.action = POLICY_STALL;
+        assert_int_equal(policy_decide(&p, &host, &vm, 1, &d, &summary), -EINVAL);
+        assert_int_equal(d.action, POLICY_STALL); /* untouched */
+        p.tax_rate = -0.1;
+        assert_int_equal(policy_decide(&p, &host, &vm, 1, &d, &summary), -EINVAL);
+        p.tax_rate = NAN;
+        assert_int_equal(policy_decide(&p, &host, &vm, 1, &d, &summary), -EINVAL);
+        p = test_params();
+        p.max_step = 0;
+        assert_int_equal(policy_decide(&p, &host, &vm, 1, &d, &summary), -EINVAL);
+        p = test_params();
+        p.deflate_step = 0;
+        assert_int_equal(policy_decide(&p, &host, &vm, 1, &d, &summary), -EINVAL);
+
+        assert_string_equal(policy_action_to_string(POLICY_INFLATE), "inflate");
+        assert_string_equal(policy_action_to_string(POLICY_SET_HIGH), "set-high");
+        assert_null(policy_action_to_string(_POLICY_ACTION_MAX));
+}
+
+static void test_decide_host_split(void **state) {
+        Sim s;
+
+        sim_init(&s, 2);
+        s.p.max_step = GIB;
+        s.p.host_reserve = 1536 * MIB;
+        s.host.available = 512 * MIB; /* goal: 1G */
+        s.vm[0].weight = 200;
+        for (size_t i = 0; i < 2; i++)
+                s.vm[i].guest_available = 1900 * MIB;
+
+        sim_decide(&s);
+
+        assert_true(s.summary.host_pressure);
+        assert_int_equal(s.summary.goal, GIB);
+        for (size_t i = 0; i < 2; i++) {
+                assert_int_equal(s.out[i].action, POLICY_INFLATE);
+                assert_int_equal(s.out[i].last_inflate_usec, T0);
+                assert_true(s.out[i].target % POLICY_PAGE_SIZE == 0);
+                /* memory.high goes down only once the balloon got there. */
+                assert_int_equal(s.out[i].memory_high, s.vm[i].memory_high);
+        }
+        assert_int_equal(s.out[0].share + s.out[1].share, 3 * GIB);
+        /* The 200 keeps twice what the 100 keeps above its floor; together they give the goal. */
+        double ratio = (double) (s.out[0].target - s.vm[0].min) / (double) (s.out[1].target - s.vm[1].min);
+        assert_true(fabs(ratio - 2.0) < 0.02);
+        assert_in_range(reduction(&s, 0) + reduction(&s, 1), GIB - 2 * POLICY_PAGE_SIZE, GIB);
+        assert_int_equal(s.summary.planned, reduction(&s, 0) + reduction(&s, 1));
+        assert_reason(&s.out[0], "by weight 200");
+        assert_reason(&s.summary, "goal 1G");
+}
+
+static void test_decide_min_respected(void **state) {
+        Sim s;
+
+        sim_init(&s, 3);
+        s.p.max_step = 4 * GIB;
+        s.p.host_reserve = 16 * GIB;
+        s.host.available = 0; /* goal far beyond what the VMs have */
+        s.vm[0].min = 512 * MIB + 1000; /* not a whole page */
+        s.vm[1].actual = s.vm[1].target = s.vm[1].min;
+        for (size_t i = 0; i < 3; i++)
+                s.vm[i].guest_available = s.vm[i].actual;
+
+        sim_decide(&s);
+
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_true(s.out[0].target >= s.vm[0].min);
+        assert_true(s.out[0].target - s.vm[0].min < POLICY_PAGE_SIZE);
+        assert_true(s.out[0].target % POLICY_PAGE_SIZE == 0);
+        assert_int_equal(s.out[1].action, POLICY_HOLD);
+        assert_int_equal(s.out[1].target, s.vm[1].actual);
+        assert_reason(&s.out[1], "at floor");
+        assert_int_equal(s.out[2].action, POLICY_INFLATE);
+        assert_int_equal(s.out[2].target, s.vm[2].min);
+}
+
+static void test_decide_guest_available_cap(void **state) {
+        Sim s;
+
+        sim_init(&s, 3);
+        s.p.max_step = 2 * GIB;
+        s.host.pressure = true;
+        s.p.reclaim_step = 3 * GIB;
+        s.vm[0].guest_available = 300 * MIB;
+        s.vm[1].guest_available = 50 * MIB; /* below its reserve, above the pressure floor */
+        s.vm[2].guest_available = 100 * MIB;
+        s.vm[2].has_stats = false;
+
+        sim_decide(&s);
+
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(reduction(&s, 0), 300 * MIB - 64 * MIB);
+        assert_reason(&s.out[0], "capped by guest available 300M - reserve 64M");
+        assert_int_equal(s.out[1].action, POLICY_HOLD);
+        assert_int_equal(s.out[1].target, s.vm[1].actual);
+        assert_int_equal(s.out[1].guest_pressure, 0);
+        assert_int_equal(s.out[2].action, POLICY_HOLD);
+        assert_reason(&s.out[2], "no guest stats");
+        assert_int_equal(s.summary.planned, 236 * MIB);
+}
+
+static void test_decide_max_respected(void **state) {
+        Sim s;
+
+        sim_init(&s, 3);
+        s.vm[0].actual = s.vm[0].target = s.vm[0].max - 50 * MIB;
+        s.vm[1].actual = s.vm[1].target = s.vm[1].max;
+        s.vm[2].actual = s.vm[2].target = s.vm[2].max + 100 * MIB;
+        s.vm[0].pressure_event = s.vm[1].pressure_event = true;
+        s.vm[2].guest_available = GIB;
+
+        sim_decide(&s);
+
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].max);
+        assert_int_equal(s.out[1].action, POLICY_NONE);
+        assert_int_equal(s.out[1].target, s.vm[1].max);
+        assert_reason(&s.out[1], "at max");
+        /* Above MaxMemory: back to it. */
+        assert_int_equal(s.out[2].action, POLICY_INFLATE);
+        assert_int_equal(s.out[2].target, s.vm[2].max);
+        assert_reason(&s.out[2], "above max");
+}
+
+static void test_decide_hysteresis(void **state) {
+        uint64_t first_inflate = 0;
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].guest_available = GIB;
+        s.vm[0].pressure_event = true;
+        sim_tick(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
+
+        for (unsigned k = 0; k < 120 && first_inflate == 0; k++) {
+                s.host.now_usec += USEC_PER_SEC;
+                sim_move(&s, 0);
+                s.host.pressure = true;
+                sim_tick(&s);
+                if (s.out[0].action == POLICY_INFLATE)
+                        first_inflate = s.host.now_usec;
+                else {
+                        assert_int_equal(s.out[0].action, POLICY_HOLD);
+                        assert_reason(&s.out[0], "hysteresis");
+                }
+        }
+        assert_int_equal(first_inflate, T0 + 60 * USEC_PER_SEC);
+}
+
+static void test_decide_stall_backoff(void **state) {
+        uint64_t backoffs[6], stalled_at[6];
+        unsigned n_stalls = 0;
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].guest_available = 1500 * MIB;
+        s.vm[0].target = s.vm[0].actual - 128 * MIB; /* stuck: the balloon never moves */
+        s.vm[0].last_progress_usec = T0;
+
+        for (unsigned k = 0; k < 2000 && n_stalls < ELEMENTSOF(backoffs); k++) {
+                s.host.pressure = true;
+                sim_tick(&s);
+                if (s.out[0].action == POLICY_STALL) {
+                        assert_int_equal(s.out[0].target, s.vm[0].actual);
+                        assert_int_equal(s.out[0].stall_count, n_stalls + 1);
+                        assert_reason(&s.out[0], "stalled");
+                        stalled_at[n_stalls] = s.host.now_usec;
+                        backoffs[n_stalls++] = s.out[0].backoff_until_usec - s.host.now_usec;
+                } else if (n_stalls > 0 && s.host.now_usec < s.vm[0].backoff_until_usec)
+                        /* No retry during the back-off. */
+                        assert_int_equal(s.out[0].action, POLICY_HOLD);
+                s.host.now_usec += USEC_PER_SEC;
+        }
+
+        assert_int_equal(n_stalls, 6);
+        assert_int_equal(stalled_at[0], T0 + 10 * USEC_PER_SEC);
+        for (unsigned i = 0; i < 5; i++)
+                assert_int_equal(backoffs[i], (30 * USEC_PER_SEC) << i);
+        assert_int_equal(backoffs[5], 16 * 30 * USEC_PER_SEC);
+
+        /* The balloon works again: after a completed move the count starts over. */
+        s.host.now_usec = s.vm[0].backoff_until_usec;
+        s.host.pressure = true;
+        sim_tick(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        s.host.now_usec += USEC_PER_SEC;
+        sim_move(&s, 0);
+        sim_tick(&s);
+        assert_int_equal(s.out[0].stall_count, 0);
+}
+
+static void test_decide_floor_wins(void **state) {
+        Sim s;
+
+        sim_init(&s, 2);
+        s.host.pressure = true;
+        s.host.available = 0;
+        for (size_t i = 0; i < 2; i++) {
+                s.vm[i].guest_available = 10 * MIB;
+                s.vm[i].hysteresis_until_usec = T0 + USEC_PER_SEC;
+        }
+        s.vm[0].actual = s.vm[0].target = s.vm[0].min - 200 * MIB;
+        s.vm[1].actual = s.vm[1].target = s.vm[1].min - 400 * MIB;
+
+        sim_decide(&s);
+
+        /* Up to min at once (more than DeflateStep), at most MaxStep a decision. */
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].min);
+        assert_int_equal(s.out[1].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[1].target, s.vm[1].actual + s.p.max_step);
+        assert_int_equal(s.out[0].guest_pressure, GUEST_PRESSURE_AVAILABLE);
+        assert_reason(&s.out[0], "floor");
+}
+
+static void test_decide_hold_above_floor(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.host.pressure = true;
+        s.vm[0].swap_in_rate = 3 * MIB;
+
+        sim_decide(&s);
+
+        assert_int_equal(s.out[0].action, POLICY_HOLD);
+        assert_int_equal(s.out[0].target, s.vm[0].actual);
+        assert_int_equal(s.out[0].guest_pressure, GUEST_PRESSURE_SWAP_IN);
+        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + s.p.hysteresis_usec);
+        assert_reason(&s.out[0], "host under pressure too");
+        assert_reason(&s.out[0], "swap-in 3M/s");
+}
+
+static void test_decide_cancel(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].target = s.vm[0].actual - 256 * MIB;
+        s.vm[0].last_progress_usec = T0;
+        s.vm[0].oom_kills = 1;
+
+        sim_decide(&s);
+
+        assert_int_equal(s.out[0].action, POLICY_CANCEL);
+        assert_int_equal(s.out[0].target, s.vm[0].actual);
+        assert_true(s.out[0].guest_pressure & GUEST_PRESSURE_OOM_KILL);
+        assert_int_equal(s.out[0].memory_high, s.vm[0].memory_high);
+}
+
+static void test_decide_memory_high(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        uint64_t actual = s.vm[0].actual;
+
+        /* Deflate: memory.high first. */
+        s.vm[0].direct_reclaims = 5;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, actual + 128 * MIB);
+        assert_int_equal(s.out[0].memory_high, actual + 128 * MIB + 256 * MIB);
+        assert_true(s.out[0].raise_high_first);
+
+        /* Inflate: memory.high stays until the balloon got there, then follows it down. */
+        sim_init(&s, 1);
+        s.vm[0].guest_available = GIB;
+        s.host.pressure = true;
+        sim_tick(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].memory_high, actual + 256 * MIB);
+        assert_false(s.out[0].raise_high_first);
+
+        s.host.now_usec += USEC_PER_SEC;
+        sim_tick(&s); /* still in flight */
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+
+        s.host.now_usec += USEC_PER_SEC;
+        sim_move(&s, 0);
+        sim_tick(&s);
+        assert_int_equal(s.out[0].action, POLICY_SET_HIGH);
+        assert_int_equal(s.out[0].memory_high, s.vm[0].actual + 256 * MIB);
+        assert_true(s.out[0].memory_high < actual + 256 * MIB);
+        assert_false(s.out[0].raise_high_first);
+
+        s.host.now_usec += USEC_PER_SEC;
+        sim_tick(&s);
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+}
+
+/* Host pressure every other tick, the guest's use swinging its available memory around the floor:
+ * the balloon must not follow every swing. */
+static void test_decide_no_flapping(void **state) {
+        const unsigned ticks = 1000;
+        const uint64_t tick = USEC_PER_SEC;
+        unsigned changes[2] = {}, deflate_to_inflate[2] = {}, inflates[2] = {}, deflates[2] = {};
+        PolicyAction last[2] = { POLICY_NONE, POLICY_NONE };
+        uint64_t periods;
+        Sim s;
+
+        sim_init(&s, 2);
+        s.vm[1].weight = 300;
+        for (unsigned k = 0; k < ticks; k++) {
+                s.host.pressure = k % 2 == 0;
+                for (size_t i = 0; i < 2; i++) {
+                        uint64_t used = 1500 * MIB + ((k / 3 + i) % 2) * 200 * MIB;
+                        s.vm[i].guest_available = sub0(s.vm[i].actual, used);
+                        s.vm[i].guest_free = s.vm[i].guest_available / 2;
+                }
+                sim_tick(&s);
+
+                for (size_t i = 0; i < 2; i++) {
+                        PolicyAction a = s.out[i].action;
+                        if (a != POLICY_INFLATE && a != POLICY_DEFLATE)
+                                continue;
+                        assert_in_range(s.out[i].target, s.vm[i].min, s.vm[i].max);
+                        if (last[i] != POLICY_NONE && a != last[i]) {
+                                changes[i]++;
+                                deflate_to_inflate[i] += a == POLICY_INFLATE;
+                        }
+                        last[i] = a;
+                        inflates[i] += a == POLICY_INFLATE;
+                        deflates[i] += a == POLICY_DEFLATE;
+                }
+                s.host.now_usec += tick;
+                sim_move(&s, 0);
+                sim_move(&s, 1);
+        }
+
+        periods = ticks * tick / s.p.hysteresis_usec;
+        for (size_t i = 0; i < 2; i++) {
+                /* The scenario does move both ways... */
+                assert_true(inflates[i] > 0 && deflates[i] > 0 && changes[i] >= 2);
+                /* ...but an inflate after a deflate waits out the hysteresis. */
+                assert_true(deflate_to_inflate[i] <= periods + 1);
+                assert_true(changes[i] <= 2 * periods + 2);
+        }
+}
+
+static void test_decide_rate_cap(void **state) {
+        uint64_t taken = 0;
+        Sim s;
+
+        sim_init(&s, 1);
+        s.p.max_step = 2 * GIB;
+        s.vm[0].actual = s.vm[0].target = 4 * GIB;
+        s.vm[0].guest_available = 3 * GIB;
+        s.vm[0].last_inflate_usec = T0; /* an inflate was just ordered */
+
+        /* Ten trigger events in the next second. */
+        for (unsigned k = 1; k <= 10; k++) {
+                s.host.now_usec = T0 + k * 100 * USEC_PER_MSEC;
+                s.host.pressure = true;
+                s.p.reclaim_step = 2 * GIB;
+                sim_tick(&s);
+                assert_int_equal(s.out[0].action, POLICY_INFLATE);
+                assert_true(reduction(&s, 0) <= s.p.max_rate / 10);
+                taken += s.vm[0].actual - s.vm[0].target;
+                sim_move(&s, 0);
+                s.vm[0].guest_available = 3 * GIB;
+        }
+        assert_true(taken <= s.p.max_rate);
+        assert_true(taken > s.p.max_rate - 10 * POLICY_PAGE_SIZE);
+}
+
+static void test_decide_slice_pressure(void **state) {
+        Sim s;
+
+        sim_init(&s, 3);
+        for (size_t i = 0; i < 3; i++) {
+                s.vm[i].guest_available = GIB;
+                s.vm[i].memory_high = 2 * GIB;
+        }
+        s.vm[0].slice_pressure = true;
+        s.vm[0].memory_current = 2 * GIB + 50 * MIB;
+        s.vm[1].slice_pressure = true;
+        s.vm[1].memory_current = 2 * GIB - 50 * MIB;
+        s.vm[2].memory_current = 2 * GIB + 50 * MIB;
+
+        sim_decide(&s);
+
+        assert_false(s.summary.host_pressure);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(reduction(&s, 0), 66 * MIB);
+        assert_reason(&s.out[0], "slice pressure");
+        assert_int_equal(s.out[1].action, POLICY_NONE);
+        assert_int_equal(s.out[2].action, POLICY_NONE);
+
+        /* With host pressure too the larger of the two wins. */
+        sim_init(&s, 1);
+        s.vm[0].guest_available = GIB;
+        s.vm[0].memory_high = 2 * GIB;
+        s.vm[0].memory_current = 2 * GIB + 200 * MIB;
+        s.vm[0].slice_pressure = true;
+        s.host.pressure = true;
+        s.p.reclaim_step = 32 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(reduction(&s, 0), 216 * MIB);
+        assert_reason(&s.out[0], "slice pressure");
+
+        /* Not below the floor, however far over its allotment the VM is. */
+        sim_init(&s, 1);
+        s.vm[0].actual = s.vm[0].target = s.vm[0].min + 10 * MIB;
+        s.vm[0].guest_available = GIB;
+        s.vm[0].memory_high = s.vm[0].actual;
+        s.vm[0].memory_current = s.vm[0].actual + 100 * MIB;
+        s.vm[0].slice_pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].min);
+        assert_reason(&s.out[0], "capped by floor");
+}
+
+/* Targets are whole balloon pages even when the reported size is not (QEMU would round a target
+ * up, never reach it exactly, and the balloon would look stalled). */
+static void test_decide_pages(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].actual = s.vm[0].target = 2 * GIB + 3 * KIB;
+        s.vm[0].guest_available = GIB;
+        s.host.pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target % POLICY_PAGE_SIZE, 0);
+        assert_true(s.vm[0].actual - s.out[0].target <= s.p.reclaim_step);
+
+        sim_init(&s, 1);
+        s.vm[0].min = 512 * MIB + 5;
+        s.vm[0].actual = s.vm[0].target = 256 * MIB;
+        s.vm[0].pressure_event = true;
+        s.p.max_step = GIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, 512 * MIB + POLICY_PAGE_SIZE);
+}
+
+static void test_decide_no_stacking(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].guest_available = GIB;
+        s.host.pressure = true;
+        sim_tick(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        uint64_t target = s.out[0].target;
+
+        /* The same pressure again before the balloon moved: what is in flight covers it. */
+        s.host.now_usec += 2 * USEC_PER_SEC;
+        s.host.pressure = true;
+        sim_tick(&s);
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+        assert_int_equal(s.out[0].target, target);
+        assert_reason(&s.out[0], "in flight");
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_water_fill_weights),
+                cmocka_unit_test(test_water_fill_limits),
+                cmocka_unit_test(test_water_fill_random),
+                cmocka_unit_test(test_water_fill_idle_gives_first),
+                cmocka_unit_test(test_water_fill_tax_zero),
+                cmocka_unit_test(test_water_fill_edges),
+                cmocka_unit_test(test_decide_params),
+                cmocka_unit_test(test_decide_host_split),
+                cmocka_unit_test(test_decide_min_respected),
+                cmocka_unit_test(test_decide_guest_available_cap),
+                cmocka_unit_test(test_decide_max_respected),
+                cmocka_unit_test(test_decide_hysteresis),
+                cmocka_unit_test(test_decide_stall_backoff),
+                cmocka_unit_test(test_decide_floor_wins),
+                cmocka_unit_test(test_decide_hold_above_floor),
+                cmocka_unit_test(test_decide_cancel),
+                cmocka_unit_test(test_decide_memory_high),
+                cmocka_unit_test(test_decide_no_flapping),
+                cmocka_unit_test(test_decide_rate_cap),
+                cmocka_unit_test(test_decide_slice_pressure),
+                cmocka_unit_test(test_decide_no_stacking),
+                cmocka_unit_test(test_decide_pages),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

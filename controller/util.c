@@ -1,3 +1,282 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* placeholder: being written */
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+
 #include "util.h"
+
+void strv_free(char **l) {
+        if (!l)
+                return;
+        for (char **i = l; *i; i++)
+                free(*i);
+        free(l);
+}
+
+size_t strv_length(char * const *l) {
+        size_t n = 0;
+
+        if (!l)
+                return 0;
+        while (l[n])
+                n++;
+        return n;
+}
+
+int read_full_file_at(int dir_fd, const char *path, size_t max_size, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        /* One byte more than allowed, to tell "exactly max_size" from "too big". */
+        size_t limit = MIN(max_size, SIZE_MAX - 2) + 1, size = 0, allocated = 0;
+
+        fd = openat(dir_fd, path, O_RDONLY|O_CLOEXEC|O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+
+        /* Read until EOF rather than trusting st_size: /proc and cgroup files report 0 or 4096. */
+        for (;;) {
+                if (size >= allocated) {
+                        size_t n = MIN(MAX(allocated * 2, (size_t) 4096), limit);
+                        char *p = realloc(buf, n + 1); /* +1 for the NUL */
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        allocated = n;
+                }
+
+                ssize_t k = read(fd, buf + size, allocated - size);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                size += k;
+                if (size > max_size)
+                        return -EFBIG;
+        }
+
+        if (!buf) {
+                buf = malloc(1);
+                if (!buf)
+                        return -ENOMEM;
+        }
+        buf[size] = 0;
+
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+int write_string_file_at(int dir_fd, const char *path, const char *s) {
+        _cleanup_close_ int fd = -EBADF;
+        size_t l = strlen(s);
+        ssize_t n;
+
+        fd = openat(dir_fd, path, O_WRONLY|O_CLOEXEC|O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+
+        /* One write(): cgroup and PSI files act on each write() separately. */
+        n = write(fd, s, l);
+        if (n < 0)
+                return -errno;
+        if ((size_t) n != l)
+                return -EIO;
+        return 0;
+}
+
+static bool is_digit(char c) {
+        return c >= '0' && c <= '9';
+}
+
+int safe_atou64(const char *s, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (!s || !is_digit(*s))
+                return -EINVAL;
+
+        for (; *s; s++) {
+                if (!is_digit(*s))
+                        return -EINVAL;
+                unsigned d = *s - '0';
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+
+        *ret = v;
+        return 0;
+}
+
+/* "<digits>[.<digits>]" at the start of s: the integer part, and the fraction as a numerator over
+ * 10^frac_digits. At most 18 fraction digits so that 10^frac_digits fits in 64 bits. */
+typedef struct Decimal {
+        uint64_t integer;
+        uint64_t frac;
+        unsigned frac_digits;
+} Decimal;
+
+static int parse_decimal(const char *s, Decimal *ret, const char **ret_end) {
+        Decimal d = {};
+
+        if (!is_digit(*s))
+                return -EINVAL;
+        for (; is_digit(*s); s++) {
+                unsigned k = *s - '0';
+                if (d.integer > (UINT64_MAX - k) / 10)
+                        return -ERANGE;
+                d.integer = d.integer * 10 + k;
+        }
+
+        if (*s == '.') {
+                s++;
+                if (!is_digit(*s))
+                        return -EINVAL;
+                for (; is_digit(*s); s++) {
+                        if (d.frac_digits >= 18)
+                                return -EINVAL;
+                        d.frac = d.frac * 10 + (*s - '0');
+                        d.frac_digits++;
+                }
+        }
+
+        *ret = d;
+        *ret_end = s;
+        return 0;
+}
+
+static uint64_t pow10_u64(unsigned n) {
+        uint64_t p = 1;
+        while (n-- > 0)
+                p *= 10;
+        return p;
+}
+
+/* d * unit, with the fraction truncated to a whole number. */
+static int decimal_scale(const Decimal *d, uint64_t unit, uint64_t *ret) {
+        unsigned __int128 v = (unsigned __int128) d->integer * unit +
+                (unsigned __int128) d->frac * unit / pow10_u64(d->frac_digits);
+
+        if (v > UINT64_MAX)
+                return -ERANGE;
+        *ret = (uint64_t) v;
+        return 0;
+}
+
+int parse_size(const char *s, bool allow_percent, uint64_t *ret_bytes, uint32_t *ret_permyriad) {
+        static const struct {
+                char suffix;
+                uint64_t factor;
+        } units[] = {
+                { 'K', KIB },
+                { 'M', MIB },
+                { 'G', GIB },
+                { 'T', GIB * 1024 },
+        };
+        const char *e;
+        Decimal d;
+        uint64_t unit = 1, bytes;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+
+        r = parse_decimal(s, &d, &e);
+        if (r < 0)
+                return r;
+
+        if (e[0] == '%') {
+                if (!allow_percent || e[1] != 0 || d.frac_digits > 2)
+                        return -EINVAL;
+                uint64_t pm = d.frac * pow10_u64(2 - d.frac_digits);
+                if (d.integer > 100 || d.integer * 100 + pm > 10000)
+                        return -ERANGE;
+                if (ret_bytes)
+                        *ret_bytes = 0;
+                if (ret_permyriad)
+                        *ret_permyriad = (uint32_t) (d.integer * 100 + pm);
+                return 0;
+        }
+
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (e[0] == units[i].suffix) {
+                        unit = units[i].factor;
+                        e++;
+                        /* "K", "KB" and "KiB" all mean 1024 */
+                        if (streq(e, "iB"))
+                                e += 2;
+                        break;
+                }
+        if (streq(e, "B"))
+                e++;
+        if (*e != 0)
+                return -EINVAL;
+
+        r = decimal_scale(&d, unit, &bytes);
+        if (r < 0)
+                return r;
+
+        if (ret_bytes)
+                *ret_bytes = bytes;
+        if (ret_permyriad)
+                *ret_permyriad = 0;
+        return 0;
+}
+
+int parse_time_usec(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *suffix;
+                uint64_t usec;
+        } units[] = {
+                { "",    USEC_PER_SEC },
+                { "us",  1 },
+                { "ms",  USEC_PER_MSEC },
+                { "s",   USEC_PER_SEC },
+                { "min", 60 * USEC_PER_SEC },
+                { "h",   3600 * USEC_PER_SEC },
+        };
+        const char *e;
+        Decimal d;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+
+        r = parse_decimal(s, &d, &e);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (streq(e, units[i].suffix))
+                        return decimal_scale(&d, units[i].usec, ret);
+
+        return -EINVAL;
+}
+
+char *format_bytes(char *buf, size_t n, uint64_t bytes) {
+        static const char suffixes[] = "KMGTPE";
+        uint64_t unit = 1;
+        char suffix = 'B';
+
+        if (bytes == SIZE_UNLIMITED) {
+                (void) snprintf(buf, n, "max");
+                return buf;
+        }
+
+        for (size_t i = 0; i < strlen(suffixes) && bytes / unit >= 1024; i++) {
+                unit *= 1024;
+                suffix = suffixes[i];
+        }
+
+        /* One decimal, truncated, and only when it is not zero: "1.5G", "2G". */
+        uint64_t tenths = (uint64_t) ((unsigned __int128) (bytes % unit) * 10 / unit);
+        if (tenths > 0)
+                (void) snprintf(buf, n, "%" PRIu64 ".%" PRIu64 "%c", bytes / unit, tenths, suffix);
+        else
+                (void) snprintf(buf, n, "%" PRIu64 "%c", bytes / unit, suffix);
+        return buf;
+}

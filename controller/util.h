@@ -23,14 +23,18 @@ int write_string_file_at(int dir_fd, const char *path, const char *s);
 /* Strict decimal parse of an unsigned 64-bit number: no sign, no spaces, no trailing junk, no overflow. */
 int safe_atou64(const char *s, uint64_t *ret);
 
-/* Sizes: "512", "512K", "64M", "2G", "1T" (binary units, optional trailing "B" or "iB"), or with
- * 'allow_percent' "10%" / "2.5%", returned in *ret_permyriad (parts per 10000) with *ret_bytes left 0.
+/* Sizes: "512", "512K", "64M", "2G", "1T" (binary units, optional trailing "B" or "iB"; decimals like
+ * "1.5G" allowed, truncated to whole bytes), or with 'allow_percent' "10%" / "2.5%" (at most two
+ * decimals, at most 100%), returned in *ret_permyriad (parts per 10000) with *ret_bytes set to 0; for a
+ * byte size *ret_permyriad is set to 0. Either pointer may be NULL.
  * -EINVAL on junk, -ERANGE on overflow. */
 int parse_size(const char *s, bool allow_percent, uint64_t *ret_bytes, uint32_t *ret_permyriad);
 
-/* Seconds with optional "ms", "s", "min" suffix, e.g. "60", "60s", "500ms", "2min". */
+/* Seconds with optional "us", "ms", "s", "min", "h" suffix, e.g. "60", "60s", "0.5", "500ms", "2min";
+ * decimals are truncated to whole microseconds. -EINVAL on junk, -ERANGE on overflow. */
 int parse_time_usec(const char *s, uint64_t *ret);
 
-/* "1.5G", "256M", "512K", "17B"; buffer of at least FORMAT_BYTES_MAX. */
+/* "1.5G", "256M", "512K", "17B" (one decimal, truncated); "max" for SIZE_UNLIMITED. Buffer of at least
+ * FORMAT_BYTES_MAX. */
 #define FORMAT_BYTES_MAX 16
 char *format_bytes(char *buf, size_t n, uint64_t bytes);

@@ -33,6 +33,6 @@ tests/guest-image/build.sh
 
 tier "integration and end-to-end tests (real guests, real PSI)"
 export AUTOBALLOON_BUILD="$top/build/ci"
-python3 -m pytest -v -p no:cacheprovider tests/integration tests/e2e
+/usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration tests/e2e
 
 tier "done"

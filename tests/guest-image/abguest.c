@@ -1,0 +1,523 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * abguest: the guest agent of the test image. Reads one command per line from the
+ * virtio console (default /dev/hvc0, "-" for stdin/stdout) and answers one line,
+ * "ok ..." or "err ...". The commands are listed in tests/guest-image/README.md.
+ *
+ * Memory is held by forked workers with oom_score_adj 1000 while the agent itself runs
+ * with -1000, so the guest's OOM killer picks a worker and the agent keeps answering.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 64
+#define NAME_LEN 32
+#define LINE_MAX_LEN 1024
+#define REPLY_MAX_LEN 4096
+
+enum worker_mode {
+        MODE_HOLD,
+        MODE_THRASH,
+};
+
+struct worker {
+        char name[NAME_LEN];
+        pid_t pid;
+        bool used;
+        bool alive;
+};
+
+static struct worker workers[MAX_WORKERS];
+static int in_fd = -1, out_fd = -1;
+
+static int write_all(int fd, const char *buf, size_t len) {
+        while (len > 0) {
+                ssize_t n = write(fd, buf, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                buf += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void reply(const char *fmt, ...) {
+        char buf[REPLY_MAX_LEN];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                n = 0;
+        if ((size_t) n > sizeof(buf) - 2)
+                n = sizeof(buf) - 2;
+        buf[n++] = '\n';
+        /* The console may have no reader; a lost reply must not stop the agent. */
+        (void) write_all(out_fd, buf, (size_t) n);
+        /* Mirror on stderr (the serial console log) for post-mortems. */
+        (void) write_all(STDERR_FILENO, "abguest: < ", 11);
+        (void) write_all(STDERR_FILENO, buf, (size_t) n);
+}
+
+static int set_oom_score_adj(int value) {
+        char buf[16];
+        int fd, r, n;
+
+        fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        n = snprintf(buf, sizeof(buf), "%d\n", value);
+        r = write_all(fd, buf, (size_t) n);
+        close(fd);
+        return r;
+}
+
+/* Reads a small /proc file whole into buf (NUL-terminated). */
+static int read_file(const char *path, char *buf, size_t size) {
+        size_t len = 0;
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        while (len < size - 1) {
+                ssize_t n = read(fd, buf + len, size - 1 - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        n = -errno;
+                        close(fd);
+                        return (int) n;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        close(fd);
+        buf[len] = '\0';
+        return 0;
+}
+
+/* Finds "KEY<sep>VALUE" at the start of a line; KEY must match whole. */
+static int lookup_u64(const char *text, const char *key, char sep, uint64_t *ret) {
+        size_t klen = strlen(key);
+
+        for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+                char *end;
+                unsigned long long v;
+
+                if (strncmp(p, key, klen) != 0 || p[klen] != sep)
+                        continue;
+                errno = 0;
+                v = strtoull(p + klen + 1, &end, 10);
+                if (errno != 0 || end == p + klen + 1)
+                        return -EINVAL;
+                *ret = v;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+static int meminfo_kb(const char *key, uint64_t *ret) {
+        static char buf[8192];
+        int r;
+
+        r = read_file("/proc/meminfo", buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        return lookup_u64(buf, key, ':', ret);
+}
+
+static void reap_workers(void) {
+        for (size_t i = 0; i < MAX_WORKERS; i++)
+                if (workers[i].alive && waitpid(workers[i].pid, NULL, WNOHANG) == workers[i].pid)
+                        workers[i].alive = false;
+}
+
+static struct worker *find_worker(const char *name) {
+        for (size_t i = 0; i < MAX_WORKERS; i++)
+                if (workers[i].used && strcmp(workers[i].name, name) == 0)
+                        return &workers[i];
+        return NULL;
+}
+
+static struct worker *new_worker_slot(const char *name) {
+        struct worker *w = find_worker(name);
+
+        /* A dead worker's name can be reused. */
+        if (w)
+                return w->alive ? NULL : w;
+        for (size_t i = 0; i < MAX_WORKERS; i++)
+                if (!workers[i].used)
+                        return &workers[i];
+        for (size_t i = 0; i < MAX_WORKERS; i++)
+                if (!workers[i].alive)
+                        return &workers[i];
+        return NULL;
+}
+
+/* Writes to every page so that the guest really backs it with RAM. */
+static void touch_pages(volatile char *p, size_t size, size_t page) {
+        for (size_t off = 0; off < size; off += page)
+                p[off] = (char) (off / page + 1);
+}
+
+/* Child side: map and touch, tell the parent through notify_fd, then hold or thrash. */
+static _Noreturn void worker_main(enum worker_mode mode, size_t size, int notify_fd) {
+        size_t page = (size_t) sysconf(_SC_PAGESIZE), pages;
+        volatile char *p;
+        uint64_t x = 0x9e3779b97f4a7c15ULL ^ (uint64_t) getpid();
+
+        (void) set_oom_score_adj(1000);
+        /* MAP_NORESERVE: past the guest's RAM the OOM killer answers, not mmap(). */
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED)
+                _exit(2);
+        touch_pages(p, size, page);
+        if (write_all(notify_fd, "t", 1) < 0)
+                _exit(3);
+        close(notify_fd);
+
+        if (mode == MODE_HOLD)
+                for (;;)
+                        pause();
+
+        /* Niced so that the agent stays responsive on a single vCPU. */
+        (void) setpriority(PRIO_PROCESS, 0, 10);
+        pages = size / page;
+        for (;;) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                p[(x % pages) * page] += 1;
+        }
+}
+
+/*
+ * Forks a child that maps and touches size bytes, and waits until it reports the memory
+ * touched (returns 0) or dies (-ENOMEM when SIGKILLed, i.e. by the OOM killer, else
+ * -EIO). once: the child frees the memory and exits after touching it; otherwise it
+ * stays as a worker. *ret_pid is the child's pid whenever the fork succeeded.
+ */
+static int spawn_toucher(enum worker_mode mode, size_t size, bool once, pid_t *ret_pid) {
+        int pfd[2], status;
+        pid_t pid;
+        ssize_t n;
+        char c;
+
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+
+                close(pfd[0]);
+                close(pfd[1]);
+                return r;
+        }
+        if (pid == 0) {
+                /* Memory held for a dead agent would be a leak nobody can free. */
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                close(pfd[0]);
+                if (in_fd > STDERR_FILENO)
+                        close(in_fd);
+                if (once) {
+                        void *p;
+
+                        (void) set_oom_score_adj(1000);
+                        p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                        if (p == MAP_FAILED)
+                                _exit(2);
+                        touch_pages(p, size, (size_t) sysconf(_SC_PAGESIZE));
+                        _exit(write_all(pfd[1], "t", 1) < 0 ? 3 : 0);
+                }
+                worker_main(mode, size, pfd[1]);
+        }
+        *ret_pid = pid;
+        close(pfd[1]);
+        do
+                n = read(pfd[0], &c, 1);
+        while (n < 0 && errno == EINTR);
+        close(pfd[0]);
+
+        if (!once && n == 1)
+                return 0;
+        if (waitpid(pid, &status, 0) != pid)
+                return -errno;
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+                return -ENOMEM;
+        if (n != 1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return -EIO;
+        return 0;
+}
+
+static int parse_mb(const char *s, size_t *ret) {
+        char *end;
+        unsigned long v;
+
+        if (!s)
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno != 0 || *end != '\0' || end == s || v == 0 || v > (SIZE_MAX >> 20))
+                return -EINVAL;
+        *ret = (size_t) v << 20;
+        return 0;
+}
+
+static void cmd_alloc(enum worker_mode mode, char *name, char *mb) {
+        struct worker *w;
+        pid_t pid = 0;
+        size_t size;
+        int r;
+
+        if (!name || strlen(name) >= NAME_LEN || parse_mb(mb, &size) < 0)
+                return reply("err usage: %s NAME MB", mode == MODE_HOLD ? "alloc" : "thrash");
+        reap_workers();
+        w = new_worker_slot(name);
+        if (!w)
+                return reply("err worker %s exists or too many workers", name);
+
+        r = spawn_toucher(mode, size, false, &pid);
+        if (pid > 0) {
+                /* A worker that died while touching stays listed, dead. */
+                snprintf(w->name, sizeof(w->name), "%s", name);
+                w->pid = pid;
+                w->used = true;
+                w->alive = r == 0;
+        }
+        if (r == -ENOMEM)
+                return reply("err oom");
+        if (r < 0)
+                return reply("err worker failed: %s", strerror(-r));
+        reply("ok pid %d", (int) pid);
+}
+
+static void cmd_free(char *name) {
+        struct worker *w;
+
+        if (!name)
+                return reply("err usage: free NAME");
+        w = find_worker(name);
+        if (!w)
+                return reply("err no worker %s", name);
+        if (w->alive) {
+                (void) kill(w->pid, SIGKILL);
+                (void) waitpid(w->pid, NULL, 0);
+        }
+        *w = (struct worker) {};
+        reply("ok");
+}
+
+static void cmd_prefault(char *pct_s) {
+        uint64_t avail_kb;
+        unsigned long pct;
+        pid_t pid = 0;
+        size_t size;
+        char *end;
+        int r;
+
+        if (!pct_s)
+                return reply("err usage: prefault PCT");
+        errno = 0;
+        pct = strtoul(pct_s, &end, 10);
+        if (errno != 0 || *end != '\0' || end == pct_s || pct == 0 || pct > 100)
+                return reply("err usage: prefault PCT (1-100)");
+        if (meminfo_kb("MemAvailable", &avail_kb) < 0)
+                return reply("err cannot read MemAvailable");
+
+        size = (size_t) (avail_kb * pct / 100) << 10;
+        r = spawn_toucher(MODE_HOLD, size, true, &pid);
+        if (r == -ENOMEM)
+                return reply("err oom");
+        if (r < 0)
+                return reply("err prefault failed: %s", strerror(-r));
+        reply("ok %zu", size >> 20);
+}
+
+static void cmd_meminfo(void) {
+        uint64_t total, free_kb, avail;
+
+        if (meminfo_kb("MemTotal", &total) < 0 ||
+            meminfo_kb("MemFree", &free_kb) < 0 ||
+            meminfo_kb("MemAvailable", &avail) < 0)
+                return reply("err cannot read /proc/meminfo");
+        reply("ok MemTotal=%llu MemFree=%llu MemAvailable=%llu",
+              (unsigned long long) total, (unsigned long long) free_kb, (unsigned long long) avail);
+}
+
+static void cmd_vmstat(char **saveptr) {
+        static char text[16384];
+        char out[REPLY_MAX_LEN] = "ok";
+        size_t len = 2;
+        char *key;
+
+        if (read_file("/proc/vmstat", text, sizeof(text)) < 0)
+                return reply("err cannot read /proc/vmstat");
+        while ((key = strtok_r(NULL, " \t", saveptr))) {
+                uint64_t v;
+                int n;
+
+                if (lookup_u64(text, key, ' ', &v) < 0)
+                        return reply("err unknown vmstat key %s", key);
+                n = snprintf(out + len, sizeof(out) - len, " %s=%llu", key, (unsigned long long) v);
+                if (n < 0 || (size_t) n >= sizeof(out) - len)
+                        return reply("err too many keys");
+                len += (size_t) n;
+        }
+        reply("%s", out);
+}
+
+static void cmd_pressure(void) {
+        char buf[512];
+
+        if (read_file("/proc/pressure/memory", buf, sizeof(buf)) < 0)
+                return reply("err cannot read /proc/pressure/memory");
+        buf[strcspn(buf, "\n")] = '\0';
+        reply("ok %s", buf);
+}
+
+static void cmd_workers(void) {
+        char out[REPLY_MAX_LEN] = "ok";
+        size_t len = 2;
+
+        reap_workers();
+        for (size_t i = 0; i < MAX_WORKERS; i++) {
+                int n;
+
+                if (!workers[i].used)
+                        continue;
+                n = snprintf(out + len, sizeof(out) - len, " %s:%d:%s", workers[i].name,
+                             (int) workers[i].pid, workers[i].alive ? "alive" : "dead");
+                if (n < 0 || (size_t) n >= sizeof(out) - len)
+                        break;
+                len += (size_t) n;
+        }
+        reply("%s", out);
+}
+
+static void handle_line(char *line) {
+        char *saveptr = NULL, *cmd, *a, *b;
+
+        fprintf(stderr, "abguest: > %s\n", line);
+        cmd = strtok_r(line, " \t", &saveptr);
+        if (!cmd)
+                return;
+        if (strcmp(cmd, "vmstat") == 0)
+                return cmd_vmstat(&saveptr);
+
+        a = strtok_r(NULL, " \t", &saveptr);
+        b = strtok_r(NULL, " \t", &saveptr);
+        if (strcmp(cmd, "ping") == 0)
+                reply("ok pong%s%s", a ? " " : "", a ?: "");
+        else if (strcmp(cmd, "alloc") == 0)
+                cmd_alloc(MODE_HOLD, a, b);
+        else if (strcmp(cmd, "thrash") == 0)
+                cmd_alloc(MODE_THRASH, a, b);
+        else if (strcmp(cmd, "free") == 0)
+                cmd_free(a);
+        else if (strcmp(cmd, "prefault") == 0)
+                cmd_prefault(a);
+        else if (strcmp(cmd, "meminfo") == 0)
+                cmd_meminfo();
+        else if (strcmp(cmd, "pressure") == 0)
+                cmd_pressure();
+        else if (strcmp(cmd, "workers") == 0)
+                cmd_workers();
+        else
+                reply("err unknown command %s", cmd);
+}
+
+static int open_console(const char *path) {
+        struct termios t;
+
+        if (strcmp(path, "-") == 0) {
+                in_fd = STDIN_FILENO;
+                out_fd = STDOUT_FILENO;
+                return 0;
+        }
+        in_fd = out_fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (in_fd < 0)
+                return -errno;
+        /* Raw: no echo of the host's commands, no \n -> \r\n. */
+        if (tcgetattr(in_fd, &t) == 0) {
+                cfmakeraw(&t);
+                if (tcsetattr(in_fd, TCSANOW, &t) < 0)
+                        return -errno;
+                (void) tcflush(in_fd, TCIFLUSH);
+        }
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        const char *path = argc > 1 ? argv[1] : "/dev/hvc0";
+        char buf[LINE_MAX_LEN];
+        size_t len = 0;
+        int r;
+
+        (void) signal(SIGPIPE, SIG_IGN);
+        r = open_console(path);
+        if (r < 0) {
+                fprintf(stderr, "abguest: cannot open %s: %s\n", path, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        if (set_oom_score_adj(-1000) < 0)
+                fprintf(stderr, "abguest: cannot set oom_score_adj: %m\n");
+        reply("abguest ready");
+
+        for (;;) {
+                ssize_t n = read(in_fd, buf + len, sizeof(buf) - len);
+                char *nl;
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        fprintf(stderr, "abguest: read: %m\n");
+                        return EXIT_FAILURE;
+                }
+                if (n == 0) {
+                        if (in_fd == STDIN_FILENO)
+                                return EXIT_SUCCESS;
+                        /* Host side hung up: wait for the next connection. */
+                        sleep(1);
+                        continue;
+                }
+                len += (size_t) n;
+                while ((nl = memchr(buf, '\n', len))) {
+                        size_t l = (size_t) (nl - buf);
+
+                        *nl = '\0';
+                        if (l > 0 && buf[l - 1] == '\r')
+                                buf[l - 1] = '\0';
+                        handle_line(buf);
+                        len -= l + 1;
+                        memmove(buf, nl + 1, len);
+                }
+                if (len == sizeof(buf)) {
+                        reply("err line too long");
+                        len = 0;
+                }
+        }
+}

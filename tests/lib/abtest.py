@@ -1,0 +1,679 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Test harness for autoballoon: real QEMU guests and real (test) cgroups on this host.
+
+Guest          a small QEMU/TCG guest from tests/guest-image (kernel + busybox initramfs
+               running abguest on a virtio console), with QMP and the agent's console.
+TestCgroup     a v1 memory cgroup below the test's own plus a matching cgroup2 directory
+               (PSI files) on hybrid hosts; sub-groups on demand; always cleaned up.
+PageCacheHog   a process thrashing the page cache of a file inside a cgroup: host memory
+               pressure without anonymous memory (this host has no swap: anon pressure
+               would make the memcg OOM killer shoot QEMU).
+
+Standard library only.
+"""
+
+import itertools
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SH = REPO / "tests" / "guest-image" / "build.sh"
+QEMU = os.environ.get("AUTOBALLOON_QEMU", "qemu-system-x86_64")
+MiB = 1 << 20
+
+# Every Guest ever started in this process, for the console tails of failing tests.
+GUESTS = []
+
+
+class QMPError(Exception):
+    """QEMU answered {"error": ...}."""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def wait_until(fn, timeout, interval=0.1, what=None):
+    """Calls fn() until it returns a true value (returned) or raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or fn}")
+        time.sleep(interval)
+
+
+def psi(path):
+    """Parses a PSI file: {"some": {"avg10": float, ..., "total": int}, "full": {...}}."""
+    result = {}
+    with open(path) as f:
+        for line in f:
+            kind, *fields = line.split()
+            values = dict(field.split("=", 1) for field in fields)
+            result[kind] = {k: int(v) if k == "total" else float(v) for k, v in values.items()}
+    return result
+
+
+def parse_size(size):
+    """"512M", "1G", "4096" (bytes) or an int -> bytes."""
+    if isinstance(size, int):
+        return size
+    m = re.fullmatch(r"(\d+)([KMGT]?)i?B?", size.strip(), re.IGNORECASE)
+    if not m:
+        raise ValueError(f"bad size {size!r}")
+    return int(m.group(1)) << (10 * " KMGT".index(m.group(2).upper() or " "))
+
+
+def parse_kv(reply):
+    """"ok A=1 B=2" -> {"A": 1, "B": 2} (values that are not integers stay strings)."""
+    if not reply.startswith("ok"):
+        raise RuntimeError(f"guest answered {reply!r}")
+    out = {}
+    for field in reply.split()[1:]:
+        k, _, v = field.partition("=")
+        out[k] = int(v) if v.isdigit() else v
+    return out
+
+
+def make_run_dir(prefix="abt-"):
+    """A short directory in /tmp: AF_UNIX socket paths must stay under 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def _mounts():
+    """(mount point, fs type, super options) from /proc/self/mountinfo."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _source, superopts = post.split()[:3]
+            yield pre.split()[4], fstype, superopts.split(",")
+
+
+def fs_type(path):
+    """The type of the file system holding path (longest mount point prefix)."""
+    path = os.path.realpath(path)
+    best, best_type = "", None
+    for mnt, fstype, _ in _mounts():
+        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best, best_type = mnt, fstype
+    return best_type
+
+
+def _check_procs_paths(paths):
+    """A failing preexec_fn only says "Exception occurred in preexec_fn": check first."""
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no cgroup.procs file {path}")
+
+
+def _join_cgroups(paths):
+    """A preexec_fn: moves the child into each cgroup.procs before it execs and allocates."""
+    paths = [str(p) for p in paths]
+
+    def join():
+        for path in paths:
+            with open(path, "w") as f:
+                f.write(str(os.getpid()))
+    return join
+
+
+def _tail(path, lines):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError as e:
+        return f"<{e}>"
+
+
+# ---------------------------------------------------------------------------- image
+
+class GuestImage:
+    """The built image: vmlinuz, initrd.img and the manifest (dict of key=value)."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.vmlinuz = self.dir / "vmlinuz"
+        self.initrd = self.dir / "initrd.img"
+        with open(self.dir / "manifest") as f:
+            self.manifest = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+
+    @staticmethod
+    def cache_dir():
+        return Path(os.environ.get("AUTOBALLOON_CACHE", "/var/cache/autoballoon")) / "guest"
+
+
+def build_image(force=False):
+    """Runs tests/guest-image/build.sh (a no-op when cached); raises if it fails."""
+    cmd = [str(BUILD_SH)] + (["--force"] if force else [])
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{BUILD_SH} failed ({proc.returncode}):\n{proc.stdout}")
+    return GuestImage(GuestImage.cache_dir())
+
+
+# ---------------------------------------------------------------------------- QMP
+
+class QMP:
+    """A tiny synchronous QMP client: greeting + qmp_capabilities once, then execute()."""
+
+    def __init__(self, path, timeout=30):
+        self.path = str(path)
+        self.events = []
+        self._buf = b""
+        self._ids = itertools.count(1)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            wait_until(self._try_connect, timeout, what=f"QMP socket {path}")
+            self.sock.settimeout(timeout)
+            greeting = self._read_message()
+            if "QMP" not in greeting:
+                raise QMPError(f"unexpected QMP greeting {greeting}")
+            self.execute("qmp_capabilities")
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _try_connect(self):
+        try:
+            self.sock.connect(self.path)
+            return True
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+
+    def _read_message(self):
+        while b"\n" not in self._buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError(f"QMP {self.path}: connection closed")
+            self._buf += data
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def execute(self, command, arguments=None, timeout=30):
+        """Runs a command; returns its "return" value, raises QMPError on "error"."""
+        msg_id = next(self._ids)
+        msg = {"execute": command, "id": msg_id}
+        if arguments:
+            msg["arguments"] = arguments
+        self.sock.settimeout(timeout)
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            reply = self._read_message()
+            if "event" in reply:
+                self.events.append(reply)
+            elif reply.get("id") == msg_id:
+                if "error" in reply:
+                    raise QMPError(f"{command}: {reply['error'].get('desc', reply['error'])}")
+                return reply.get("return")
+
+    def wait_event(self, name, timeout=30):
+        """Returns the first event called name, already received or arriving in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if ev["event"] == name:
+                    return self.events.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no QMP event {name} within {timeout}s")
+            self.sock.settimeout(left)
+            try:
+                msg = self._read_message()
+            except socket.timeout:
+                continue
+            if "event" in msg:
+                self.events.append(msg)
+
+    def close(self):
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------- guest
+
+class Guest:
+    """A QEMU/TCG guest of the test image with abguest on its virtio console.
+
+    Two QMP monitors: qmp_path (default <run_dir>/<name>.qmp) is left free for the
+    daemon under test; the harness talks to its own, <run_dir>/<name>.hqmp.
+    """
+
+    BALLOON_ID = "balloon0"
+
+    @classmethod
+    def start(cls, name, run_dir, mem="512M", qmp_path=None, extra_args=(), cgroups=(),
+              image=None, smp=1, free_page_reporting=True):
+        """Starts QEMU, placed in every cgroup.procs of cgroups before it allocates.
+
+        free_page_reporting: the guest hands its free pages back to the host within a
+        second or two, so memory it touched and freed ("prefault") does not stay
+        resident; turn it off to keep it.
+        """
+        return cls(name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
+                   free_page_reporting)
+
+    def __init__(self, name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
+                 free_page_reporting):
+        self.name = name
+        self.run_dir = Path(run_dir)
+        self.mem_bytes = parse_size(mem)
+        self.image = image or GuestImage(GuestImage.cache_dir())
+        self.qmp_path = Path(qmp_path) if qmp_path else self.run_dir / f"{name}.qmp"
+        self.harness_qmp_path = self.run_dir / f"{name}.hqmp"
+        self.ctl_path = self.run_dir / f"{name}.ctl"
+        self.console_log = self.run_dir / f"{name}.console.log"
+        self.qemu_log = self.run_dir / f"{name}.qemu.log"
+        for p in (self.qmp_path, self.harness_qmp_path, self.ctl_path):
+            if len(str(p)) >= 108:
+                raise ValueError(f"socket path too long for AF_UNIX: {p}")
+        self.argv = [
+            QEMU, "-name", name,
+            "-accel", "tcg", "-m", str(mem), "-smp", str(smp),
+            "-nodefaults", "-no-user-config", "-no-reboot",
+            "-kernel", str(self.image.vmlinuz), "-initrd", str(self.image.initrd),
+            "-append", "console=ttyS0 quiet panic=1",
+            "-display", "none",
+            "-serial", f"file:{self.console_log}",
+            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+            "-qmp", f"unix:{self.harness_qmp_path},server=on,wait=off",
+            "-device", f"virtio-balloon-pci,id={self.BALLOON_ID},"
+                       f"free-page-reporting={'on' if free_page_reporting else 'off'}",
+            "-device", "virtio-serial-pci",
+            "-chardev", f"socket,id=ctl,path={self.ctl_path},server=on,wait=off",
+            "-device", "virtconsole,chardev=ctl",
+            *extra_args,
+        ]
+        self._qmp = None
+        self._ctl = None
+        self._ctl_buf = b""
+        self._sync = itertools.count(1)
+        self.started_at = time.monotonic()
+        self.ready_seconds = None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _check_procs_paths(cgroups)
+        with open(self.qemu_log, "wb") as log:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_join_cgroups(cgroups))
+        GUESTS.append(self)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def _check_alive(self):
+        if not self.alive():
+            raise RuntimeError(f"guest {self.name}: QEMU exited with {self.proc.returncode}; "
+                               f"log:\n{_tail(self.qemu_log, 20)}")
+
+    # -- agent on the virtio console
+
+    def _ctl_connect(self, deadline):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        while True:
+            self._check_alive()
+            try:
+                sock.connect(str(self.ctl_path))
+                self._ctl = sock
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() >= deadline:
+                    sock.close()
+                    raise TimeoutError(f"guest {self.name}: no control socket {self.ctl_path}")
+                time.sleep(0.05)
+
+    def _readline(self, deadline):
+        """The next line from the agent, or None at the deadline."""
+        while b"\n" not in self._ctl_buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._ctl.settimeout(min(left, 1.0))
+            try:
+                data = self._ctl.recv(4096)
+            except socket.timeout:
+                self._check_alive()
+                continue
+            if not data:
+                self._check_alive()
+                raise ConnectionError(f"guest {self.name}: control socket closed")
+            self._ctl_buf += data
+        line, _, self._ctl_buf = self._ctl_buf.partition(b"\n")
+        return line.decode(errors="replace").strip()
+
+    def wait_ready(self, timeout=60):
+        """Waits until abguest answers; returns the seconds since start().
+
+        "abguest ready" is lost when printed before we connect, so this pings with a
+        token until the matching answer: that also drops any stale line in between.
+        """
+        deadline = time.monotonic() + timeout
+        if self._ctl is None:
+            self._ctl_connect(deadline)
+        while True:
+            token = f"sync{next(self._sync)}"
+            self._ctl.sendall(f"ping {token}\n".encode())
+            attempt_end = min(deadline, time.monotonic() + 1.0)
+            while True:
+                line = self._readline(attempt_end)
+                if line is None or line == "abguest ready":
+                    break
+                if line == f"ok pong {token}":
+                    if self.ready_seconds is None:
+                        self.ready_seconds = time.monotonic() - self.started_at
+                    return self.ready_seconds
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"guest {self.name}: abguest not ready after {timeout}s")
+
+    def cmd(self, line, timeout=60):
+        """Sends one command to abguest; returns its answer ("ok ..." or "err ...")."""
+        if self._ctl is None:
+            self.wait_ready()
+        self._ctl.sendall(line.encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._readline(deadline)
+            if reply is None:
+                raise TimeoutError(f"guest {self.name}: no answer to {line!r} in {timeout}s")
+            if reply.startswith(("ok", "err")):
+                return reply
+            if reply == "abguest ready":
+                # The agent restarted (its workers are gone); the command was lost.
+                raise RuntimeError(f"guest {self.name}: abguest restarted during {line!r}")
+
+    def cmd_ok(self, line, timeout=60):
+        """cmd() that raises on "err"; returns what follows "ok"."""
+        reply = self.cmd(line, timeout)
+        if not reply.startswith("ok"):
+            raise RuntimeError(f"guest {self.name}: {line!r} -> {reply!r}")
+        return reply[2:].strip()
+
+    def meminfo(self):
+        """{"MemTotal": kB, "MemFree": kB, "MemAvailable": kB}."""
+        return parse_kv(self.cmd("meminfo"))
+
+    def vmstat(self, *keys):
+        return parse_kv(self.cmd("vmstat " + " ".join(keys)))
+
+    def workers(self):
+        """{name: (pid, alive)} of the agent's workers."""
+        out = {}
+        for field in self.cmd_ok("workers").split():
+            name, pid, state = field.rsplit(":", 2)
+            out[name] = (int(pid), state == "alive")
+        return out
+
+    # -- QMP
+
+    def qmp(self, execute, args=None, timeout=30):
+        """Runs a QMP command on the harness' monitor; returns "return" or raises QMPError."""
+        if self._qmp is None:
+            self._check_alive()
+            self._qmp = QMP(self.harness_qmp_path, timeout)
+        return self._qmp.execute(execute, args, timeout)
+
+    def qmp_events(self):
+        """Events received so far on the harness' monitor (the list is live)."""
+        if self._qmp is None:
+            self.qmp("query-status")
+        return self._qmp.events
+
+    def balloon(self, nbytes):
+        """Sets the balloon target: the guest's RAM size it should end up with."""
+        self.qmp("balloon", {"value": int(nbytes)})
+
+    def query_balloon(self):
+        """The guest's current RAM size (bytes) as the balloon reports it."""
+        return self.qmp("query-balloon")["actual"]
+
+    def guest_stats(self, polling_interval=None):
+        """qom-get guest-stats: {"stats": {...}, "last-update": seconds}.
+
+        Sets guest-stats-polling-interval first when given (the guest sends stats
+        only while it is non-zero). Unsupported stats read 2**64-1.
+        """
+        path = f"/machine/peripheral/{self.BALLOON_ID}"
+        if polling_interval is not None:
+            self.qmp("qom-set", {"path": path, "property": "guest-stats-polling-interval",
+                                 "value": int(polling_interval)})
+        return self.qmp("qom-get", {"path": path, "property": "guest-stats"})
+
+    # -- teardown and logs
+
+    def _close_sockets(self):
+        for sock in (self._qmp, self._ctl):
+            if sock is not None:
+                sock.close()
+        self._qmp = self._ctl = None
+
+    def kill(self):
+        """SIGKILL and reap."""
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+        self._close_sockets()
+
+    def stop(self, timeout=10):
+        """Quits through QMP; SIGKILL when QEMU is still there after timeout."""
+        if self.alive():
+            try:
+                self.qmp("quit", timeout=timeout)
+            except (OSError, QMPError, TimeoutError, RuntimeError):
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def console_tail(self, lines=40):
+        return _tail(self.console_log, lines)
+
+    def qemu_log_tail(self, lines=20):
+        return _tail(self.qemu_log, lines)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return f"<Guest {self.name} pid={self.proc.pid}>"
+
+
+# ---------------------------------------------------------------------------- cgroups
+
+class TestCgroup:
+    """A v1 memory cgroup below our own plus a matching cgroup2 directory below ours.
+
+    Never touches the parents' files: everything happens in directories it creates.
+    Sub-groups ("balloon.slice/balloon-vm1.slice", "hog") are made in both hierarchies.
+    """
+
+    __test__ = False  # not a pytest test class
+    _counter = itertools.count(1)
+
+    def __init__(self, name=None):
+        self.name = name or f"abtest-{os.getpid()}-{next(self._counter)}-{secrets.token_hex(3)}"
+        v1_mount = v2_mount = None
+        for mnt, fstype, opts in _mounts():
+            if fstype == "cgroup" and "memory" in opts:
+                v1_mount = mnt
+            elif fstype == "cgroup2":
+                v2_mount = mnt
+        own_v1 = own_v2 = None
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _hid, controllers, path = line.rstrip("\n").split(":", 2)
+                if "memory" in controllers.split(","):
+                    own_v1 = path
+                elif _hid == "0" and controllers == "":
+                    own_v2 = path
+        if not v1_mount or own_v1 is None:
+            raise RuntimeError("no cgroup v1 memory hierarchy: TestCgroup needs the hybrid layout")
+        if not v2_mount or own_v2 is None:
+            raise RuntimeError("no cgroup2 mount (needed for memory.pressure)")
+        self.v1_parent = Path(v1_mount + own_v1.rstrip("/"))
+        self.v2_parent = Path(v2_mount + own_v2.rstrip("/"))
+        self.v1_root = self.v1_parent / self.name
+        self.unified_root = self.v2_parent / self.name
+        self._created = []  # in creation order: parents before children
+        self._mkdir(self.v1_root)
+        try:
+            self._mkdir(self.unified_root)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _mkdir(self, path):
+        path.mkdir()
+        self._created.append(path)
+
+    def sub(self, rel=""):
+        """Creates rel (if needed) in both hierarchies; returns (v1 dir, cgroup2 dir)."""
+        rel = rel.strip("/")
+        dirs = (self.v1_root, self.unified_root)
+        if rel:
+            if ".." in rel.split("/"):
+                raise ValueError(f"bad sub-group {rel!r}")
+            for root in (self.v1_root, self.unified_root):
+                path = root
+                for part in rel.split("/"):
+                    path = path / part
+                    if not path.is_dir():
+                        self._mkdir(path)
+            dirs = (self.v1_root / rel, self.unified_root / rel)
+        return dirs
+
+    def procs_paths(self, sub=""):
+        """The two cgroup.procs files (v1 memory, cgroup2) to put a process in sub."""
+        return [d / "cgroup.procs" for d in self.sub(sub)]
+
+    def unified(self, sub=""):
+        return self.sub(sub)[1]
+
+    def set_limit(self, nbytes, sub=""):
+        """memory.limit_in_bytes of the v1 group (no swap here: memsw needs no limit)."""
+        (self.sub(sub)[0] / "memory.limit_in_bytes").write_text(str(int(nbytes)))
+
+    def usage(self, sub=""):
+        return int((self.sub(sub)[0] / "memory.usage_in_bytes").read_text())
+
+    def pressure(self, sub="", resource="memory"):
+        """psi() of <cgroup2 dir>/<resource>.pressure."""
+        return psi(self.sub(sub)[1] / f"{resource}.pressure")
+
+    def pids(self):
+        out = set()
+        for d in self._created:
+            try:
+                out.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+            except FileNotFoundError:
+                pass
+        return out
+
+    def cleanup(self, timeout=10):
+        """Kills what is left in our groups and removes them, children first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{self.name}: processes {sorted(pids)} survive SIGKILL")
+            time.sleep(0.05)
+        for d in reversed(self._created):
+            while d.exists():
+                try:
+                    d.rmdir()
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    # A killed task can keep its group busy for a moment.
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
+        self._created.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+# ---------------------------------------------------------------------------- pressure
+
+class PageCacheHog:
+    """Reads a file of size_mb MiB in a loop from inside the given cgroups.
+
+    With the cgroup limited below the file size this thrashes the page cache: reclaim
+    and refaults show up as memory stalls in PSI, and no anonymous memory is involved.
+    The file lives on a disk file system: on tmpfs it would be unevictable shmem.
+    """
+
+    def __init__(self, size_mb, procs_paths, directory=None, readers=2):
+        self.size_mb = size_mb
+        self.readers = readers
+        self.procs_paths = list(procs_paths)
+        self.dir = Path(tempfile.mkdtemp(prefix="abt-hog-", dir=directory or self._pick_dir()))
+        self.path = self.dir / "data"
+        self.proc = None
+
+    @staticmethod
+    def _pick_dir():
+        for d in (os.environ.get("AUTOBALLOON_HOG_DIR"), "/var/tmp", "/tmp"):
+            if d and os.path.isdir(d) and fs_type(d) not in ("tmpfs", "ramfs"):
+                return d
+        raise RuntimeError("no disk-backed directory for the page-cache hog")
+
+    def start(self):
+        block = os.urandom(MiB)
+        with open(self.path, "wb") as f:
+            for _ in range(self.size_mb):
+                f.write(block)
+            f.flush()
+            os.fsync(f.fileno())
+            # Pages cached now are charged to us: the hog must fault them in itself.
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        # More concurrent readers: more stalled time per second ("some" and "full").
+        script = 'i=0; while [ $i -lt $1 ]; do i=$((i+1)); while :; do cat "$2" >/dev/null; done & done; wait'
+        _check_procs_paths(self.procs_paths)
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", script, "abt-hog", str(self.readers), str(self.path)],
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_join_cgroups(self.procs_paths))
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The closed loop on real guests: three TCG guests in balloon slices, autoballoond watching them,
+host pressure from a page-cache hog inside a memory limit, guest pressure from a guest allocation.
+
+Shared by the end-to-end test (which asserts) and the demo (which prints a live timeline).
+"""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import abtest
+
+MIB = 1024 * 1024
+TOP = Path(__file__).resolve().parents[2]
+
+DECISION_RE = re.compile(r'decision vm=(\S+) action=(\S+) bytes=(\d+) target=(\d+) \(\d+ MiB\) reason="(.*)"$')
+LATENCY_RE = re.compile(r"latency trigger->balloon (\d+) us")
+
+
+def daemon_binary():
+    build = Path(os.environ.get("AUTOBALLOON_BUILD", TOP / "build" / "ci"))
+    binary = build / "controller" / "autoballoond"
+    if not binary.exists():
+        raise RuntimeError(f"{binary} not built: run meson setup {build} && ninja -C {build}")
+    return binary
+
+
+class Decision:
+    def __init__(self, when, vm, action, nbytes, target, reason):
+        self.when, self.vm, self.action = when, vm, action
+        self.bytes, self.target, self.reason = nbytes, target, reason
+
+    def __repr__(self):
+        return f"{self.vm} {self.action} {self.bytes // MIB}M -> {self.target // MIB}M: {self.reason}"
+
+
+class Daemon:
+    """autoballoond on a test cgroup tree; its stderr is kept and parsed into decisions."""
+
+    def __init__(self, run_dir, cgroup_root, config, extra_args=(), on_line=None):
+        self.run_dir = Path(run_dir)
+        self.config_dir = self.run_dir / "etc"
+        self.config_dir.mkdir(exist_ok=True)
+        (self.config_dir / "autoballoon.conf").write_text(config)
+        self.runtime_dir = self.run_dir / "run"
+        (self.runtime_dir / "qmp").mkdir(parents=True, exist_ok=True)
+        self.log_path = self.run_dir / "autoballoond.log"
+        self.argv = [str(daemon_binary()), f"--config-dir={self.config_dir}",
+                     f"--cgroup-root={cgroup_root}", f"--runtime-dir={self.runtime_dir}",
+                     "--log-target=stderr", "--log-level=debug", *extra_args]
+        self.on_line = on_line
+        self.lines = []
+        self.decisions = []
+        self.latencies_usec = []
+        self._lock = threading.Lock()
+        self.proc = None
+
+    def qmp_path(self, vm):
+        return self.runtime_dir / "qmp" / f"{vm}.sock"
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self):
+        with open(self.log_path, "w") as log:
+            for line in self.proc.stderr:
+                line = line.rstrip("\n")
+                log.write(line + "\n")
+                log.flush()
+                with self._lock:
+                    self.lines.append(line)
+                    m = DECISION_RE.search(line)
+                    if m:
+                        self.decisions.append(Decision(time.monotonic(), m.group(1), m.group(2),
+                                                       int(m.group(3)), int(m.group(4)), m.group(5)))
+                    m = LATENCY_RE.search(line)
+                    if m:
+                        self.latencies_usec.append(int(m.group(1)))
+                if self.on_line:
+                    self.on_line(line)
+
+    def decisions_for(self, vm=None, action=None, since=0.0):
+        with self._lock:
+            return [d for d in self.decisions
+                    if (vm is None or d.vm == vm) and (action is None or d.action == action)
+                    and d.when >= since]
+
+    def saw(self, pattern):
+        with self._lock:
+            return any(re.search(pattern, line) for line in self.lines)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=10):
+        """SIGTERM; returns the exit status (a clean exit is 0)."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            self._reader.join(5)
+
+    def log_tail(self, n=40):
+        with self._lock:
+            return "\n".join(self.lines[-n:])
+
+
+# The VMs of the scenario: name, weight.
+VMS = (("vm1", 100), ("vm2", 100), ("vm3", 200))
+GUEST_MEM = 512 * MIB
+MIN_MEMORY = 128 * MIB
+
+CONFIG = f"""\
+# autoballoond configuration of the closed-loop scenario
+[Daemon]
+HostPressure=system
+ReclaimStep=640M
+StatsIntervalSec=1
+HysteresisSec=60
+GuestReserve=64M
+GuestMinAvailable=48M
+MaxStep=256M
+MaxRate=128M
+DeflateStep=128M
+""" + "".join(f"\n[VM {name}]\nWeight={weight}\nMinMemory={MIN_MEMORY // MIB}M\n" for name, weight in VMS)
+
+
+class ClosedLoop:
+    """Three guests, a daemon and the pressure knobs. Use as a context manager."""
+
+    def __init__(self, run_dir, image=None, config=CONFIG, on_line=None, log=print):
+        self.run_dir = Path(run_dir)
+        self.image = image
+        self.log = log
+        self.cgroup = abtest.TestCgroup()
+        self.daemon = Daemon(self.run_dir, self.cgroup.unified_root, config, on_line=on_line)
+        self.guests = {}
+        self.hog = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.hog:
+            self.hog.stop()
+        if self.daemon.alive():
+            self.daemon.stop()
+        for g in self.guests.values():
+            g.stop()
+        self.cgroup.cleanup()
+
+    @staticmethod
+    def slice_of(vm):
+        return f"balloon.slice/balloon-{vm}.slice"
+
+    def start_guests(self):
+        for name, _ in VMS:
+            self.guests[name] = abtest.Guest.start(
+                name, self.run_dir, mem=f"{GUEST_MEM // MIB}M", qmp_path=self.daemon.qmp_path(name),
+                cgroups=self.cgroup.procs_paths(self.slice_of(name)), image=self.image,
+                free_page_reporting=False)
+        for g in self.guests.values():
+            g.wait_ready(90)
+        # Make guest RAM resident on the host, so that inflating a balloon really returns memory.
+        for g in self.guests.values():
+            g.cmd_ok("prefault 90", timeout=120)
+        self.log(f"guests ready: {', '.join(self.guests)}; host-side usage "
+                 f"{self.cgroup.usage() // MIB} MiB")
+
+    def start_daemon(self):
+        self.daemon.start()
+        abtest.wait_until(lambda: all(self.daemon.saw(rf"{vm}: adopted") for vm, _ in VMS), 30,
+                          what="the daemon to adopt every VM")
+
+    def host_pressure_on(self, headroom=32 * MIB, hog_mb=256):
+        """A memory limit just above what the guests use, and a page-cache hog inside it."""
+        self.cgroup.set_limit(self.cgroup.usage() + headroom)
+        self.hog = abtest.PageCacheHog(hog_mb, self.cgroup.procs_paths("hog"))
+        self.hog.start()
+
+    def host_pressure_off(self):
+        if self.hog:
+            self.hog.stop()
+            self.hog = None
+        self.cgroup.set_limit(-1)
+
+    def guest_pressure(self, vm, leave_mb=24):
+        """Allocates in the guest until only leave_mb MiB stay available."""
+        available_kb = int(abtest.parse_kv(self.guests[vm].cmd_ok("meminfo"))["MemAvailable"])
+        size = max(available_kb // 1024 - leave_mb, 16)
+        self.guests[vm].cmd_ok(f"alloc squeeze {size}", timeout=120)
+        return size
+
+    def actual(self, vm):
+        return self.guests[vm].query_balloon()
+
+    def host_stall_usec(self):
+        return self.cgroup.pressure()["some"]["total"]
+
+    def sample(self):
+        """One timeline row per VM: actual, last target and reason, slice pressure."""
+        rows = []
+        for vm, weight in VMS:
+            last = self.daemon.decisions_for(vm)
+            d = last[-1] if last else None
+            psi = self.cgroup.pressure(self.slice_of(vm))["some"]["avg10"]
+            rows.append((vm, weight, self.actual(vm), d, psi))
+        return rows
+
+    def oom_kills(self):
+        return {vm: int(abtest.parse_kv(g.cmd_ok("vmstat oom_kill"))["oom_kill"])
+                for vm, g in self.guests.items()}

@@ -12,6 +12,7 @@
  *   HysteresisSec=60              no inflate of a VM this long after its guest pressure
  *   TaxRate=0.75                  idle memory tax, in [0, 1)
  *   ReclaimStep=128M              reclaim goal per host pressure event (> 0)
+ *   ReclaimSettleSec=5            a trigger this soon after a reclaim sets no new goal
  *   MaxStep=256M                  largest balloon change per VM and decision (> 0)
  *   MaxRate=128M                  largest balloon change per VM and second (> 0)
  *   DeflateStep=128M              given back on guest pressure (> 0)
@@ -90,6 +91,7 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("HysteresisSec",        CONFIG_TIME,          hysteresis_usec,          "60",               0, UINT64_MAX, NULL),
         DAEMON_KEY("TaxRate",              CONFIG_RATIO,         tax_rate,                 "0.75",             0, 0, NULL),
         DAEMON_KEY("ReclaimStep",          CONFIG_SIZE,          reclaim_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("ReclaimSettleSec",     CONFIG_TIME,          reclaim_settle_usec,      "5",                0, UINT64_MAX, NULL),
         DAEMON_KEY("MaxStep",              CONFIG_SIZE,          max_step,                 "256M",             1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("MaxRate",              CONFIG_SIZE,          max_rate,                 "128M",             1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("DeflateStep",          CONFIG_SIZE,          deflate_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),

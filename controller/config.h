@@ -48,6 +48,7 @@ typedef struct Config {
         uint64_t hysteresis_usec;        /* HysteresisSec=60 */
         double tax_rate;                 /* TaxRate=0.75, in [0, 1) */
         uint64_t reclaim_step;           /* ReclaimStep=, reclaim goal per host pressure event; 128M */
+        uint64_t reclaim_settle_usec;    /* ReclaimSettleSec=5, no new goal this soon after a reclaim */
         uint64_t max_step;               /* MaxStep=, per VM and decision; 256M */
         uint64_t max_rate;               /* MaxRate=, per VM, bytes per second; 128M */
         uint64_t deflate_step;           /* DeflateStep=, given back on guest pressure; 128M */

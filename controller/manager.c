@@ -31,6 +31,7 @@ static void manager_load_params(Manager *m) {
 
         m->params = (PolicyParams) {
                 .reclaim_step = c->reclaim_step,
+                .reclaim_settle_usec = c->reclaim_settle_usec,
                 .tax_rate = c->tax_rate,
                 .hysteresis_usec = c->hysteresis_usec,
                 .max_step = c->max_step,
@@ -208,6 +209,7 @@ void manager_decide(Manager *m, const char *why) {
                 .total = m->host_total,
                 .available = m->host_available,
                 .pressure = m->host_pressure,
+                .last_reclaim_usec = m->last_summary.last_reclaim_usec,
         };
         m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
 

@@ -276,8 +276,9 @@ typedef struct DecideContext {
         const PolicyHost *host;
         const PolicyVM *vms;
         PolicyDecision *out;
-        bool host_pressure;
-        uint64_t goal;
+        bool host_pressure;   /* trigger fired or reserve missing: guests under pressure are held */
+        bool settling;        /* the trigger fired, but the last reclaim has not had time to work */
+        uint64_t goal;        /* 0 when nothing is to be reclaimed this round */
         uint64_t planned;
 } DecideContext;
 
@@ -466,13 +467,13 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         uint64_t want_host = 0, want_slice = 0, want_max = 0, want, red, t;
         InflateBlock b;
 
-        if (!c->host_pressure && !slice && !above_max)
+        if (c->goal == 0 && !slice && !above_max)
                 return;
 
         b = inflate_block(now, vm);
         if (b != BLOCK_NONE) {
                 d->action = POLICY_HOLD;
-                if (c->host_pressure)
+                if (c->goal > 0)
                         reason_add(d->reason, "host pressure: goal %s", FB(c->goal));
                 else if (slice)
                         reason_add(d->reason, "slice pressure: current %s >= memory.high %s",
@@ -484,7 +485,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 return;
         }
 
-        if (c->host_pressure)
+        if (c->goal > 0)
                 want_host = vm->actual - d->share;
         if (slice)
                 want_slice = MAX(vm->memory_current - vm->memory_high + SLICE_MIN_STEP, SLICE_MIN_STEP);
@@ -498,7 +499,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         else if (want == want_slice && slice)
                 reason_add(d->reason, "slice pressure: current %s >= memory.high %s, excess %s%s",
                            FB(vm->memory_current), FB(vm->memory_high), FB(want_slice),
-                           c->host_pressure ? " (more than the host share)" : "");
+                           c->goal > 0 ? " (more than the host share)" : "");
         else
                 reason_add(d->reason, "host pressure: goal %s, share %s of %s by weight %" PRIu64
                            ", idle %s taxed at %.2f",
@@ -629,10 +630,13 @@ static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
                 .host_pressure = c->host_pressure,
                 .goal = c->goal,
                 .planned = c->planned,
+                .last_reclaim_usec = c->host->last_reclaim_usec,
         };
 
         for (size_t i = 0; i < n; i++)
                 count[c->out[i].action]++;
+        if (c->goal > 0 && count[POLICY_INFLATE] > 0)
+                ret->last_reclaim_usec = c->host->now_usec;
 
         if (c->host_pressure) {
                 bool low = c->host->available < c->p->host_reserve;
@@ -643,6 +647,9 @@ static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
                         reason_add(ret->reason, "available %s < reserve %s", FB(c->host->available),
                                    FB(c->p->host_reserve));
                 reason_add(ret->reason, "): goal %s, planned %s", FB(c->goal), FB(c->planned));
+                if (c->settling)
+                        reason_add(ret->reason, ", settling: last reclaim %s ago",
+                                   FU(c->host->now_usec - c->host->last_reclaim_usec));
                 sep = "; ";
         } else {
                 reason_add(ret->reason, "no host pressure");
@@ -673,9 +680,20 @@ int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM 
                 .out = out,
         };
 
+        /* What the balloons already in flight will return counts against the missing reserve. */
+        uint64_t inflight = 0;
+        for (size_t i = 0; i < n; i++)
+                if (vms[i].target < vms[i].actual)
+                        inflight = add_sat(inflight, vms[i].actual - vms[i].target);
         if (host->available < p->host_reserve)
-                c.goal = p->host_reserve - host->available;
-        if (host->pressure)
+                c.goal = sub_sat(p->host_reserve - host->available, inflight);
+
+        /* A trigger reports stalls over its whole window: one firing right after a reclaim mostly
+         * measures the time before the reclaim. Each trigger asks for ReclaimStep= only once the last
+         * reclaim had reclaim_settle_usec to take effect, so goals do not stack up. */
+        c.settling = host->pressure && host->last_reclaim_usec != 0 &&
+                now < add_sat(host->last_reclaim_usec, p->reclaim_settle_usec);
+        if (host->pressure && !c.settling)
                 c.goal = MAX(c.goal, p->reclaim_step);
         c.host_pressure = host->pressure || host->available < p->host_reserve;
 
@@ -691,7 +709,7 @@ int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM 
                         .last_inflate_usec = vms[i].last_inflate_usec,
                 };
 
-        if (c.host_pressure) {
+        if (c.goal > 0) {
                 /* The eligible VMs share what they have minus the goal. */
                 unsigned __int128 total = 0;
                 for (size_t i = 0; i < n; i++)

@@ -13,6 +13,7 @@
 typedef struct PolicyParams {
         uint64_t host_reserve;        /* host pressure when host available memory is below this */
         uint64_t reclaim_step;        /* reclaim goal per host pressure event */
+        uint64_t reclaim_settle_usec; /* a trigger this soon after a reclaim sets no new goal */
         double tax_rate;              /* idle memory tax, 0 <= t < 1 */
         uint64_t hysteresis_usec;     /* after guest pressure: no inflation for this long */
         uint64_t max_step;            /* per VM and decision, inflate and deflate */
@@ -30,6 +31,7 @@ typedef struct PolicyHost {
         uint64_t total;               /* host (or parent slice) memory */
         uint64_t available;           /* MemAvailable, or the parent slice's limit minus its usage */
         bool pressure;                /* the host trigger fired since the last decision */
+        uint64_t last_reclaim_usec;   /* PolicySummary.last_reclaim_usec of the previous decision */
 } PolicyHost;
 
 /* Why a guest is considered under pressure; several may hold at once. */
@@ -112,6 +114,7 @@ typedef struct PolicySummary {
         bool host_pressure;
         uint64_t goal;                /* bytes the host asked for this round */
         uint64_t planned;             /* bytes the decisions take (after caps) */
+        uint64_t last_reclaim_usec;   /* when host pressure last led to an inflation; carry it over */
         char reason[POLICY_REASON_MAX];
 } PolicySummary;
 

@@ -19,6 +19,7 @@ static PolicyParams test_params(void) {
         return (PolicyParams) {
                 .host_reserve = 256 * MIB,
                 .reclaim_step = 128 * MIB,
+                .reclaim_settle_usec = 5 * USEC_PER_SEC,
                 .tax_rate = 0.75,
                 .hysteresis_usec = 60 * USEC_PER_SEC,
                 .max_step = 256 * MIB,
@@ -97,6 +98,7 @@ static void sim_apply(Sim *s) {
                 vm->pressure_event = vm->slice_pressure = false;
         }
         s->host.pressure = false;
+        s->host.last_reclaim_usec = s->summary.last_reclaim_usec;
 }
 
 /* The balloon reaches its target (QEMU reports the move). */
@@ -600,6 +602,7 @@ static void test_decide_rate_cap(void **state) {
         Sim s;
 
         sim_init(&s, 1);
+        s.p.reclaim_settle_usec = 0; /* every trigger asks */
         s.p.max_step = 2 * GIB;
         s.vm[0].actual = s.vm[0].target = 4 * GIB;
         s.vm[0].guest_available = 3 * GIB;
@@ -694,10 +697,57 @@ static void test_decide_pages(void **state) {
         assert_int_equal(s.out[0].target, 512 * MIB + POLICY_PAGE_SIZE);
 }
 
+/* Triggers that fire while the last reclaim takes effect set no new goal; later ones do. */
+static void test_decide_reclaim_settles(void **state) {
+        Sim s;
+
+        sim_init(&s, 2);
+        s.host.pressure = true;
+        sim_tick(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.summary.last_reclaim_usec, T0);
+        sim_move(&s, 0);
+        sim_move(&s, 1);
+        uint64_t after_first = s.vm[0].actual + s.vm[1].actual;
+
+        s.host.now_usec = T0 + 2 * USEC_PER_SEC;
+        s.host.pressure = true;
+        sim_tick(&s);
+        assert_int_not_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_not_equal(s.out[1].action, POLICY_INFLATE);
+        assert_int_equal(s.summary.goal, 0);
+        assert_non_null(strstr(s.summary.reason, "settling"));
+        assert_int_equal(s.vm[0].target + s.vm[1].target, after_first);
+
+        s.host.now_usec = T0 + 5 * USEC_PER_SEC;
+        s.host.pressure = true;
+        sim_tick(&s);
+        assert_int_equal(s.summary.goal, s.p.reclaim_step);
+        assert_true(s.vm[0].target + s.vm[1].target < after_first);
+}
+
+/* A missing reserve is not asked for twice while balloons are still on their way. */
+static void test_decide_reserve_counts_inflight(void **state) {
+        Sim s;
+
+        sim_init(&s, 2);
+        s.host.available = s.p.host_reserve - 100 * MIB;
+        s.vm[0].target = s.vm[0].actual - 60 * MIB;
+        s.vm[1].target = s.vm[1].actual - 60 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.summary.goal, 0);
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+
+        s.vm[1].target = s.vm[1].actual;
+        sim_decide(&s);
+        assert_int_equal(s.summary.goal, 40 * MIB);
+}
+
 static void test_decide_no_stacking(void **state) {
         Sim s;
 
         sim_init(&s, 1);
+        s.p.reclaim_settle_usec = 0; /* every trigger asks */
         s.vm[0].guest_available = GIB;
         s.host.pressure = true;
         sim_tick(&s);
@@ -736,6 +786,8 @@ int main(void) {
                 cmocka_unit_test(test_decide_rate_cap),
                 cmocka_unit_test(test_decide_slice_pressure),
                 cmocka_unit_test(test_decide_no_stacking),
+                cmocka_unit_test(test_decide_reclaim_settles),
+                cmocka_unit_test(test_decide_reserve_counts_inflight),
                 cmocka_unit_test(test_decide_pages),
         };
 

@@ -526,7 +526,7 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_r
 
         uint64_t bytes = is_balloon_action(d->action) ?
                 (d->target > vm->actual ? d->target - vm->actual : vm->actual - d->target) : d->memory_high;
-        log_decision(vm->name, policy_action_to_string(d->action), bytes, d->reason);
+        log_decision(vm->name, policy_action_to_string(d->action), bytes, d->target, d->reason);
         vm_record(vm, now, d);
 
         if (high_changes && d->raise_high_first)

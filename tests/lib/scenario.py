@@ -204,7 +204,7 @@ class ClosedLoop:
 
     def guest_pressure(self, vm, leave_mb=24):
         """Allocates in the guest until only leave_mb MiB stay available."""
-        available_kb = int(abtest.parse_kv(self.guests[vm].cmd_ok("meminfo"))["MemAvailable"])
+        available_kb = self.guests[vm].meminfo()["MemAvailable"]
         size = max(available_kb // 1024 - leave_mb, 16)
         self.guests[vm].cmd_ok(f"alloc squeeze {size}", timeout=120)
         return size
@@ -226,5 +226,4 @@ class ClosedLoop:
         return rows
 
     def oom_kills(self):
-        return {vm: int(abtest.parse_kv(g.cmd_ok("vmstat oom_kill"))["oom_kill"])
-                for vm, g in self.guests.items()}
+        return {vm: g.vmstat("oom_kill")["oom_kill"] for vm, g in self.guests.items()}

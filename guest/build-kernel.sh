@@ -1,0 +1,185 @@
+#!/bin/bash
+# Build the small x86_64 guest test kernel: Debian's linux-source-6.1 at the version pinned in
+# guest/linux-version, with the guest/patches series applied, configured as tinyconfig plus
+# guest/config-fragment. With --stock, also the same kernel without the series.
+#
+# Cache (AUTOBALLOON_CACHE, default /var/cache/autoballoon) under kernel/:
+#   bzImage, bzImage.config              patched kernel and its .config
+#   bzImage-stock, bzImage-stock.config  stock kernel (--stock)
+#   src/    git repo of the pristine tree (tag pristine-VERSION); branch autoballoon = + series
+#   stock/  git worktree of the pristine tag (--stock)
+#   out-patched/, out-stock/             make O= directories, build-*.log their logs
+# A run whose inputs (pin + hash of the guest/ files that go into the kernel) match the stamps
+# of the cached images only checks the apt pin and returns.
+set -euo pipefail
+
+usage() {
+        echo "usage: $0 [--stock]" >&2
+        exit 2
+}
+
+stock=0
+for arg in "$@"; do
+        case $arg in
+        --stock) stock=1 ;;
+        *) usage ;;
+        esac
+done
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/kernel
+pkg=linux-source-6.1
+deps=(bc bison flex libelf-dev libssl-dev build-essential xz-utils git)
+
+log() { printf '[build-kernel %3ds] %s\n' "$SECONDS" "$*"; }
+die() {
+        printf 'build-kernel: ERROR: %s\n' "$*" >&2
+        exit 1
+}
+
+pin=$(grep -v '^[[:space:]]*\(#\|$\)' "$here/linux-version" | head -n1 | tr -d '[:space:]')
+[[ -n $pin ]] || die "no version in $here/linux-version"
+mapfile -t patches < <(find "$here/patches" -name '[0-9][0-9][0-9][0-9]-*.patch' \
+                       ! -name '0000-*' | sort)
+((${#patches[@]})) || die "no patches in $here/patches"
+
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+
+# --- tools ------------------------------------------------------------------------------------
+missing=()
+for p in "${deps[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- the pin ----------------------------------------------------------------------------------
+candidate() { apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p'; }
+check_pin() {
+        local cand
+        cand=$(candidate)
+        if [[ -z $cand || $cand == "(none)" || ${1:-} == update ]]; then
+                apt-get update -qq >/dev/null
+                cand=$(candidate)
+        fi
+        [[ $cand == "$pin" ]] || die "apt offers $pkg ${cand:-nothing}, guest/linux-version pins" \
+                "$pin: check that the series applies to $cand and update the pin"
+}
+check_pin
+
+# --- up to date? ------------------------------------------------------------------------------
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+base_key=$(printf '%s\n' "$pin" | cat - "$here/build-kernel.sh" "$here/config-fragment" |
+           sha256sum | cut -d' ' -f1)
+patched_key=$(printf '%s\n' "$base_key" | cat - "${patches[@]}" | sha256sum | cut -d' ' -f1)
+stock_key=$base_key
+fresh() { [[ -f $cache/$1 && "$(cat "$cache/$1.stamp" 2>/dev/null)" == "$2" ]]; }
+if fresh bzImage "$patched_key" && { ((!stock)) || fresh bzImage-stock "$stock_key"; }; then
+        log "up to date: $cache/bzImage$( ((stock)) && echo " $cache/bzImage-stock")"
+        exit 0
+fi
+
+# --- pristine tree, once per pinned version ---------------------------------------------------
+src=$cache/src
+tag=pristine-$pin
+export GIT_AUTHOR_NAME=autoballoon GIT_AUTHOR_EMAIL=autoballoon@localhost
+export GIT_COMMITTER_NAME=autoballoon GIT_COMMITTER_EMAIL=autoballoon@localhost
+if ! git -C "$src" rev-parse -q --verify "refs/tags/$tag" >/dev/null 2>&1; then
+        deb=$cache/${pkg}_${pin}_all.deb
+        if [[ ! -f $deb ]]; then
+                log "downloading $pkg $pin"
+                rm -f "$cache"/"${pkg}"_*.deb
+                if ! (cd "$cache" && apt-get download "$pkg=$pin") >"$cache/download.log" 2>&1; then
+                        check_pin update
+                        (cd "$cache" && apt-get download "$pkg=$pin") >"$cache/download.log" 2>&1 ||
+                                { tail -n 5 "$cache/download.log"; die "cannot download $pkg $pin"; }
+                fi
+        fi
+        log "unpacking into $src and making it a git repo (once per version)"
+        rm -rf "$src" "$cache/stock" "$cache"/out-* "$cache"/bzImage*
+        mkdir -p "$src"
+        dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$pkg.tar.xz" |
+                tar -xJ --strip-components=1 -C "$src"
+        git -C "$src" init -q
+        git -C "$src" config gc.auto 0
+        # Debian's .gitignore ignores the whole top level: -f.
+        git -C "$src" add -A -f .
+        git -C "$src" commit -q -m "$pkg $pin"
+        git -C "$src" tag "$tag"
+        rm -f "$deb"
+fi
+
+# --- the series -------------------------------------------------------------------------------
+series_key=$(hash_of "${patches[@]}")
+if [[ "$(cat "$cache/series.key" 2>/dev/null)" != "$series_key" ||
+      "$(git -C "$src" symbolic-ref -q --short HEAD)" != autoballoon ]]; then
+        log "applying ${#patches[@]} patches with git am"
+        rm -f "$cache/series.key"
+        git -C "$src" am --abort >/dev/null 2>&1 || true
+        git -C "$src" checkout -q -f -B autoballoon "$tag"
+        if ! git -C "$src" am -q "${patches[@]}" >"$cache/am.log" 2>&1; then
+                cat "$cache/am.log" >&2
+                git -C "$src" am --abort >/dev/null 2>&1 || true
+                die "the series does not apply to $pkg $pin"
+        fi
+        echo "$series_key" >"$cache/series.key"
+fi
+
+if ((stock)) && [[ "$(git -C "$cache/stock" rev-parse -q HEAD 2>/dev/null)" != \
+                   "$(git -C "$src" rev-parse "$tag^{commit}")" ]]; then
+        log "checking out the pristine tree for the stock kernel (once per version)"
+        rm -rf "$cache/stock"
+        git -C "$src" worktree prune
+        git -C "$src" worktree add -q --detach "$cache/stock" "$tag"
+fi
+
+# --- build ------------------------------------------------------------------------------------
+# build TREE NAME KEY: configure and build TREE into out-NAME, cache the image as $cache/$image.
+build() {
+        local tree=$1 name=$2 key=$3 image=$4
+        local out=$cache/out-$name blog=$cache/build-$name.log line
+
+        fresh "$image" "$key" && return 0
+        mkdir -p "$out"
+        : >"$blog"
+        log "configuring $name kernel (tinyconfig + config-fragment)"
+        [[ -f $out/.config ]] && cp -p "$out/.config" "$out/.config.prev"
+        {
+                make -C "$tree" O="$out" tinyconfig &&
+                "$tree/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" \
+                        "$here/config-fragment" &&
+                make -C "$tree" O="$out" olddefconfig
+        } >>"$blog" 2>&1 || { tail -n 30 "$blog"; die "configuring the $name kernel failed"; }
+        while read -r line; do
+                if [[ $line == "# CONFIG_"*" is not set" ]]; then
+                        ! grep -q "^${line:2:-11}=" "$out/.config" || die "$name: $line did not hold"
+                elif [[ $line == CONFIG_* ]]; then
+                        grep -qx -- "$line" "$out/.config" || die "$name: $line did not hold"
+                fi
+        done <"$here/config-fragment"
+        # An unchanged .config keeps its old time, so make does not rebuild for nothing.
+        if [[ -f $out/.config.prev ]] && cmp -s "$out/.config" "$out/.config.prev"; then
+                touch -r "$out/.config.prev" "$out/.config"
+        fi
+        rm -f "$out/.config.prev"
+
+        log "building $name kernel (make -j2 bzImage, log: $blog)"
+        if ! make -C "$tree" O="$out" -j2 bzImage >>"$blog" 2>&1; then
+                tail -n 40 "$blog"
+                die "building the $name kernel failed, log: $blog"
+        fi
+        cp "$out/arch/x86/boot/bzImage" "$cache/$image.tmp"
+        cp "$out/.config" "$cache/$image.config"
+        mv "$cache/$image.tmp" "$cache/$image"
+        echo "$key" >"$cache/$image.stamp"
+        log "$name kernel: $cache/$image ($(stat -c %s "$cache/$image") bytes)"
+}
+
+build "$src" patched "$patched_key" bzImage
+((stock)) && build "$cache/stock" stock "$stock_key" bzImage-stock
+log "done"

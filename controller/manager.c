@@ -292,8 +292,9 @@ static int manager_scan(Manager *m) {
                         continue;
                 }
                 log_info("%s: slice %s is gone, dropping the VM", vm->name, vm->cgpath);
-                vm_free(vm);
+                /* Out of the list first: freeing cancels its queries, whose callbacks may decide. */
                 m->vms[i] = m->vms[--m->n_vms];
+                vm_free(vm);
         }
 
         for (char **name = names; name && *name; name++) {

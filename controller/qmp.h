@@ -10,7 +10,13 @@
 /* A non-blocking QMP client on an sd-event loop. One client per VM. It connects, reads the greeting,
  * negotiates capabilities, and then lets callers issue commands with a timeout each. On any error it
  * fails the pending commands, reports the disconnect and reconnects with exponential back-off
- * (1 s doubling to 30 s). Incoming messages above QMP_MAX_MESSAGE are a protocol error. */
+ * (1 s doubling to 30 s, back to 1 s after each READY). Incoming messages above QMP_MAX_MESSAGE are a
+ * protocol error.
+ *
+ * Callbacks run from the event loop only, never from inside qmp_client_start/call/set_handlers; the one
+ * exception is qmp_client_free(), which runs the replies it cancels. A callback may call
+ * qmp_client_free() on its own client (the client is reference counted while it dispatches): the
+ * remaining pending replies then see -ECANCELED and no further callback runs. */
 
 #define QMP_MAX_MESSAGE (1024 * 1024)
 
@@ -18,17 +24,23 @@ typedef struct QmpClient QmpClient;
 
 typedef enum QmpState {
         QMP_DISCONNECTED,
-        QMP_CONNECTING,   /* socket connecting, greeting or qmp_capabilities pending */
+        QMP_CONNECTING,   /* socket connecting, greeting or qmp_capabilities pending; also between
+                           * the quiet retries while the socket is missing or refuses connections */
         QMP_READY,
 } QmpState;
 
 /* 'error' is 0 on success, then 'result' is the "return" member (borrowed; json_object_get() to keep).
- * On failure result is NULL and 'error' is -ETIMEDOUT, -ECONNRESET (connection lost or client freed:
- * -ECANCELED), or -EREMOTEIO when QEMU answered with an "error" member, whose "desc" is in 'desc'. */
+ * On failure result is NULL and 'error' is -ETIMEDOUT, -ECONNRESET (connection lost), -ECANCELED
+ * (client freed), or -EREMOTEIO when QEMU answered with an "error" member, whose "desc" is in 'desc'.
+ * A reply arriving after its command timed out is ignored. */
 typedef void (*qmp_reply_t)(QmpClient *c, int error, json_object *result, const char *desc, void *userdata);
 /* Any asynchronous event, known or not; 'data' may be NULL. */
 typedef void (*qmp_event_t)(QmpClient *c, const char *event, json_object *data, void *userdata);
-/* State changes; 'error' says why a connection was lost (0 on READY). */
+/* State changes; 'error' says why a connection was lost (0 on READY). Called on transitions only:
+ * READY after the handshake; DISCONNECTED when a connection that was established is lost (EOF,
+ * protocol error, handshake timeout), then CONNECTING when the reconnection starts. Connections
+ * that are refused or whose socket is missing are retried quietly without a callback. Never called
+ * from qmp_client_free(). */
 typedef void (*qmp_state_t)(QmpClient *c, QmpState state, int error, void *userdata);
 
 int qmp_client_new(sd_event *e, const char *socket_path, QmpClient **ret);
@@ -38,12 +50,16 @@ static inline void qmp_client_freep(QmpClient **c) {
 }
 
 void qmp_client_set_handlers(QmpClient *c, qmp_event_t on_event, qmp_state_t on_state, void *userdata);
-/* Starts connecting now; reconnects on its own from then on. */
+/* Starts connecting now (the state becomes CONNECTING without a callback); reconnects on its own
+ * from then on. -EBUSY when already started. */
 int qmp_client_start(QmpClient *c);
 QmpState qmp_client_get_state(QmpClient *c);
 const char *qmp_client_get_path(QmpClient *c);
 
-/* Sends a command; takes ownership of 'arguments' (may be NULL). The callback runs exactly once. */
+/* Sends a command; takes ownership of 'arguments' (may be NULL) in all cases. On success the callback
+ * runs exactly once, later, from the event loop; on failure it never runs. Fails with -ENOTCONN when
+ * the client is not READY, -ENOBUFS when QEMU stopped reading and QMP_MAX_MESSAGE bytes are queued,
+ * -EINVAL for a zero timeout. */
 int qmp_client_call(QmpClient *c, const char *command, json_object *arguments, uint64_t timeout_usec,
                     qmp_reply_t callback, void *userdata);
 
@@ -100,5 +116,6 @@ QmpParser *qmp_parser_free(QmpParser *p);
 /* Returns -EMSGSIZE when a message grows beyond max_message, -EBADMSG on invalid JSON or a
  * non-object top-level value. */
 int qmp_parser_feed(QmpParser *p, const char *buf, size_t n);
-/* Takes the next complete object (the caller owns it), or returns 0 with *ret = NULL when none. */
+/* Takes the next complete object (the caller owns it) and returns 1, or returns 0 with *ret = NULL
+ * when none. Objects completed before an error in the same feed can still be taken. */
 int qmp_parser_next(QmpParser *p, json_object **ret);

@@ -126,8 +126,8 @@ static void on_probe_stats_interval(QmpClient *c, int error, json_object *result
         /* Without stats polling the VM is never inflated (the policy needs the guest's available
          * memory); keep managing it anyway so guest pressure and the floor still apply. */
         (void) vm_reply_failed(vm, "enabling guest stats polling", error, desc);
-        if (error == -ECANCELED)
-                return;
+        if (error < 0 && error != -EREMOTEIO)
+                return; /* the connection is gone; the next one probes again */
         (void) vm_call(vm, "query-balloon", NULL, on_probe_balloon);
 }
 
@@ -226,9 +226,10 @@ static void on_qmp_state(QmpClient *c, QmpState state, int error, void *userdata
                 (void) vm_call(vm, "query-memory-size-summary", NULL, on_probe_memory);
                 break;
         case QMP_DISCONNECTED:
+                /* qmp.c already warned with the details. */
                 if (vm->state == VM_READY)
-                        log_warning_errno(error, "%s: lost the QMP connection (%m); not managed until QEMU answers again",
-                                          vm->name);
+                        log_info_errno(error, "%s: lost the QMP connection (%m); not managed until QEMU answers again",
+                                       vm->name);
                 vm_set_state(vm, VM_CONNECTING);
                 vm->has_stats = vm->has_prev_stats = false;
                 break;
@@ -238,9 +239,22 @@ static void on_qmp_state(QmpClient *c, QmpState state, int error, void *userdata
 }
 
 static void vm_balloon_moved(VM *vm, uint64_t actual) {
+        char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+
+        if (actual == vm->actual)
+                return;
+
         /* Progress is movement towards the target; the stall detector watches it. */
         if ((vm->target < vm->actual && actual < vm->actual) || (vm->target > vm->actual && actual > vm->actual))
                 vm->last_progress_usec = now_usec(vm);
+        else {
+                /* Moved by someone else: another QMP client, or the guest deflating on OOM. Their
+                 * word is the newest; waiting for our old target would only look like a stall. */
+                log_info("%s: balloon moved to %s, away from our target %s: adopting it", vm->name,
+                         format_bytes(a, sizeof a, actual), format_bytes(b, sizeof b, vm->target));
+                vm->target = actual;
+                vm->last_progress_usec = 0;
+        }
         vm->actual = actual;
 }
 
@@ -377,11 +391,13 @@ static void vm_read_slice(VM *vm) {
                 vm->memory_high = v;
                 vm->memory_high_known = true;
         } else {
-                if (vm->memory_high_known || vm->n_history == 0)
-                        log_debug_errno(r, "%s: no memory.high in %s (%m): managing the balloon only",
-                                        vm->name, vm->cgpath);
+                if (vm->memory_high_known || !vm->memory_high_checked)
+                        log_info_errno(r, "%s: no memory.high in %s (%m): managing the balloon only",
+                                       vm->name, vm->cgpath);
                 vm->memory_high_known = false;
         }
+
+        vm->memory_high_checked = true;
 
         if (cg_read_u64(fd, vm->cgpath, "memory.current", &v) >= 0)
                 vm->memory_current = v;

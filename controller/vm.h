@@ -45,6 +45,7 @@ typedef struct VM {
         uint64_t actual, target;
         uint64_t memory_high, memory_current;
         bool memory_high_known;
+        bool memory_high_checked; /* read at least once: say once that it is missing */
 
         GuestStats stats, prev_stats;
         bool has_stats, has_prev_stats;

@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Benchmark, not a test: prints figures and gates nothing.
+
+1. The daemon's reaction: PSI trigger fd readable -> balloon command sent (daemon-internal, from its
+   debug log), p50/p99 over at least --events host trigger firings that led to an inflation. The
+   balloons are put back to full size from the harness monitor every few rounds so that the floors
+   never stop the inflations.
+2. The daemon's cost with the three guests idle: CPU time and RSS over --idle seconds.
+
+Run as root after tests/demo.sh or tests/run.sh built everything:
+    /usr/bin/python3 tests/bench/reaction.py [--events 100] [--idle 60]
+"""
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+
+import abtest  # noqa: E402
+from scenario import CONFIG, MIB, GUEST_MEM, VMS, ClosedLoop  # noqa: E402
+
+# Every trigger counts, and small steps so that many rounds fit between two resets.
+BENCH_CONFIG = CONFIG.replace("ReclaimStep=640M", "ReclaimStep=96M\nReclaimSettleSec=0")
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def proc_cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / abtest.os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100)
+    ap.add_argument("--idle", type=int, default=60)
+    args = ap.parse_args()
+
+    run_dir = abtest.make_run_dir("abbench-")
+    with ClosedLoop(run_dir, image=abtest.build_image(), config=BENCH_CONFIG, log=print) as loop:
+        loop.start_guests()
+        loop.start_daemon()
+        pid = loop.daemon.proc.pid
+
+        cpu0, t0 = proc_cpu_seconds(pid), time.monotonic()
+        time.sleep(args.idle)
+        cpu = proc_cpu_seconds(pid) - cpu0
+        idle_seconds = time.monotonic() - t0
+        print(f"idle: 3 guests, {idle_seconds:.0f} s: daemon CPU {cpu:.3f} s "
+              f"({100 * cpu / idle_seconds:.3f}%), RSS {proc_rss_kib(pid)} KiB")
+
+        loop.host_pressure_on()
+        start = time.monotonic()
+        while len(loop.daemon.latencies_usec) < args.events:
+            time.sleep(5)
+            if min(loop.actual(vm) for vm, _ in VMS) < GUEST_MEM // 2:
+                for g in loop.guests.values():
+                    g.balloon(GUEST_MEM)
+            print(f"  {len(loop.daemon.latencies_usec)} events after {time.monotonic() - start:.0f} s",
+                  flush=True)
+        loop.host_pressure_off()
+
+        lat = loop.daemon.latencies_usec
+        print(f"trigger fd readable -> balloon command sent: {len(lat)} events, "
+              f"p50 {percentile(lat, 50)} us, p99 {percentile(lat, 99)} us, max {max(lat)} us")
+        print(f"daemon RSS after the run: {proc_rss_kib(pid)} KiB; inflations "
+              f"{len(loop.daemon.decisions_for(action='inflate'))}, balloons now "
+              f"{', '.join(f'{vm} {loop.actual(vm) // MIB}M' for vm, _ in VMS)}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -383,10 +383,39 @@ static void reason_add_signals(char *reason, const PolicyVM *vm, GuestPressure g
         reason_add(reason, ")");
 }
 
+/* The raise that must come before the balloon gives memory back, so the host does not reclaim at
+ * once what the guest just got. */
+static void raise_high_for(const PolicyParams *p, const PolicyVM *vm, uint64_t target, PolicyDecision *d) {
+        uint64_t high = add_sat(target, p->memory_high_overhead);
+
+        if (vm->memory_high_known && high > vm->memory_high) {
+                d->memory_high = high;
+                d->raise_high_first = true;
+        }
+}
+
 static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         const PolicyParams *p = c->p;
         uint64_t min = vm_min(vm), t;
         bool floor = vm->actual < min;
+
+        if (d->guest_pressure == GUEST_PRESSURE_EVENT && !floor) {
+                /* The device acted on the guest driver's message already (it cancels an inflation
+                 * or deflates a step, at its own rate): follow it instead of deflating again, so a
+                 * guest flooding messages gets no more than the device's rate. */
+                if (vm->target > vm->actual)
+                        d->action = POLICY_DEFLATE;
+                else if (streq_ptr(vm->pressure_event_action, "cancel"))
+                        d->action = POLICY_CANCEL;
+                else
+                        d->action = POLICY_HOLD;
+                d->target = vm->target;
+                reason_add(d->reason, "guest driver event (level %d): the device's action %s, balloon %s, target %s",
+                           vm->pressure_event_level, vm->pressure_event_action ?: "unknown", FB(vm->actual),
+                           FB(vm->target));
+                raise_high_for(p, vm, vm->target, d);
+                goto finish;
+        }
 
         reason_add_signals(d->reason, vm, d->guest_pressure);
 
@@ -426,13 +455,7 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
         d->target = t;
         reason_add(d->reason, ": deflate %s%s", FB(t - vm->actual), floor ? " up to the floor" : "");
 
-        /* The allotment goes up before the balloon gives the memory back, so the host does not
-         * reclaim at once what the guest just got. */
-        uint64_t high = add_sat(t, p->memory_high_overhead);
-        if (vm->memory_high_known && high > vm->memory_high) {
-                d->memory_high = high;
-                d->raise_high_first = true;
-        }
+        raise_high_for(p, vm, t, d);
 
 finish:
         reason_add(d->reason, ", hysteresis %s", FU(p->hysteresis_usec));

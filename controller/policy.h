@@ -64,6 +64,8 @@ typedef struct PolicyVM {
         uint64_t major_fault_rate;    /* faults/s over the last stats interval */
         uint64_t alloc_stalls, direct_reclaims, oom_kills; /* increase over the last stats interval */
         bool pressure_event;          /* guest pressure message since the last decision */
+        int pressure_event_level;     /* its level: 0 low, 1 medium, 2 critical */
+        const char *pressure_event_action; /* what the device did: "cancel", "deflate" or "none" */
         bool slice_pressure;          /* the slice's trigger fired since the last decision */
 
         /* Carried state, as returned in the previous PolicyDecision. 0 means "never". */

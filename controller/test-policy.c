@@ -367,7 +367,8 @@ static void test_decide_max_respected(void **state) {
         s.vm[0].actual = s.vm[0].target = s.vm[0].max - 50 * MIB;
         s.vm[1].actual = s.vm[1].target = s.vm[1].max;
         s.vm[2].actual = s.vm[2].target = s.vm[2].max + 100 * MIB;
-        s.vm[0].pressure_event = s.vm[1].pressure_event = true;
+        /* Stats-based pressure: the daemon deflates itself (a device event would have acted already). */
+        s.vm[0].swap_in_rate = s.vm[1].swap_in_rate = 2 * MIB;
         s.vm[2].guest_available = GIB;
 
         sim_decide(&s);
@@ -389,10 +390,11 @@ static void test_decide_hysteresis(void **state) {
 
         sim_init(&s, 1);
         s.vm[0].guest_available = GIB;
-        s.vm[0].pressure_event = true;
+        s.vm[0].swap_in_rate = 2 * MIB;
         sim_tick(&s);
         assert_int_equal(s.out[0].action, POLICY_DEFLATE);
         assert_int_equal(s.out[0].hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
+        s.vm[0].swap_in_rate = 0;
 
         for (unsigned k = 0; k < 120 && first_inflate == 0; k++) {
                 s.host.now_usec += USEC_PER_SEC;
@@ -726,6 +728,49 @@ static void test_decide_reclaim_settles(void **state) {
         assert_true(s.vm[0].target + s.vm[1].target < after_first);
 }
 
+/* The device acted on the guest driver's message: the policy follows it, never deflates on top of it
+ * (a guest flooding messages gets the device's rate, not ours), and starts the hysteresis. */
+static void test_decide_device_event(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].target = s.vm[0].actual + 32 * MIB;
+        s.vm[0].pressure_event = true;
+        s.vm[0].pressure_event_level = 2;
+        s.vm[0].pressure_event_action = "deflate";
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].target);
+        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + s.p.hysteresis_usec);
+        assert_true(s.out[0].raise_high_first);
+        assert_int_equal(s.out[0].memory_high, s.vm[0].target + s.p.memory_high_overhead);
+        assert_reason(&s.out[0], "guest driver event (level 2)");
+
+        /* Ten more events in a row: the target stays where the device put it. */
+        for (int i = 0; i < 10; i++) {
+                s.vm[0].pressure_event = true;
+                sim_tick(&s);
+                assert_int_equal(s.vm[0].target, s.vm[0].actual + 32 * MIB);
+        }
+
+        sim_init(&s, 1);
+        s.vm[0].pressure_event = true;
+        s.vm[0].pressure_event_action = "cancel";
+        s.host.pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_CANCEL);
+        assert_int_equal(s.out[0].target, s.vm[0].actual);
+
+        /* Below its floor the guest still gets back up to it, event or not. */
+        sim_init(&s, 1);
+        s.vm[0].actual = s.vm[0].target = s.vm[0].min - 64 * MIB;
+        s.vm[0].pressure_event = true;
+        s.vm[0].pressure_event_action = "none";
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].min);
+}
+
 /* A missing reserve is not asked for twice while balloons are still on their way. */
 static void test_decide_reserve_counts_inflight(void **state) {
         Sim s;
@@ -788,6 +833,7 @@ int main(void) {
                 cmocka_unit_test(test_decide_no_stacking),
                 cmocka_unit_test(test_decide_reclaim_settles),
                 cmocka_unit_test(test_decide_reserve_counts_inflight),
+                cmocka_unit_test(test_decide_device_event),
                 cmocka_unit_test(test_decide_pages),
         };
 

@@ -258,6 +258,42 @@ static void vm_balloon_moved(VM *vm, uint64_t actual) {
         vm->actual = actual;
 }
 
+static bool json_get_u64(json_object *o, const char *key, uint64_t *ret) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int) ||
+            json_object_get_int64(v) < 0)
+                return false;
+        *ret = json_object_get_uint64(v);
+        return true;
+}
+
+/* The guest pressure queue (guest/ and qemu/ patches): the device has already cancelled an inflation
+ * or deflated a step and tells us where the balloon is going; the policy puts the VM in hysteresis. */
+static void vm_guest_pressure_event(VM *vm, json_object *data) {
+        uint64_t actual, target, level;
+        json_object *action;
+
+        if (!json_get_u64(data, "actual", &actual) || !json_get_u64(data, "target", &target) ||
+            !json_get_u64(data, "level", &level) || level > 2 ||
+            !json_object_object_get_ex(data, "action", &action) || !json_object_is_type(action, json_type_string)) {
+                log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", vm->name);
+                return;
+        }
+
+        vm->actual = actual;
+        if (target != vm->target) {
+                vm->target = target;
+                vm->last_progress_usec = now_usec(vm);
+        }
+        vm->pressure_event = true;
+        vm->pressure_event_level = (int) level;
+        (void) snprintf(vm->pressure_event_action, sizeof vm->pressure_event_action, "%s",
+                        json_object_get_string(action));
+        if (vm->state == VM_READY)
+                manager_decide(vm->manager, "guest pressure event");
+}
+
 static void on_qmp_event(QmpClient *c, const char *event, json_object *data, void *userdata) {
         VM *vm = userdata;
         json_object *v;
@@ -265,6 +301,11 @@ static void on_qmp_event(QmpClient *c, const char *event, json_object *data, voi
         if (streq(event, "BALLOON_CHANGE")) {
                 if (json_object_object_get_ex(data, "actual", &v) && json_object_is_type(v, json_type_int))
                         vm_balloon_moved(vm, json_object_get_uint64(v));
+                return;
+        }
+
+        if (streq(event, "BALLOON_GUEST_PRESSURE")) {
+                vm_guest_pressure_event(vm, data);
                 return;
         }
 
@@ -454,6 +495,8 @@ void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
                 .direct_reclaims = vm->direct_reclaims,
                 .oom_kills = vm->oom_kills,
                 .pressure_event = vm->pressure_event,
+                .pressure_event_level = vm->pressure_event_level,
+                .pressure_event_action = vm->pressure_event_action,
                 .slice_pressure = vm->slice_pressure,
                 .hysteresis_until_usec = vm->hysteresis_until_usec,
                 .backoff_until_usec = vm->backoff_until_usec,
@@ -537,13 +580,13 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_r
         bool repeat = d->action == POLICY_HOLD && vm->last_action == POLICY_HOLD;
         vm->last_action = d->action;
         memcpy(vm->last_reason, d->reason, sizeof vm->last_reason);
-        if (repeat)
-                return;
-
-        uint64_t bytes = is_balloon_action(d->action) ?
-                (d->target > vm->actual ? d->target - vm->actual : vm->actual - d->target) : d->memory_high;
-        log_decision(vm->name, policy_action_to_string(d->action), bytes, d->target, d->reason);
-        vm_record(vm, now, d);
+        if (!repeat) {
+                uint64_t bytes = is_balloon_action(d->action) ?
+                        (d->target > vm->actual ? d->target - vm->actual : vm->actual - d->target) :
+                        d->memory_high;
+                log_decision(vm->name, policy_action_to_string(d->action), bytes, d->target, d->reason);
+                vm_record(vm, now, d);
+        }
 
         if (high_changes && d->raise_high_first)
                 vm_write_memory_high(vm, d->memory_high, dry_run);

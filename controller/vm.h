@@ -55,6 +55,8 @@ typedef struct VM {
         sd_event_source *slice_trigger;
         bool slice_pressure;      /* trigger fired since the last decision */
         bool pressure_event;      /* guest pressure message since the last decision */
+        int pressure_event_level;
+        char pressure_event_action[16];
 
         /* Policy state carried between decisions. */
         uint64_t hysteresis_until_usec, backoff_until_usec, last_progress_usec, last_inflate_usec;

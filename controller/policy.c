@@ -8,6 +8,7 @@
 
 #include "macro.h"
 #include "policy.h"
+#include "util.h"
 
 /* Slice pressure takes at least this much, so a VM just over its memory.high is not nudged by a
  * few pages per trigger. */
@@ -53,30 +54,8 @@ static uint64_t page_up(uint64_t x) {
         return x > UINT64_MAX - (POLICY_PAGE_SIZE - 1) ? page_down(x) : page_down(x + POLICY_PAGE_SIZE - 1);
 }
 
-/* "1.5G", "320M", "17B": truncated to one decimal, like the rest of the daemon prints sizes. */
-#define FMT_BYTES_MAX 48
-#define FB(b) fmt_bytes((char[FMT_BYTES_MAX]) { 0 }, (b))
-static char *fmt_bytes(char *buf, uint64_t b) {
-        static const struct {
-                char symbol;
-                unsigned shift;
-        } units[] = { { 'E', 60 }, { 'P', 50 }, { 'T', 40 }, { 'G', 30 }, { 'M', 20 }, { 'K', 10 } };
-
-        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
-                uint64_t unit = UINT64_C(1) << units[i].shift;
-                if (b < unit)
-                        continue;
-                uint64_t whole = b >> units[i].shift, tenths = ((b & (unit - 1)) * 10) >> units[i].shift;
-                if (tenths > 0)
-                        (void) snprintf(buf, FMT_BYTES_MAX, "%" PRIu64 ".%" PRIu64 "%c", whole, tenths,
-                                        units[i].symbol);
-                else
-                        (void) snprintf(buf, FMT_BYTES_MAX, "%" PRIu64 "%c", whole, units[i].symbol);
-                return buf;
-        }
-        (void) snprintf(buf, FMT_BYTES_MAX, "%" PRIu64 "B", b);
-        return buf;
-}
+/* Sizes as the rest of the daemon prints them ("1.5G", "320M"), in a buffer of the caller's frame. */
+#define FB(b) format_bytes((char[FORMAT_BYTES_MAX]) { 0 }, FORMAT_BYTES_MAX, (b))
 
 /* "60s", "2.5s". */
 #define FMT_USEC_MAX 48

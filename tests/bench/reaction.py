@@ -64,11 +64,19 @@ def main():
 
         loop.host_pressure_on()
         start = time.monotonic()
+        seen, quiet_since = 0, time.monotonic()
         while len(loop.daemon.latencies_usec) < args.events:
-            time.sleep(5)
-            if min(loop.actual(vm) for vm, _ in VMS) < GUEST_MEM // 2:
+            time.sleep(2)
+            if len(loop.daemon.latencies_usec) > seen:
+                seen, quiet_since = len(loop.daemon.latencies_usec), time.monotonic()
+            elif time.monotonic() - quiet_since > 6:
+                # The reclaim relieved the host: give the guests their memory back and make it
+                # resident again, which brings the pressure back for the next rounds.
                 for g in loop.guests.values():
                     g.balloon(GUEST_MEM)
+                for g in loop.guests.values():
+                    g.cmd_ok("prefault 90", timeout=120)
+                quiet_since = time.monotonic()
             print(f"  {len(loop.daemon.latencies_usec)} events after {time.monotonic() - start:.0f} s",
                   flush=True)
         loop.host_pressure_off()

@@ -9,7 +9,7 @@ packages=(
         gcc libc6-dev meson ninja-build pkg-config
         libsystemd-dev libjson-c-dev libinih-dev libcmocka-dev
         # real parts the tests start
-        qemu-system-x86 busybox-static cpio gzip kmod dbus-daemon
+        qemu-system-x86 busybox-static cpio gzip kmod dbus-daemon systemd
         python3 python3-pytest
 )
 

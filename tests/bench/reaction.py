@@ -78,7 +78,8 @@ def main():
                 for g in loop.guests.values():
                     g.balloon(GUEST_MEM)
                 for g in loop.guests.values():
-                    g.cmd_ok("prefault 90", timeout=120)
+                    abtest.wait_until(lambda: g.query_balloon() == GUEST_MEM, 30, what="a full guest")
+                    g.cmd_ok("prefault 80", timeout=120)
                 loop.host_pressure_on()
                 quiet_since = time.monotonic()
             print(f"  {len(loop.daemon.latencies_usec)} events after {time.monotonic() - start:.0f} s",

@@ -82,12 +82,32 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         return -error;
 }
 
+/* Fixed ids, one per kind of decision, so "journalctl MESSAGE_ID=..." selects them across VMs. */
+static const char *decision_message_id(const char *action) {
+        static const struct {
+                const char *action, *id;
+        } ids[] = {
+                { "inflate",  "7b076f06385c4ef7a1eadde5c8170cb9" },
+                { "deflate",  "eddfcd35924f4f7cba3196143a9956d4" },
+                { "cancel",   "955d18ad1b334e9aaceeb2a1d460581e" },
+                { "hold",     "cb4d711869344e628b722336a3e1be59" },
+                { "stall",    "e3c90f31a8a046288a24c718f0e40447" },
+                { "set-high", "1949649e9d194210af7b340cd2265076" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                if (streq(action, ids[i].action))
+                        return ids[i].id;
+        return "8161a39c3c274b1e9a8354d57204e085"; /* a decision of a kind added without an id */
+}
+
 void log_decision(const char *vm, const char *action, uint64_t bytes, uint64_t target, const char *reason) {
         if (LOG_INFO > log_max_level)
                 return;
 
         if (log_target == LOG_TARGET_JOURNAL) {
                 (void) sd_journal_send("MESSAGE=%s: %s %" PRIu64 " MiB: %s", vm, action, bytes / MIB, reason,
+                                       "MESSAGE_ID=%s", decision_message_id(action),
                                        "PRIORITY=%i", LOG_INFO,
                                        "AUTOBALLOON_VM=%s", vm,
                                        "AUTOBALLOON_ACTION=%s", action,

@@ -37,6 +37,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 #define log_oom() log_error_errno(ENOMEM, "Out of memory.")
 
 /* One controller decision, with the structured fields operators filter on:
- * AUTOBALLOON_VM=, AUTOBALLOON_ACTION=, AUTOBALLOON_BYTES=, AUTOBALLOON_TARGET=, AUTOBALLOON_REASON=.
+ * AUTOBALLOON_VM=, AUTOBALLOON_ACTION=, AUTOBALLOON_BYTES=, AUTOBALLOON_TARGET=, AUTOBALLOON_REASON=,
+ * and a MESSAGE_ID= per action (log.c).
  * 'bytes' is how much the action moves, 'target' the balloon size it aims at. */
 void log_decision(const char *vm, const char *action, uint64_t bytes, uint64_t target, const char *reason);

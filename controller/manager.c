@@ -12,6 +12,7 @@
 #include "log.h"
 #include "manager.h"
 #include "psi.h"
+#include "systemd.h"
 #include "util.h"
 
 static uint64_t manager_now(Manager *m) {
@@ -173,21 +174,65 @@ static void manager_read_host(Manager *m) {
                 log_warning_errno(r, "Cannot read %s/meminfo: %m", m->options.proc_root);
 }
 
+static int manager_read_host_pressure(Manager *m, PsiStats *ret) {
+        _cleanup_free_ char *path = NULL;
+
+        if (m->config->host_pressure == HOST_PRESSURE_SLICE) {
+                if (asprintf(&path, "%s/memory.pressure", m->config->parent_slice) < 0)
+                        return -ENOMEM;
+                return psi_read_at(m->cgroup_fd, path, ret);
+        }
+        if (asprintf(&path, "%s/pressure/memory", m->options.proc_root) < 0)
+                return -ENOMEM;
+        return psi_read_at(AT_FDCWD, path, ret);
+}
+
+/* The line "systemctl status" shows: VMs, host pressure, memory reclaimed, the last decision. */
 static void manager_notify_status(Manager *m) {
-        char buf[256], a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+        char buf[512], pressure[32] = "?", last[128] = "none", size[FORMAT_BYTES_MAX + 1] = "",
+                a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+        const VMHistoryEntry *newest = NULL;
+        const VM *newest_vm = NULL;
         size_t managed = 0;
         uint64_t reclaimed = 0;
+        PsiStats psi;
 
-        for (size_t i = 0; i < m->n_vms; i++)
-                if (m->vms[i]->state == VM_READY) {
+        for (size_t i = 0; i < m->n_vms; i++) {
+                const VM *vm = m->vms[i];
+
+                if (vm->state == VM_READY) {
                         managed++;
-                        if (m->vms[i]->boot_memory > m->vms[i]->actual)
-                                reclaimed += m->vms[i]->boot_memory - m->vms[i]->actual;
+                        if (vm->boot_memory > vm->actual)
+                                reclaimed += vm->boot_memory - vm->actual;
                 }
+                if (vm->n_history > 0) {
+                        const VMHistoryEntry *e = &vm->history[(vm->n_history - 1) % VM_HISTORY_MAX];
+                        if (!newest || e->usec > newest->usec) {
+                                newest = e;
+                                newest_vm = vm;
+                        }
+                }
+        }
 
-        (void) snprintf(buf, sizeof buf, "STATUS=%zu of %zu VMs managed, host available %s, reclaimed %s%s",
-                        managed, m->n_vms, format_bytes(a, sizeof a, m->host_available),
-                        format_bytes(b, sizeof b, reclaimed), m->options.dry_run ? " (dry run)" : "");
+        if (manager_read_host_pressure(m, &psi) >= 0)
+                (void) snprintf(pressure, sizeof pressure, "%.2f%%", psi.some.avg10);
+        if (newest) {
+                /* How much the balloon moves, or where memory.high goes; a hold moves nothing. */
+                if (newest->action == POLICY_SET_HIGH)
+                        (void) snprintf(size, sizeof size, " %s", format_bytes(b, sizeof b, newest->memory_high));
+                else if (newest->action != POLICY_HOLD)
+                        (void) snprintf(size, sizeof size, " %s", format_bytes(b, sizeof b,
+                                        newest->target > newest->actual ? newest->target - newest->actual :
+                                        newest->actual - newest->target));
+                (void) snprintf(last, sizeof last, "%s %s%s, %" PRIu64 "s ago", newest_vm->name,
+                                policy_action_to_string(newest->action), size,
+                                (manager_now(m) - newest->usec) / USEC_PER_SEC);
+        }
+
+        (void) snprintf(buf, sizeof buf, "STATUS=%zu of %zu VMs managed, host pressure %s (some avg10), "
+                        "host available %s, reclaimed %s, last decision: %s%s",
+                        managed, m->n_vms, pressure, format_bytes(a, sizeof a, m->host_available),
+                        format_bytes(b, sizeof b, reclaimed), last, m->options.dry_run ? " (dry run)" : "");
         (void) sd_notify(false, buf);
 }
 
@@ -443,6 +488,8 @@ Manager *manager_free(Manager *m) {
         free(m->snapshot_vms);
         sd_event_source_disable_unref(m->host_trigger);
         sd_event_source_disable_unref(m->tick);
+        /* After the VMs, whose units hold slots on it; flushed so a last SetUnitProperties goes out. */
+        sd_bus_flush_close_unref(m->systemd_bus);
         safe_close(m->cgroup_fd);
         config_free(m->config);
         free(m->runtime_dir);
@@ -473,6 +520,11 @@ int manager_start(Manager *m) {
         r = manager_arm_host_trigger(m);
         if (r < 0)
                 return r;
+
+        /* Before the scan: each VM found asks systemd whether it manages its slice. */
+        r = systemd_bus_open(m->event, &m->systemd_bus);
+        if (r < 0)
+                log_info_errno(r, "No system bus (%m): memory.high is written through cgroupfs.");
 
         manager_read_host(m);
         (void) manager_scan(m);

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
@@ -26,6 +27,7 @@ typedef struct Manager {
 
         int cgroup_fd;
         char *runtime_dir;
+        sd_bus *systemd_bus;         /* NULL without a system bus: memory.high through cgroupfs only */
 
         sd_event_source *host_trigger;
         bool host_pressure;          /* trigger fired since the last decision */

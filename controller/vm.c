@@ -329,6 +329,11 @@ int vm_new(Manager *m, const char *name, VM **ret) {
         if (r < 0)
                 return log_error_errno(r, "%s: invalid VM name: %m", name);
 
+        /* A slice's unit name is the last component of its cgroup path. */
+        r = systemd_unit_new(m->systemd_bus, strrchr(vm->cgpath, '/') + 1, name, &vm->unit);
+        if (r < 0)
+                return log_oom();
+
         if (asprintf(&vm->qmp_path, "%s/qmp/%s.sock", m->runtime_dir, name) < 0)
                 return log_oom();
 
@@ -354,6 +359,7 @@ VM *vm_free(VM *vm) {
                 return NULL;
         /* Pending replies are cancelled here and see -ECANCELED. */
         qmp_client_free(vm->qmp);
+        systemd_unit_free(vm->unit);
         sd_event_source_disable_unref(vm->slice_trigger);
         free(vm->balloon_qom_path);
         free(vm->qmp_path);
@@ -519,6 +525,15 @@ static void vm_write_memory_high(VM *vm, uint64_t value, bool dry_run) {
         if (dry_run) {
                 log_info("%s: would set memory.high to %s (dry run)", vm->name, format_bytes(a, sizeof a, value));
                 return;
+        }
+        if (systemd_unit_is_managed(vm->unit)) {
+                r = systemd_unit_set_memory_high(vm->unit, value);
+                if (r >= 0) {
+                        vm->memory_high = value;
+                        return;
+                }
+                log_warning_errno(r, "%s: cannot ask systemd for MemoryHigh= (%m), writing memory.high directly",
+                                  vm->name);
         }
         r = cg_write_u64(vm->manager->cgroup_fd, vm->cgpath, "memory.high", value);
         if (r < 0) {

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "policy.h"
 #include "qmp.h"
+#include "systemd.h"
 
 typedef struct Manager Manager;
 
@@ -34,6 +35,7 @@ typedef struct VM {
         Manager *manager;
         char *name;
         char *cgpath;        /* relative to the cgroup root */
+        SystemdUnit *unit;   /* the slice as a systemd unit: memory.high through systemd when it manages it */
         char *qmp_path;
         VMConfig config;     /* resolved against the config file; name borrowed from 'name' */
 

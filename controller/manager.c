@@ -8,6 +8,7 @@
 #include <time.h>
 #include <systemd/sd-daemon.h>
 
+#include "bus.h"
 #include "cgroup.h"
 #include "log.h"
 #include "manager.h"
@@ -174,7 +175,7 @@ static void manager_read_host(Manager *m) {
                 log_warning_errno(r, "Cannot read %s/meminfo: %m", m->options.proc_root);
 }
 
-static int manager_read_host_pressure(Manager *m, PsiStats *ret) {
+int manager_read_host_pressure(Manager *m, PsiStats *ret) {
         _cleanup_free_ char *path = NULL;
 
         if (m->config->host_pressure == HOST_PRESSURE_SLICE) {
@@ -232,7 +233,8 @@ static void manager_notify_status(Manager *m) {
         (void) snprintf(buf, sizeof buf, "STATUS=%zu of %zu VMs managed, host pressure %s (some avg10), "
                         "host available %s, reclaimed %s, last decision: %s%s",
                         managed, m->n_vms, pressure, format_bytes(a, sizeof a, m->host_available),
-                        format_bytes(b, sizeof b, reclaimed), last, m->options.dry_run ? " (dry run)" : "");
+                        format_bytes(b, sizeof b, reclaimed), last,
+                        m->options.dry_run ? " (dry run)" : m->paused ? " (paused)" : "");
         (void) sd_notify(false, buf);
 }
 
@@ -273,7 +275,7 @@ void manager_decide(Manager *m, const char *why) {
                 const PolicyDecision *d = &m->decisions[i];
                 bool moves = d->action == POLICY_INFLATE && d->target != vm->target;
 
-                vm_apply_decision(vm, now, d, m->options.dry_run);
+                vm_apply_decision(vm, now, d, m->options.dry_run || m->paused);
                 sent = sent || moves;
                 vm->slice_pressure = vm->pressure_event = false;
         }
@@ -386,6 +388,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 m->notified_ready = true;
         }
         manager_notify_status(m);
+        bus_write_metrics(m);
 
         r = sd_event_source_set_time_relative(s, m->config->stats_interval_usec);
         if (r < 0)
@@ -480,6 +483,7 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        bus_free(m->bus);
         for (size_t i = 0; i < m->n_vms; i++)
                 vm_free(m->vms[i]);
         free(m->vms);
@@ -525,6 +529,10 @@ int manager_start(Manager *m) {
         r = systemd_bus_open(m->event, &m->systemd_bus);
         if (r < 0)
                 log_info_errno(r, "No system bus (%m): memory.high is written through cgroupfs.");
+
+        r = bus_open(m, m->options.bus_type, &m->bus);
+        if (r < 0)
+                return r;
 
         manager_read_host(m);
         (void) manager_scan(m);

@@ -6,8 +6,10 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "bus.h"
 #include "config.h"
 #include "policy.h"
+#include "psi.h"
 #include "vm.h"
 
 typedef struct ManagerOptions {
@@ -17,6 +19,7 @@ typedef struct ManagerOptions {
         const char *runtime_dir;  /* overrides RuntimeDir= when set */
         bool dry_run;
         bool allow_plain_cgroup_dir; /* accept a cgroup root that is not cgroup2 (tests only) */
+        BusType bus_type;            /* where the D-Bus API is offered */
 } ManagerOptions;
 
 typedef struct Manager {
@@ -28,6 +31,8 @@ typedef struct Manager {
         int cgroup_fd;
         char *runtime_dir;
         sd_bus *systemd_bus;         /* NULL without a system bus: memory.high through cgroupfs only */
+        Bus *bus;                    /* the D-Bus API and the metrics file */
+        bool paused;                 /* by the D-Bus API: decide and log only, as --dry-run */
 
         sd_event_source *host_trigger;
         bool host_pressure;          /* trigger fired since the last decision */
@@ -64,6 +69,8 @@ int manager_run(Manager *m);
 void manager_decide(Manager *m, const char *why);
 /* A VM's refresh query finished; the last one of a tick triggers a decision. */
 void manager_query_done(Manager *m);
+/* The host's memory pressure, from where HostPressure= says. */
+int manager_read_host_pressure(Manager *m, PsiStats *ret);
 /* Arms a PSI trigger and logs once if the window had to be rounded up. */
 int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall_usec,
                         sd_event_io_handler_t handler, void *userdata, sd_event_source **ret);

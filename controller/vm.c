@@ -46,6 +46,8 @@ void vm_apply_config(VM *vm, const Config *c) {
         else
                 vm_config_defaults(&vm->config);
         vm->config.name = vm->name;
+        if (vm->runtime_weight > 0)
+                vm->config.weight = vm->runtime_weight;
 }
 
 static int on_slice_trigger(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -563,6 +565,8 @@ static void vm_send_balloon(VM *vm, uint64_t target, bool dry_run) {
 
 static void vm_record(VM *vm, uint64_t now, const PolicyDecision *d) {
         VMHistoryEntry *e = &vm->history[vm->n_history++ % VM_HISTORY_MAX];
+
+        vm->n_decisions[d->action]++;
 
         *e = (VMHistoryEntry) {
                 .usec = now,

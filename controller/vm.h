@@ -68,6 +68,9 @@ typedef struct VM {
 
         VMHistoryEntry history[VM_HISTORY_MAX];
         unsigned n_history;
+        uint64_t n_decisions[_POLICY_ACTION_MAX]; /* logged decisions by action, for the metrics */
+
+        uint64_t runtime_weight;  /* SetWeight(runtime) over D-Bus, kept across reloads; 0: none */
 
         /* When a host trigger led to a balloon command: for the latency figure. */
         uint64_t trigger_usec;

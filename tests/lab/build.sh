@@ -1,0 +1,317 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Builds the lab: L1, a Debian 12 VM with systemd 252 and cgroup v2, with autoballoon installed
+# by meson and the test guest (L2) ready to be restored from a saved state. See README.md.
+#
+# Cached in ${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/lab, each part with a stamp:
+#   rootfs.tar.zst   mmdebstrap minbase bookworm + packages    (stamp: packages, mirrors, recipe)
+#   l1/vmlinuz, l1/initrd.img   Debian's cloud kernel (the guest image's package) and a busybox
+#                    initramfs that loads virtio_blk and mounts /dev/vda
+#   l2.state         the L2 guest booted once and saved (QEMU migration state), made with L1's
+#                    own QEMU binary in a chroot of the rootfs (stamp: rootfs, guest image,
+#                    command line)
+# Per run (cheap, always rebuilt) in $LAB_RUN_DIR (default <cache>/lab/run):
+#   root.img         ext4 (mkfs.ext4 -d, no loop mount): rootfs + autoballoon + guest + payload
+#   swap.img         swap disk
+set -euo pipefail
+
+usage() {
+        echo "usage: $0 [--force]   (--force rebuilds the cached parts too)" >&2
+        exit 2
+}
+
+force=0
+case $# in
+0) ;;
+1) [[ $1 == --force ]] || usage; force=1 ;;
+*) usage ;;
+esac
+
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$SRC_DIR/../.." && pwd)
+CACHE_ROOT=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
+LAB=$CACHE_ROOT/lab
+GUEST=$CACHE_ROOT/guest
+RUN=${LAB_RUN_DIR:-$LAB/run}
+BUILD_DIR=$TOP/build/lab
+IMAGE_SIZE=3G
+SWAP_SIZE=1G
+
+SUITE=bookworm
+MIRRORS=(
+        "deb http://deb.debian.org/debian $SUITE main"
+        "deb http://deb.debian.org/debian $SUITE-updates main"
+        "deb http://deb.debian.org/debian-security $SUITE-security main"
+)
+# L1's packages: systemd as PID 1, QEMU for the guests, python3 for the scenario, and the
+# libraries autoballoond links (same release as the host that builds it).
+ROOTFS_PACKAGES=(systemd systemd-sysv udev dbus kmod procps iproute2 util-linux e2fsprogs
+                 qemu-system-x86 python3 libsystemd0 libjson-c5 libinih1)
+HOST_PACKAGES=(mmdebstrap zstd e2fsprogs busybox-static cpio gzip kmod qemu-system-x86
+               util-linux python3 meson ninja-build pkg-config gcc libc6-dev
+               libsystemd-dev libjson-c-dev libinih-dev)
+# Loaded by L1's initramfs (their dependencies come along).
+L1_MODULES=(virtio_pci virtio_blk)
+START=$SECONDS
+
+log() {
+        printf 'lab-build: [%3ds] %s\n' $((SECONDS - START)) "$*"
+}
+
+die() {
+        printf 'lab-build: error: %s\n' "$*" >&2
+        exit 1
+}
+
+pkg_version() {
+        dpkg-query -W -f='${Version}' "$1" 2>/dev/null
+}
+
+ensure_packages() {
+        local missing=() p
+        for p in "${HOST_PACKAGES[@]}"; do
+                [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
+                        missing+=("$p")
+        done
+        ((${#missing[@]} == 0)) && return 0
+        log "installing ${missing[*]}"
+        apt-get update -qq || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
+                die "apt-get install ${missing[*]} failed"
+}
+
+# Runs a command, showing its output only if it fails.
+quiet() {
+        local out rc=0
+        out=$("$@" 2>&1) || rc=$?
+        ((rc == 0)) || printf '%s\n' "$out" | tail -n 30 >&2
+        return $rc
+}
+
+sha() {
+        sha256sum | cut -d' ' -f1
+}
+
+# A stamp file matches: the cached output is valid.
+stamp_ok() {
+        ((!force)) && [[ -f $1 ]] && [[ $(<"$1") == "$2" ]]
+}
+
+# ---------------------------------------------------------------------------- rootfs
+
+rootfs_recipe() {
+        # The hooks: what systemd needs to boot the image headless from /dev/vda.
+        local include
+        include=$(IFS=,; echo "${ROOTFS_PACKAGES[*]}")
+        mmdebstrap --variant=minbase --include="$include" \
+                --aptopt='APT::Install-Recommends "false"' \
+                --dpkgopt='path-exclude=/usr/share/man/*' \
+                --dpkgopt='path-exclude=/usr/share/doc/*' \
+                --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+                --dpkgopt='path-exclude=/usr/share/locale/*' \
+                --customize-hook='rm -f "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*_Packages' \
+                "$SUITE" "$1" "${MIRRORS[@]}"
+}
+
+build_rootfs() {
+        local stamp tmp
+        stamp=$(printf '%s\n' "${ROOTFS_PACKAGES[@]}" "${MIRRORS[@]}" "$(declare -f rootfs_recipe)" |
+                sha)
+        ROOTFS_STAMP=$stamp
+        if stamp_ok "$LAB/rootfs.stamp" "$stamp" && [[ -f $LAB/rootfs.tar.zst ]]; then
+                log "rootfs cached: $LAB/rootfs.tar.zst ($(du -h "$LAB/rootfs.tar.zst" | cut -f1))"
+                return 0
+        fi
+        log "building the rootfs with mmdebstrap ($SUITE, ${#ROOTFS_PACKAGES[@]} packages + deps; ~1-3 min)"
+        rm -f "$LAB/rootfs.stamp"
+        tmp=$LAB/.rootfs.tar.zst
+        rm -f "$tmp"
+        # mmdebstrap's own I: lines are the progress.
+        rootfs_recipe "$tmp" 2>&1 | sed -u 's/^/lab-build:   /' ||
+                die "mmdebstrap failed"
+        [[ -s $tmp ]] || die "mmdebstrap wrote no $tmp"
+        mv "$tmp" "$LAB/rootfs.tar.zst"
+        echo "$stamp" >"$LAB/rootfs.stamp"
+        log "rootfs built: $(du -h "$LAB/rootfs.tar.zst" | cut -f1)"
+}
+
+# ---------------------------------------------------------------------------- L1 kernel + initramfs
+
+guest_manifest() {
+        sed -n "s/^$1=//p" "$GUEST/manifest"
+}
+
+build_l1_boot() {
+        local kpkg kver deb stamp w kroot krel m
+        kpkg=$(guest_manifest kernel_package)
+        kver=$(guest_manifest kernel_version)
+        [[ -n $kpkg && -n $kver ]] || die "no kernel in $GUEST/manifest"
+        deb=
+        for f in "$GUEST/debs/${kpkg}"_*.deb; do
+                [[ -e $f && $(dpkg-deb -f "$f" Version) == "$kver" ]] && deb=$f
+        done
+        [[ -n $deb ]] || die "no $kpkg $kver package in $GUEST/debs (tests/guest-image/build.sh keeps it)"
+        stamp=$(printf '%s\n' "$kpkg=$kver" "busybox=$(pkg_version busybox-static)" "${L1_MODULES[*]}" \
+                "$(sha <"$SRC_DIR/initramfs-init")" "$(declare -f build_l1_boot)" | sha)
+        if stamp_ok "$LAB/l1/stamp" "$stamp" && [[ -f $LAB/l1/vmlinuz && -f $LAB/l1/initrd.img ]]; then
+                log "L1 kernel and initramfs cached ($kpkg $kver)"
+                return 0
+        fi
+        log "L1 kernel and initramfs from ${deb##*/}"
+        w=$(mktemp -d "$LAB/.l1.XXXXXX")
+        dpkg-deb -x "$deb" "$w/k"
+        krel=$(basename "$(ls -d "$w"/k/lib/modules/*)")
+        kroot=$w/k
+        depmod -b "$kroot" "$krel"
+        mkdir -p "$w"/initramfs/{bin,dev,proc,sys,etc,lib/modules}
+        cp /bin/busybox "$w/initramfs/bin/busybox"
+        mknod -m 600 "$w/initramfs/dev/console" c 5 1
+        install -m 755 "$SRC_DIR/initramfs-init" "$w/initramfs/init"
+        : >"$w/initramfs/etc/modules"
+        # modprobe --show-depends lists "insmod PATH" in load order, dependencies first.
+        while read -r _ m _; do
+                local base=${m##*/}
+                base=${base%%.ko*}.ko
+                grep -qx "$base" "$w/initramfs/etc/modules" && continue
+                case $m in
+                *.ko.xz) xz -dc "$m" >"$w/initramfs/lib/modules/$base" ;;
+                *.ko) cp "$m" "$w/initramfs/lib/modules/$base" ;;
+                *) die "unknown module format: $m" ;;
+                esac
+                echo "$base" >>"$w/initramfs/etc/modules"
+        done < <(for m in "${L1_MODULES[@]}"; do
+                modprobe -d "$kroot" -S "$krel" --show-depends "$m" | grep '^insmod '
+        done)
+        log "L1 initramfs modules: $(tr '\n' ' ' <"$w/initramfs/etc/modules")"
+        (cd "$w/initramfs" && find . -print0 | LC_ALL=C sort -z |
+                cpio --null -o -H newc -R 0:0 --quiet) | gzip -9 -n >"$w/initrd.img"
+        rm -rf "$LAB/l1"
+        mkdir -p "$LAB/l1"
+        cp "$kroot/boot/vmlinuz-$krel" "$LAB/l1/vmlinuz"
+        mv "$w/initrd.img" "$LAB/l1/initrd.img"
+        echo "$stamp" >"$LAB/l1/stamp"
+        rm -rf "$w"
+}
+
+# ---------------------------------------------------------------------------- per-run image
+
+stage_rootfs() {
+        log "extracting the rootfs into $STAGE"
+        rm -rf "$STAGE"
+        mkdir -p "$STAGE"
+        tar -C "$STAGE" --zstd -xpf "$LAB/rootfs.tar.zst"
+}
+
+install_guest_files() {
+        install -D -m 644 "$GUEST/vmlinuz" "$STAGE/usr/lib/autoballoon-lab/guest/vmlinuz"
+        install -D -m 644 "$GUEST/initrd.img" "$STAGE/usr/lib/autoballoon-lab/guest/initrd.img"
+        install -D -m 644 "$SRC_DIR/l2.py" "$STAGE/usr/lib/autoballoon-lab/l2.py"
+}
+
+# The state must come from the QEMU that restores it: L1's, run in a chroot of the staged rootfs.
+build_l2_state() {
+        local stamp
+        stamp=$(printf '%s\n' "$ROOTFS_STAMP" "$(<"$GUEST/stamp")" "$(/usr/bin/python3 "$SRC_DIR/l2.py")" \
+                "$(sha <"$SRC_DIR/save-l2-state.py")" | sha)
+        if stamp_ok "$LAB/l2.stamp" "$stamp" && [[ -f $LAB/l2.state ]]; then
+                log "L2 state cached ($(du -h "$LAB/l2.state" | cut -f1))"
+                return 0
+        fi
+        log "booting L2 once with L1's QEMU (chroot) to save its state"
+        rm -f "$LAB/l2.stamp"
+        /usr/bin/python3 "$SRC_DIR/save-l2-state.py" "$STAGE" "$LAB/.l2.state" 2>&1 |
+                sed -u 's/^/lab-build:   /'
+        ((PIPESTATUS[0] == 0)) || die "saving the L2 state failed"
+        mv "$LAB/.l2.state" "$LAB/l2.state"
+        echo "$stamp" >"$LAB/l2.stamp"
+        log "L2 state saved ($(du -h "$LAB/l2.state" | cut -f1))"
+}
+
+install_autoballoon() {
+        log "building autoballoon (meson, $BUILD_DIR) and installing it into the image"
+        if [[ ! -f $BUILD_DIR/build.ninja ]]; then
+                quiet meson setup "$BUILD_DIR" "$TOP" --prefix=/usr --sysconfdir=/etc --localstatedir=/var \
+                        -Dtests=disabled || die "meson setup $BUILD_DIR failed"
+        fi
+        quiet ninja -C "$BUILD_DIR" || die "ninja -C $BUILD_DIR failed"
+        quiet env DESTDIR="$STAGE" meson install -C "$BUILD_DIR" --no-rebuild ||
+                die "meson install into the image failed"
+        local f
+        for f in usr/sbin/autoballoond usr/lib/systemd/system/autoballoond.service usr/bin/autoballoon-run \
+                usr/lib/tmpfiles.d/autoballoon.conf; do
+                [[ -e $STAGE/$f ]] || die "meson install put no /$f into the image"
+        done
+        # Runs only if every library it links is in the image.
+        chroot "$STAGE" /usr/sbin/autoballoond --version >/dev/null ||
+                die "autoballoond does not run in the image (missing library?)"
+}
+
+configure_image() {
+        local etc=$STAGE/etc u
+        install -m 755 "$SRC_DIR/scenario.py" "$STAGE/usr/lib/autoballoon-lab/scenario.py"
+        install -m 644 "$TOP/tests/lib/abtest.py" "$STAGE/usr/lib/autoballoon-lab/abtest.py"
+        install -m 644 "$SRC_DIR/lab-scenario.service" "$etc/systemd/system/lab-scenario.service"
+        # As a package would: enabled through their [Install] sections.
+        systemctl --root="$STAGE" --quiet enable autoballoond.service lab-scenario.service
+        install -D -m 644 "$SRC_DIR/lab.conf" "$etc/autoballoon/autoballoon.conf.d/50-lab.conf"
+        install -D -m 644 "$LAB/l2.state" "$STAGE/var/lib/autoballoon-lab/l2.state"
+        mkdir -p "$STAGE/var/lib/autoballoon-lab/out"
+
+        echo lab >"$etc/hostname"
+        # Not a first boot: systemd-firstboot would prompt on the console.
+        tr -d - </proc/sys/kernel/random/uuid >"$etc/machine-id"
+        cat >"$etc/fstab" <<EOF
+/dev/vda        /       ext4    rw,errors=remount-ro    0 1
+LABEL=labswap   none    swap    sw                      0 0
+EOF
+        passwd -R "$STAGE" -d root >/dev/null
+        # Nothing periodic during a run; no getty on a VGA console that does not exist.
+        systemctl --root="$STAGE" --quiet mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
+                e2scrub_all.timer e2scrub_reap.service fstrim.timer getty@tty1.service
+        # `run.sh --shell`: root shell on the serial console.
+        mkdir -p "$etc/systemd/system/serial-getty@ttyS0.service.d"
+        cat >"$etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf" <<'EOF'
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 - $TERM
+EOF
+}
+
+make_disks() {
+        log "writing $RUN/root.img ($IMAGE_SIZE, mkfs.ext4 -d)"
+        rm -f "$RUN/root.img" "$RUN/swap.img"
+        mkfs.ext4 -q -F -L labroot -d "$STAGE" "$RUN/root.img" "$IMAGE_SIZE" >/dev/null ||
+                die "mkfs.ext4 -d failed"
+        # A disk to L1 (not a swap file): sparse is fine, mkswap's warnings about holes are not.
+        truncate -s "$SWAP_SIZE" "$RUN/swap.img"
+        mkswap -L labswap "$RUN/swap.img" >/dev/null 2>&1 || die "mkswap failed"
+        cp "$LAB/l1/vmlinuz" "$LAB/l1/initrd.img" "$RUN/"
+}
+
+main() {
+        [[ $EUID == 0 ]] || die "must run as root (mmdebstrap, chroot, device nodes in the image)"
+        mkdir -p "$LAB" "$RUN"
+        if [[ -z ${AUTOBALLOON_LAB_LOCKED:-} ]]; then
+                exec 9>"$LAB/.lock"
+                flock 9
+        fi
+        ensure_packages
+        log "guest image (tests/guest-image/build.sh)"
+        "$TOP/tests/guest-image/build.sh" 2>&1 | sed -u 's/^/lab-build:   /'
+        ((PIPESTATUS[0] == 0)) || die "the guest image build failed"
+
+        build_rootfs
+        build_l1_boot
+
+        STAGE=$RUN/stage
+        trap 'rm -rf "$STAGE"' EXIT
+        stage_rootfs
+        install_guest_files
+        build_l2_state
+        install_autoballoon
+        configure_image
+        make_disks
+        log "done: $RUN/root.img"
+}
+
+main

@@ -1,0 +1,492 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The lab scenario, run by lab-scenario.service inside L1 (systemd 252, cgroup v2) after boot.
+
+Phases, one L1 boot, two L2 guests restored from a saved state (l2.py):
+  boot      systemd is PID 1, cgroup v2 with the memory controller, PSI, swap
+  daemon    autoballoond.service active with a STATUS= line in `systemctl status`
+  vms       guests a (weight 200) and b (weight 100) started with autoballoon-run, adopted
+  pressure  a memory hog in hog.slice: one host-pressure round inflates both guests, split by
+            weight, within 5 s of the host trigger; memory.high of their slices follows (through
+            systemd); decisions in the journal with their AUTOBALLOON_* fields and MESSAGE_IDs
+  restart   `systemctl kill -s KILL autoballoond`: systemd restarts it, it re-adopts both guests
+            and leaves every balloon and memory.high as it was
+  reload    a MaxMemory= drop-in for a + `systemctl reload`: a is inflated to it
+  weight    `autoballoonctl set-weight b 400 --runtime`, then host pressure again: b now keeps
+            twice what a keeps above the floor
+
+Lines on stdout (ttyS1, followed by run.sh):
+  LAB [  12s] text                            progress
+  LAB-CHECK PASS|FAIL name: detail            one per assertion
+  LAB-RESULT PASS|FAIL passed=N failed=M ...  last line
+A check that needs a part another engineer is still writing is tagged "(pending: PART)"; it runs
+and counts like any other unless the kernel command line has lab.allow_pending=1.
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, "/usr/lib/autoballoon-lab")
+import l2  # noqa: E402
+from abtest import QMP, psi  # noqa: E402
+
+MIB = 1 << 20
+OUT = Path("/var/lib/autoballoon-lab/out")
+CGROUP = Path("/sys/fs/cgroup")
+CONF_D = Path("/etc/autoballoon/autoballoon.conf.d")
+UNIT = "autoballoond.service"
+# Must match lab.conf.
+WEIGHTS = {"a": 200, "b": 100}
+MIN_MEMORY = 128 * MIB
+OVERHEAD = 128 * MIB         # MemoryHighOverhead=
+HIGH_SLACK = 1 * MIB         # the daemon does not rewrite memory.high for less
+GUEST_MEM = l2.MEM_MIB * MIB
+START = time.monotonic()
+
+
+# The daemon's host trigger (lab.conf: HostTriggerStallSec=, TriggerWindowSec=), armed again here
+# to time the daemon's reaction from the outside.
+TRIGGER = "some 100000 2000000"
+
+
+class Abort(Exception):
+    """A failed check that later phases depend on."""
+
+
+def log(msg):
+    line = f"LAB [{time.monotonic() - START:5.0f}s] {msg}"
+    print(line, flush=True)
+    with open(OUT / "scenario.log", "a") as f:
+        f.write(line + "\n")
+
+
+def run(*argv, check=False, timeout=60):
+    """Runs a command; returns (returncode, stdout + stderr)."""
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=timeout)
+    except FileNotFoundError as e:
+        return 127, str(e)
+    except subprocess.TimeoutExpired:
+        return 124, f"{argv[0]} timed out after {timeout}s"
+    if check and p.returncode != 0:
+        raise Abort(f"{' '.join(argv)} failed ({p.returncode}): {p.stdout.strip()[-500:]}")
+    return p.returncode, p.stdout
+
+
+def wait_for(fn, timeout, interval=1.0):
+    """Calls fn() until it returns a true value (returned); None at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def unit_prop(unit, prop):
+    return run("systemctl", "show", "-p", prop, "--value", unit)[1].strip()
+
+
+def journal(*matches, unit=UNIT, invocation=None):
+    """Entries of unit (and invocation) matching FIELD=VALUE, as dicts."""
+    argv = ["journalctl", "--no-pager", "-o", "json", "-u", unit, *matches]
+    if invocation:
+        argv.append(f"_SYSTEMD_INVOCATION_ID={invocation}")
+    rc, out = run(*argv)
+    entries = []
+    for line in out.splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return entries
+
+
+def journal_since(entries, mono_usec):
+    return [e for e in entries if int(e["__MONOTONIC_TIMESTAMP"]) >= mono_usec]
+
+
+def monotonic_usec():
+    return int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6)
+
+
+def decisions(vm, action=None, since=0, invocation=None):
+    matches = [f"AUTOBALLOON_VM={vm}"] + ([f"AUTOBALLOON_ACTION={action}"] if action else [])
+    return journal_since(journal(*matches, invocation=invocation), since)
+
+
+def messages(pattern, since=0, invocation=None):
+    rx = re.compile(pattern)
+    return [e for e in journal_since(journal(invocation=invocation), since)
+            if isinstance(e.get("MESSAGE"), str) and rx.search(e["MESSAGE"])]
+
+
+def slice_dir(vm):
+    return CGROUP / "balloon.slice" / f"balloon-{vm}.slice"
+
+
+def memory_high(vm):
+    v = (slice_dir(vm) / "memory.high").read_text().strip()
+    return None if v == "max" else int(v)
+
+
+def fmt(n):
+    return "max" if n is None else f"{n / MIB:.1f}M"
+
+
+class Lab:
+    def __init__(self, allow_pending):
+        self.allow_pending = allow_pending
+        self.results = []   # (ok, name, detail, pending part)
+        self.qmp = {}
+        self.invocation = None
+        self.hog_running = False
+
+    def check(self, name, ok, detail="", pending=None, fatal=False):
+        tag = f" (pending: {pending})" if pending and not ok else ""
+        print(f"LAB-CHECK {'PASS' if ok else 'FAIL'} {name}{tag}: {detail}", flush=True)
+        with open(OUT / "scenario.log", "a") as f:
+            f.write(f"CHECK {'PASS' if ok else 'FAIL'} {name}{tag}: {detail}\n")
+        self.results.append((bool(ok), name, detail, pending))
+        if not ok and fatal:
+            raise Abort(f"{name}: {detail}")
+        return ok
+
+    def actual(self, vm):
+        return self.qmp[vm].execute("query-balloon")["actual"]
+
+    # ------------------------------------------------------------------ phases
+
+    def phase_boot(self):
+        rc, out = run("systemctl", "--version")
+        version = out.split("\n")[0]
+        self.check("systemd is PID 1", Path("/proc/1/comm").read_text().strip() == "systemd",
+                   f"{version}; PID 1 is {Path('/proc/1/comm').read_text().strip()}", fatal=True)
+        fstype = run("stat", "-f", "-c", "%T", "/sys/fs/cgroup")[1].strip()
+        controllers = (CGROUP / "cgroup.subtree_control").read_text().split()
+        self.check("cgroup v2 with the memory controller", fstype == "cgroup2fs" and "memory" in controllers,
+                   f"/sys/fs/cgroup is {fstype}, subtree_control: {' '.join(controllers)}", fatal=True)
+        self.check("PSI", Path("/proc/pressure/memory").exists(),
+                   Path("/proc/pressure/memory").read_text().split("\n")[0], fatal=True)
+        swaps = Path("/proc/swaps").read_text().strip().split("\n")[1:]
+        self.check("swap", bool(swaps), "; ".join(" ".join(s.split()[:3]) for s in swaps) or "none")
+        mem = {k: int(v.split()[0]) * 1024 for k, v in
+               (line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())}
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        log(f"L1: MemTotal {fmt(mem['MemTotal'])}, MemAvailable {fmt(mem['MemAvailable'])}; "
+            f"the scenario started {uptime:.1f} s after the kernel")
+
+    def phase_daemon(self):
+        path, enabled = unit_prop(UNIT, "FragmentPath"), run("systemctl", "is-enabled", UNIT)[1].strip()
+        self.check("autoballoond.service installed by meson and enabled",
+                   path.endswith("/lib/systemd/system/autoballoond.service") and enabled == "enabled",
+                   f"{path}: {enabled}")
+        state = wait_for(lambda: unit_prop(UNIT, "ActiveState") == "active", 60)
+        self.check("autoballoond.service active", state,
+                   f"ActiveState={unit_prop(UNIT, 'ActiveState')} SubState={unit_prop(UNIT, 'SubState')}",
+                   fatal=True)
+        self.invocation = unit_prop(UNIT, "InvocationID")
+        rc, status = run("systemctl", "status", "--no-pager", "--lines=0", UNIT)
+        line = next((s.strip() for s in status.splitlines() if s.strip().startswith("Status:")), "")
+        self.check("systemctl status shows the STATUS= line", line, line or status[-300:])
+
+    def phase_vms(self):
+        os.makedirs(l2.RUN_DIR, exist_ok=True)
+        t0 = time.monotonic()
+        for vm, weight in WEIGHTS.items():
+            rc, out = run("autoballoon-run", vm, "--weight", str(weight), "--min", f"{MIN_MEMORY // MIB}M",
+                          "--", l2.QEMU, *l2.qemu_args(vm))
+            self.check(f"{vm} started with autoballoon-run --weight {weight}", rc == 0, out.strip()[-300:],
+                       fatal=True)
+        for vm in WEIGHTS:
+            service = f"autoballoon-vm-{vm}.service"
+            pid = unit_prop(service, "MainPID")
+            agent = l2.Agent(f"{l2.RUN_DIR}/{vm}.ctl")
+            try:
+                agent.wait_ready(180, alive=lambda: os.path.exists(f"/proc/{pid}"))
+                ok, detail = True, f"ready {time.monotonic() - t0:.0f} s after the start (restored)"
+            except (TimeoutError, RuntimeError, OSError) as e:
+                _, status = run("systemctl", "status", "--no-pager", "--lines=5", service)
+                ok, detail = False, f"{e}; {status.strip()[-600:]}; console: {self.console_tail(vm)}"
+            finally:
+                agent.close()
+            self.check(f"{vm} restored and its agent answers", ok, detail, fatal=True)
+            self.qmp[vm] = QMP(f"{l2.RUN_DIR}/{vm}.hqmp")
+            cg = unit_prop(service, "ControlGroup")
+            self.check(f"{vm} runs in balloon-{vm}.slice", cg == f"/balloon.slice/balloon-{vm}.slice/{service}", cg)
+        for vm in WEIGHTS:
+            adopted = wait_for(lambda: messages(rf"^{vm}: adopted", invocation=self.invocation), 60)
+            self.check(f"{vm} adopted", adopted, adopted[0]["MESSAGE"] if adopted else
+                       f"no '{vm}: adopted' in the journal of {UNIT}", fatal=True)
+        # The first decision after adoption makes memory.high follow the balloon.
+        for vm in WEIGHTS:
+            ok = wait_for(lambda: self.high_follows(vm), 30)
+            self.check(f"{vm} memory.high follows its balloon after adoption", ok,
+                       f"memory.high {fmt(memory_high(vm))}, balloon {fmt(self.actual(vm))}")
+            self.check_high_through_systemd(vm)
+        line = unit_prop(UNIT, "StatusText")
+        log(f"daemon status: {line}")
+
+    def check_high_through_systemd(self, vm, label=""):
+        """systemd owns the slice's memory.high: its MemoryHigh= says what the file says."""
+        high = memory_high(vm)
+        prop = unit_prop(f"balloon-{vm}.slice", "MemoryHigh")
+        self.check(f"{label}{vm} memory.high set through systemd", high is not None and prop == str(high),
+                   f"systemctl show -p MemoryHigh balloon-{vm}.slice: {prop}, memory.high: {high}")
+
+    def high_follows(self, vm):
+        high, actual = memory_high(vm), self.actual(vm)
+        return high is not None and actual + OVERHEAD <= high <= actual + OVERHEAD + HIGH_SLACK
+
+    def console_tail(self, vm):
+        try:
+            return Path(l2.RUN_DIR, f"{vm}.console").read_text(errors="replace")[-400:]
+        except OSError as e:
+            return str(e)
+
+    def hog_start(self):
+        """A hog thrashing anonymous memory (MemAvailable + 256M, swap takes the rest) in hog.slice."""
+        avail = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) * 1024
+        size = avail + 256 * MIB
+        code = ("import mmap,sys\n"
+                "n=int(sys.argv[1]); m=mmap.mmap(-1,n)\n"
+                "while True:\n"
+                "    for o in range(0,n,4096): m[o]=1\n")
+        rc, out = run("systemd-run", "--unit=lab-hog", "--slice=hog.slice", "--collect",
+                      "/usr/bin/python3", "-c", code, str(size), check=True)
+        self.hog_running = True
+        log(f"hog started in hog.slice: {fmt(size)} (MemAvailable {fmt(avail)} + 256M)")
+
+    def hog_stop(self):
+        if self.hog_running:
+            run("systemctl", "stop", "lab-hog.service")
+            self.hog_running = False
+
+    def wait_calm(self, avg10=1.0, timeout=90):
+        """Waits until the host's memory pressure fell (so no stray trigger decides anew)."""
+        ok = wait_for(lambda: psi("/proc/pressure/memory")["some"]["avg10"] < avg10, timeout, 2)
+        log(f"host memory pressure: {Path('/proc/pressure/memory').read_text().splitlines()[0]}")
+        return ok
+
+    @staticmethod
+    def watch_trigger():
+        """Arms TRIGGER on /proc/pressure/memory; returns (thread, result) where result["usec"] is
+        the CLOCK_MONOTONIC time it first fired."""
+        result = {}
+        fd = os.open("/proc/pressure/memory", os.O_RDWR | os.O_NONBLOCK)
+        os.write(fd, TRIGGER.encode() + b"\0")
+
+        def wait():
+            p = select.poll()
+            p.register(fd, select.POLLPRI)
+            try:
+                if p.poll(300 * 1000):
+                    result["usec"] = monotonic_usec()
+            finally:
+                os.close(fd)
+        t = threading.Thread(target=wait, daemon=True)
+        t.start()
+        return t, result
+
+    def pressure_round(self, name, weights):
+        """Host pressure until every VM was inflated once; checks the split against weights.
+        Returns the first decision of each VM."""
+        since = monotonic_usec()
+        t0 = time.monotonic()
+        before = {vm: self.actual(vm) for vm in weights}
+        _, fired = self.watch_trigger()
+        self.hog_start()
+        try:
+            got = wait_for(lambda: all(decisions(vm, "inflate", since) for vm in weights), 180, 2)
+            elapsed = time.monotonic() - t0
+        finally:
+            self.hog_stop()
+        first = {vm: (decisions(vm, "inflate", since) or [None])[0] for vm in weights}
+        self.check(f"{name}: host pressure inflates every guest", got,
+                   f"{elapsed:.0f} s from the hog's start to the last first decision; " +
+                   "; ".join(f"{vm}: {d['MESSAGE'] if d else 'no inflate decision'}" for vm, d in first.items()),
+                   fatal=True)
+        targets = {vm: int(d["AUTOBALLOON_TARGET"]) for vm, d in first.items()}
+        kept = {vm: targets[vm] - MIN_MEMORY for vm in weights}
+        heavy, light = sorted(weights, key=weights.get, reverse=True)
+        want = weights[heavy] / weights[light]
+        ratio = kept[heavy] / kept[light] if kept[light] > 0 else float("inf")
+        capped = [vm for vm, d in first.items() if "capped" in d.get("AUTOBALLOON_REASON", "")]
+        self.check(f"{name}: split by weight", not capped and abs(ratio - want) <= 0.2 * want,
+                   f"kept above the floor: {heavy} (weight {weights[heavy]}) {fmt(kept[heavy])}, "
+                   f"{light} (weight {weights[light]}) {fmt(kept[light])}: {ratio:.2f}x, want {want:.2f}x"
+                   + (f"; capped: {capped}" if capped else ""))
+
+        # The balloons reach the last targets asked (more rounds may have come before the hog stopped).
+        last = {vm: int(decisions(vm, "inflate", since)[-1]["AUTOBALLOON_TARGET"]) for vm in weights}
+        reached = wait_for(lambda: all(abs(self.actual(vm) - last[vm]) <= MIB for vm in weights), 90)
+        self.check(f"{name}: balloons reach their targets", reached,
+                   ", ".join(f"{vm} {fmt(before[vm])} -> {fmt(self.actual(vm))} (target {fmt(last[vm])})"
+                             for vm in weights) + f", {time.monotonic() - t0:.0f} s after the hog's start")
+        for vm in weights:
+            ok = wait_for(lambda: self.high_follows(vm), 30)
+            self.check(f"{name}: {vm} memory.high follows the balloon", ok,
+                       f"memory.high {fmt(memory_high(vm))}, balloon {fmt(self.actual(vm))} + overhead "
+                       f"{fmt(OVERHEAD)}")
+            self.check_high_through_systemd(vm, f"{name}: ")
+
+        # The reaction, from journal receive times: trigger -> decision -> memory.high.
+        decided = min(int(d["__MONOTONIC_TIMESTAMP"]) for d in first.values())
+        highs = [int(e["__MONOTONIC_TIMESTAMP"]) for vm in weights for e in decisions(vm, "set-high", since)]
+        if "usec" in fired:
+            lag = (decided - fired["usec"]) / 1e6
+            self.check(f"{name}: the daemon decides within 5 s of the host trigger", lag < 5,
+                       f"trigger -> first inflate decision {lag * 1000:.0f} ms (negative: the daemon's "
+                       "own trigger window filled first)")
+        else:
+            self.check(f"{name}: the host trigger fired", False, f"{TRIGGER} on /proc/pressure/memory")
+        if highs:
+            log(f"{name}: inflate decision -> memory.high set (after the balloons moved) "
+                f"{(min(highs) - decided) / 1e6:.1f} s")
+        return first
+
+    def phase_pressure(self):
+        first = self.pressure_round("pressure", WEIGHTS)
+        # The journal: one VM's history by field, with the fields the issue names.
+        entries = journal("AUTOBALLOON_VM=a")
+        fields = ("AUTOBALLOON_VM", "AUTOBALLOON_ACTION", "AUTOBALLOON_BYTES", "AUTOBALLOON_REASON")
+        only_a = all(e.get("AUTOBALLOON_VM") == "a" for e in entries)
+        complete = all(all(f in e for f in fields) for e in entries)
+        self.check("journalctl -u autoballoond AUTOBALLOON_VM=a shows a's decisions",
+                   entries and only_a and complete and first["a"]["MESSAGE"] in [e["MESSAGE"] for e in entries],
+                   f"{len(entries)} entries; e.g. " + " ".join(f"{f}={first['a'].get(f)}" for f in fields))
+        ids = {e.get("AUTOBALLOON_ACTION"): e.get("MESSAGE_ID") for e in entries}
+        self.check("decisions carry a MESSAGE_ID per kind", all(ids.values()) and
+                   len(set(ids.values())) == len(ids),
+                   ", ".join(f"{a}: {i}" for a, i in ids.items()))
+        self.wait_calm()
+
+    def phase_restart(self):
+        before = {vm: (self.actual(vm), memory_high(vm)) for vm in WEIGHTS}
+        pid, nrestarts = unit_prop(UNIT, "MainPID"), int(unit_prop(UNIT, "NRestarts") or 0)
+        since = monotonic_usec()
+        t0 = time.monotonic()
+        run("systemctl", "kill", "-s", "KILL", UNIT, check=True)
+        restarted = wait_for(lambda: unit_prop(UNIT, "InvocationID") not in ("", self.invocation) and
+                             unit_prop(UNIT, "ActiveState") == "active", 60, 0.5)
+        new_inv = unit_prop(UNIT, "InvocationID")
+        self.check("systemd restarts autoballoond after SIGKILL", restarted and
+                   int(unit_prop(UNIT, "NRestarts")) == nrestarts + 1,
+                   f"PID {pid} -> {unit_prop(UNIT, 'MainPID')}, NRestarts {nrestarts} -> "
+                   f"{unit_prop(UNIT, 'NRestarts')}, active again after {time.monotonic() - t0:.1f} s",
+                   fatal=True)
+        self.invocation = new_inv
+        for vm in WEIGHTS:
+            adopted = wait_for(lambda: messages(rf"^{vm}: adopted", since, new_inv), 60)
+            self.check(f"{vm} re-adopted after the restart", adopted,
+                       adopted[0]["MESSAGE"] if adopted else "not adopted", fatal=True)
+        log(f"re-adopted {time.monotonic() - t0:.1f} s after the kill; watching balloons and memory.high "
+            "for 3 ticks")
+        time.sleep(6)
+        after = {vm: (self.actual(vm), memory_high(vm)) for vm in WEIGHTS}
+        for vm in WEIGHTS:
+            changes = [e["MESSAGE"] for e in decisions(vm, since=since, invocation=new_inv)]
+            self.check(f"{vm} balloon and memory.high unchanged by the restart", after[vm] == before[vm],
+                       f"balloon {fmt(before[vm][0])} -> {fmt(after[vm][0])}, memory.high "
+                       f"{fmt(before[vm][1])} -> {fmt(after[vm][1])}" +
+                       (f"; decisions since: {changes}" if changes else ""))
+
+    def phase_reload(self):
+        pid = unit_prop(UNIT, "MainPID")
+        b_before = self.actual("b")
+        max_a = (self.actual("a") - 64 * MIB) // MIB * MIB
+        CONF_D.mkdir(parents=True, exist_ok=True)
+        (CONF_D / "60-lab-reload.conf").write_text(f"[VM a]\nMaxMemory={max_a // MIB}M\n")
+        since = monotonic_usec()
+        t0 = time.monotonic()
+        run("systemctl", "reload", UNIT, check=True)
+        reloaded = wait_for(lambda: messages(r"[Rr]eloaded", since, self.invocation), 30)
+        self.check("systemctl reload reloads the configuration", reloaded and unit_prop(UNIT, "MainPID") == pid,
+                   (reloaded[0]["MESSAGE"] if reloaded else "no 'reloaded' message") +
+                   f"; MainPID {pid} -> {unit_prop(UNIT, 'MainPID')}")
+        ok = wait_for(lambda: self.actual("a") == max_a, 60)
+        d = decisions("a", "inflate", since)
+        self.check("reload: a inflated to its new MaxMemory=", ok,
+                   f"balloon {fmt(self.actual('a'))}, MaxMemory {fmt(max_a)}, {time.monotonic() - t0:.0f} s; "
+                   f"decision: {d[0]['MESSAGE'] if d else 'none'}")
+        ok = wait_for(lambda: self.high_follows("a"), 30)
+        self.check("reload: a's memory.high follows", ok, f"memory.high {fmt(memory_high('a'))}")
+        self.check_high_through_systemd("a", "reload: ")
+        self.check("reload: b untouched", self.actual("b") == b_before,
+                   f"b {fmt(b_before)} -> {fmt(self.actual('b'))}")
+
+    def phase_weight(self):
+        ctl = shutil.which("autoballoonctl")
+        rc, out = run(ctl, "set-weight", "b", "400", "--runtime") if ctl else (127, "not installed")
+        self.check("autoballoonctl set-weight b 400 --runtime", rc == 0, out.strip()[-300:],
+                   pending="autoballoonctl", fatal=True)
+        rc, out = run(ctl, "status", "--json")
+        try:
+            status = json.dumps(json.loads(out))
+            ok = all(f'"{vm}"' in status for vm in WEIGHTS)
+        except json.JSONDecodeError:
+            ok, status = False, out
+        self.check("autoballoonctl status --json lists both VMs", ok, status[-300:], pending="autoballoonctl")
+        # Past ReclaimSettleSec= since the first round: this round sets a new goal.
+        self.pressure_round("weight", {"a": 200, "b": 400})
+
+    # ------------------------------------------------------------------ driver
+
+    def collect(self):
+        """Logs for the host (read back from the image with debugfs)."""
+        run("sh", "-c", f"journalctl -b --no-pager -o short-monotonic > {OUT}/journal.txt")
+        run("sh", "-c", f"journalctl -u {UNIT} --no-pager -o verbose > {OUT}/autoballoond.verbose")
+        for vm in WEIGHTS:
+            try:
+                shutil.copy(f"{l2.RUN_DIR}/{vm}.console", OUT / f"{vm}.console")
+            except OSError:
+                pass
+
+    def main(self):
+        phases = [("boot", self.phase_boot), ("daemon", self.phase_daemon), ("vms", self.phase_vms),
+                  ("pressure", self.phase_pressure), ("restart", self.phase_restart),
+                  ("reload", self.phase_reload), ("weight", self.phase_weight)]
+        aborted = None
+        for i, (name, fn) in enumerate(phases):
+            log(f"phase {name}")
+            try:
+                fn()
+            except Abort as e:
+                aborted = f"phase {name} aborted: {e}"
+            except Exception as e:  # noqa: BLE001  a bug or a broken world: report, do not hang
+                self.check(f"phase {name} ran", False, f"{type(e).__name__}: {e}")
+                log(traceback.format_exc())
+                aborted = f"phase {name} raised {type(e).__name__}"
+            finally:
+                self.hog_stop()
+            if aborted:
+                rest = [n for n, _ in phases[i + 1:]]
+                if rest:
+                    self.check("phases not run", False, f"{aborted}; not run: {', '.join(rest)}")
+                break
+        self.collect()
+        failed = [r for r in self.results if not r[0]]
+        pending = [r for r in failed if r[3]]
+        hard = [r for r in failed if not r[3]] if self.allow_pending else failed
+        summary = (f"passed={len(self.results) - len(failed)} failed={len(failed)} "
+                   f"pending={len(pending)} seconds={time.monotonic() - START:.0f}")
+        for vm in WEIGHTS:
+            run("systemctl", "stop", f"balloon-{vm}.slice")
+        print(f"LAB-RESULT {'FAIL' if hard else 'PASS'} {summary}", flush=True)
+        return 1 if hard else 0
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    allow = "lab.allow_pending=1" in Path("/proc/cmdline").read_text().split()
+    sys.exit(Lab(allow).main())

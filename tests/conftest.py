@@ -54,6 +54,18 @@ def guest_image(require_root):
     return abtest.build_image()
 
 
+@pytest.fixture(scope="session")
+def patched_kernels(require_root):
+    """guest/build-kernel.sh --stock (cached): .patched and .stock bzImages."""
+    return abtest.build_kernels()
+
+
+@pytest.fixture(scope="session")
+def patched_qemu(require_root):
+    """qemu/build-qemu.sh (cached): .binary and .bios_dir (for -L) of the patched QEMU."""
+    return abtest.build_qemu()
+
+
 @pytest.fixture
 def run_dir(request):
     """A short per-test directory for sockets and logs; kept when the test fails."""

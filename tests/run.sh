@@ -35,4 +35,15 @@ tier "integration and end-to-end tests (real guests, real PSI)"
 export AUTOBALLOON_BUILD="$top/build/ci"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration tests/e2e
 
+tier "guest pressure queue: patched kernel and QEMU (cached in \$AUTOBALLOON_CACHE)"
+guest/build-kernel.sh --stock
+qemu/build-qemu.sh --test
+# checkpatch of each series from the tree it applies to (where build-kernel.sh and build-qemu.sh
+# keep them), on absolute paths: from inside a git repository that tracks the patch, the kernel's
+# checkpatch would check the .patch file as a source file.
+(cd "$AUTOBALLOON_CACHE/kernel/src" &&
+        scripts/checkpatch.pl --strict --quiet "$top"/guest/patches/000[1-9]-*.patch)
+(cd "$AUTOBALLOON_CACHE/qemu/tree" && scripts/checkpatch.pl "$top"/qemu/patches/000[1-9]-*.patch)
+/usr/bin/python3 -m pytest -v -p no:cacheprovider tests/patches
+
 tier "done"

@@ -8,6 +8,9 @@ TestCgroup     a v1 memory cgroup below the test's own plus a matching cgroup2 d
 PageCacheHog   a process thrashing the page cache of a file inside a cgroup: host memory
                pressure without anonymous memory (this host has no swap: anon pressure
                would make the memcg OOM killer shoot QEMU).
+build_kernels, build_qemu
+               the guest pressure queue builds (guest/ and qemu/ patch series), cached in
+               $AUTOBALLOON_CACHE; Guest.start(kernel=..., qemu=..., bios_dir=...) boots them.
 
 Standard library only.
 """
@@ -151,13 +154,51 @@ class GuestImage:
         return Path(os.environ.get("AUTOBALLOON_CACHE", "/var/cache/autoballoon")) / "guest"
 
 
+def _run_build(cmd):
+    proc = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stdout}")
+
+
 def build_image(force=False):
     """Runs tests/guest-image/build.sh (a no-op when cached); raises if it fails."""
-    cmd = [str(BUILD_SH)] + (["--force"] if force else [])
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{BUILD_SH} failed ({proc.returncode}):\n{proc.stdout}")
+    _run_build([BUILD_SH] + (["--force"] if force else []))
     return GuestImage(GuestImage.cache_dir())
+
+
+def cache_root():
+    return Path(os.environ.get("AUTOBALLOON_CACHE", "/var/cache/autoballoon"))
+
+
+class Kernels:
+    """guest/build-kernel.sh's images: patched (the guest pressure series) and stock (same config)."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.patched = self.dir / "bzImage"
+        self.stock = self.dir / "bzImage-stock"
+
+
+class QemuBuild:
+    """qemu/build-qemu.sh's patched qemu-system-x86_64 and the firmware directory for -L."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.binary = self.dir / "bin" / "qemu-system-x86_64"
+        self.bios_dir = self.dir / "pc-bios"
+
+
+def build_kernels():
+    """Runs guest/build-kernel.sh --stock (a no-op when cached); raises if it fails."""
+    _run_build([REPO / "guest" / "build-kernel.sh", "--stock"])
+    return Kernels(cache_root() / "kernel")
+
+
+def build_qemu():
+    """Runs qemu/build-qemu.sh (a no-op when cached); raises if it fails."""
+    _run_build([REPO / "qemu" / "build-qemu.sh"])
+    return QemuBuild(cache_root() / "qemu")
 
 
 # ---------------------------------------------------------------------------- QMP
@@ -250,22 +291,31 @@ class Guest:
 
     @classmethod
     def start(cls, name, run_dir, mem="512M", qmp_path=None, extra_args=(), cgroups=(),
-              image=None, smp=1, free_page_reporting=True):
+              image=None, smp=1, free_page_reporting=True, kernel=None, qemu=None,
+              bios_dir=None, balloon_props=None):
         """Starts QEMU, placed in every cgroup.procs of cgroups before it allocates.
 
         free_page_reporting: the guest hands its free pages back to the host within a
         second or two, so memory it touched and freed ("prefault") does not stay
         resident; turn it off to keep it.
+        kernel, qemu: another kernel (booted with the image's initrd) or QEMU binary;
+        bios_dir: its firmware directory (-L); balloon_props: more virtio-balloon-pci
+        properties, e.g. {"guest-pressure": "on"}.
         """
         return cls(name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
-                   free_page_reporting)
+                   free_page_reporting, kernel, qemu, bios_dir, balloon_props)
 
     def __init__(self, name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
-                 free_page_reporting):
+                 free_page_reporting, kernel=None, qemu=None, bios_dir=None, balloon_props=None):
         self.name = name
         self.run_dir = Path(run_dir)
         self.mem_bytes = parse_size(mem)
         self.image = image or GuestImage(GuestImage.cache_dir())
+        self.kernel = Path(kernel) if kernel else self.image.vmlinuz
+        self.qemu_binary = str(qemu or QEMU)
+        balloon = f"virtio-balloon-pci,id={self.BALLOON_ID}," \
+                  f"free-page-reporting={'on' if free_page_reporting else 'off'}"
+        balloon += "".join(f",{k}={v}" for k, v in (balloon_props or {}).items())
         self.qmp_path = Path(qmp_path) if qmp_path else self.run_dir / f"{name}.qmp"
         self.harness_qmp_path = self.run_dir / f"{name}.hqmp"
         self.ctl_path = self.run_dir / f"{name}.ctl"
@@ -275,17 +325,17 @@ class Guest:
             if len(str(p)) >= 108:
                 raise ValueError(f"socket path too long for AF_UNIX: {p}")
         self.argv = [
-            QEMU, "-name", name,
+            self.qemu_binary, "-name", name,
+            *(["-L", str(bios_dir)] if bios_dir else []),
             "-accel", "tcg", "-m", str(mem), "-smp", str(smp),
             "-nodefaults", "-no-user-config", "-no-reboot",
-            "-kernel", str(self.image.vmlinuz), "-initrd", str(self.image.initrd),
+            "-kernel", str(self.kernel), "-initrd", str(self.image.initrd),
             "-append", "console=ttyS0 quiet panic=1",
             "-display", "none",
             "-serial", f"file:{self.console_log}",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             "-qmp", f"unix:{self.harness_qmp_path},server=on,wait=off",
-            "-device", f"virtio-balloon-pci,id={self.BALLOON_ID},"
-                       f"free-page-reporting={'on' if free_page_reporting else 'off'}",
+            "-device", balloon,
             "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=ctl,path={self.ctl_path},server=on,wait=off",
             "-device", "virtconsole,chardev=ctl",
@@ -429,6 +479,15 @@ class Guest:
             self.qmp("query-status")
         return self._qmp.events
 
+    def wait_qmp_event(self, name, timeout=30):
+        """Pops the first QMP event called name from the harness' monitor, waiting for it.
+
+        Only events sent after the monitor connected are seen: call qmp_events() first.
+        """
+        if self._qmp is None:
+            self.qmp("query-status")
+        return self._qmp.wait_event(name, timeout)
+
     def balloon(self, nbytes):
         """Sets the balloon target: the guest's RAM size it should end up with."""
         self.qmp("balloon", {"value": int(nbytes)})
@@ -448,6 +507,24 @@ class Guest:
             self.qmp("qom-set", {"path": path, "property": "guest-stats-polling-interval",
                                  "value": int(polling_interval)})
         return self.qmp("qom-get", {"path": path, "property": "guest-stats"})
+
+    # -- virtio state (QEMU 7.2's experimental x-query-virtio* commands)
+
+    def virtio_balloon_path(self):
+        """The QOM path of the balloon's virtio backend."""
+        for dev in self.qmp("x-query-virtio"):
+            if dev["name"] == "virtio-balloon":
+                return dev["path"]
+        raise RuntimeError(f"guest {self.name}: no virtio-balloon in x-query-virtio")
+
+    def virtio_balloon_status(self):
+        """x-query-virtio-status: features offered and negotiated, queues, "broken"."""
+        return self.qmp("x-query-virtio-status", {"path": self.virtio_balloon_path()})
+
+    def virtio_balloon_queue(self, index):
+        """x-query-virtio-queue-status of one balloon queue (ring addresses and indexes)."""
+        return self.qmp("x-query-virtio-queue-status",
+                        {"path": self.virtio_balloon_path(), "queue": int(index)})
 
     # -- teardown and logs
 

@@ -525,7 +525,7 @@ static void vm_write_memory_high(VM *vm, uint64_t value, bool dry_run) {
         int r;
 
         if (dry_run) {
-                log_info("%s: would set memory.high to %s (dry run)", vm->name, format_bytes(a, sizeof a, value));
+                log_info("%s: would set memory.high to %s (dry run or paused)", vm->name, format_bytes(a, sizeof a, value));
                 return;
         }
         if (systemd_unit_is_managed(vm->unit)) {

@@ -29,22 +29,7 @@ static uint64_t monotonic_usec(void) {
 }
 
 static void manager_load_params(Manager *m) {
-        const Config *c = m->config;
-
-        m->params = (PolicyParams) {
-                .reclaim_step = c->reclaim_step,
-                .reclaim_settle_usec = c->reclaim_settle_usec,
-                .tax_rate = c->tax_rate,
-                .hysteresis_usec = c->hysteresis_usec,
-                .max_step = c->max_step,
-                .max_rate = c->max_rate,
-                .deflate_step = c->deflate_step,
-                .guest_swapin_rate = c->guest_swapin_rate,
-                .guest_major_fault_rate = c->guest_major_fault_rate,
-                .memory_high_overhead = c->memory_high_overhead,
-                .stall_usec = c->stall_usec,
-                .stall_backoff_usec = c->stall_backoff_usec,
-        };
+        config_policy_params(m->config, &m->params);
 }
 
 int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall_usec,
@@ -257,6 +242,7 @@ void manager_decide(Manager *m, const char *why) {
                 .available = m->host_available,
                 .pressure = m->host_pressure,
                 .last_reclaim_usec = m->last_summary.last_reclaim_usec,
+                .last_cycle_usec = m->last_summary.last_cycle_usec,
         };
         m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
 
@@ -423,7 +409,7 @@ static int manager_reload(Manager *m) {
                 (void) vm_arm_slice_trigger(m->vms[i]);
         }
         (void) manager_arm_host_trigger(m);
-        log_info("Configuration reloaded.");
+        log_info("Configuration reloaded: policy %s.", policy_mode_to_string(c->policy));
         (void) sd_notify(false, "READY=1");
         return 0;
 }
@@ -549,8 +535,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 log_debug_errno(r, "No watchdog: %m");
 
-        log_info("autoballoond started: cgroup root %s, parent slice %s, QMP sockets in %s/qmp, %s%s",
-                 m->options.cgroup_root, m->config->parent_slice, m->runtime_dir,
+        log_info("autoballoond started: policy %s, cgroup root %s, parent slice %s, QMP sockets in %s/qmp, %s%s",
+                 policy_mode_to_string(m->config->policy), m->options.cgroup_root, m->config->parent_slice,
+                 m->runtime_dir,
                  m->config->host_pressure == HOST_PRESSURE_SLICE ? "host pressure from the parent slice" :
                  "host pressure from the system", m->options.dry_run ? ", dry run: nothing is changed" : "");
         return 0;

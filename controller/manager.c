@@ -14,6 +14,7 @@
 #include "manager.h"
 #include "psi.h"
 #include "systemd.h"
+#include "trace.h"
 #include "util.h"
 
 static uint64_t manager_now(Manager *m) {
@@ -246,6 +247,14 @@ void manager_decide(Manager *m, const char *why) {
         };
         m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
 
+        if (m->record) {
+                r = trace_write(m->record, &m->params, &host, m->snapshot, n);
+                if (r < 0) {
+                        log_warning_errno(r, "Cannot record the policy's input (%m); recording stops.");
+                        (void) fclose(TAKE_PTR(m->record));
+                }
+        }
+
         r = policy_decide(&m->params, &host, m->snapshot, n, m->decisions, &m->last_summary);
         if (r < 0) {
                 log_error_errno(r, "Policy refused the parameters: %m");
@@ -447,6 +456,12 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
                 return log_oom();
         manager_load_params(m);
 
+        if (options->record_path) {
+                m->record = fopen(options->record_path, "ae");
+                if (!m->record)
+                        return log_error_errno(errno, "Cannot open %s to record into: %m", options->record_path);
+        }
+
         r = cg_open_root(options->cgroup_root, &m->cgroup_fd);
         if (r < 0)
                 return log_error_errno(r, "Cannot open the cgroup root %s: %m", options->cgroup_root);
@@ -483,6 +498,8 @@ Manager *manager_free(Manager *m) {
         safe_close(m->cgroup_fd);
         config_free(m->config);
         free(m->runtime_dir);
+        if (m->record)
+                (void) fclose(m->record);
         sd_event_unref(m->event);
         free(m);
         return NULL;

@@ -8,10 +8,12 @@
 /* The policy: pure C. A snapshot of the host and the VMs goes in, one decision per VM comes out with
  * a human-readable reason. No I/O, no clock (the time is part of the snapshot), no allocation.
  * State that must survive between decisions (hysteresis, stall back-off, rate cap) is carried by the
- * caller: it is read from PolicyVM and the new values are returned in PolicyDecision. */
+ * caller: it is read from PolicyVM and the new values are returned in PolicyDecision.
+ * trace.c writes and reads every field of PolicyParams, PolicyHost and PolicyVM: a new one goes
+ * into its tables too. */
 
 /* Which algorithm decides (Policy= in autoballoon.conf). All take the same snapshot and give the same
- * kind of decisions, so they can be compared on one host. rfc and proxmox use
+ * kind of decisions, so they can be compared on one host or on a recorded trace. rfc and proxmox use
  * their originals' fixed steps and periods rather than the params below, apart from the safety caps
  * every mode keeps (floor, ceiling, guest available minus reserve). */
 typedef enum PolicyMode {

@@ -277,15 +277,17 @@ static InflateBlock inflate_block(uint64_t now, const PolicyVM *vm) {
         return BLOCK_NONE;
 }
 
-static bool inflate_eligible(const PolicyParams *p, uint64_t now, const PolicyVM *vm) {
-        return !vm_stalled(p, now, vm) && policy_guest_pressure(p, vm) == 0 && inflate_block(now, vm) == BLOCK_NONE;
+/* 'd' holds the VM's guest pressure already (policy_decision_init), which the water-filling's
+ * bisection would otherwise compute again at every step. */
+static bool inflate_eligible(const PolicyParams *p, uint64_t now, const PolicyVM *vm, const PolicyDecision *d) {
+        return !vm_stalled(p, now, vm) && d->guest_pressure == 0 && inflate_block(now, vm) == BLOCK_NONE;
 }
 
 static void decide_fill_get(const void *userdata, size_t i, FillItem *ret) {
         const DecideContext *c = userdata;
         const PolicyVM *vm = &c->vms[i];
 
-        if (!inflate_eligible(c->p, c->host->now_usec, vm)) {
+        if (!inflate_eligible(c->p, c->host->now_usec, vm, &c->out[i])) {
                 *ret = (FillItem) { .weight = 1 };
                 return;
         }
@@ -715,7 +717,7 @@ static void decide_autoballoon(const PolicyParams *p, const PolicyHost *host, co
                 /* The eligible VMs share what they have minus the goal. */
                 unsigned __int128 total = 0;
                 for (size_t i = 0; i < n; i++)
-                        if (inflate_eligible(p, now, &vms[i]))
+                        if (inflate_eligible(p, now, &vms[i], &out[i]))
                                 total += vms[i].actual;
 
                 FillOps ops = {

@@ -112,6 +112,9 @@ static void on_probe_balloon(QmpClient *c, int error, json_object *result, const
                 return;
         }
 
+        /* QEMU runs in the slice now, so systemd has loaded it if it manages it. */
+        (void) systemd_unit_refresh(vm->unit);
+
         /* Adopt the balloon as it is: a restarted daemon must not reset anything. */
         vm->actual = vm->target = actual;
         vm->last_progress_usec = 0;

@@ -146,11 +146,11 @@ def test_policy_file_lets_everyone_read_and_root_change(run_dir):
         for user in (None, "nobody"):
             out = ctl_ok(bus, "status", user=user)
             assert re.search(r"^idle\s+connecting\s+100\s+-", out, re.M), out
-            assert "running" in out.splitlines()[0], out
+            assert "policy autoballoon, running" in out.splitlines()[0], out
             assert "No decision logged yet" in ctl_ok(bus, "explain", "idle", user=user)
         s = status(bus, user="nobody")
         assert s["vms"]["idle"]["state"] == "connecting" and s["vms"]["idle"]["actual_bytes"] is None
-        assert s["paused"] is False and s["dry_run"] is False
+        assert s["paused"] is False and s["dry_run"] is False and s["policy"] == "autoballoon"
 
         for args in (("pause",), ("set-weight", "idle", "5", "--runtime")):
             rc, out, err = ctl(bus, *args, user="nobody")
@@ -359,7 +359,8 @@ def test_api_on_a_real_guest(run_dir, test_cgroup, guest_image):
                              re.M).group(1)) >= len(inflations)
         assert re.search(r"^autoballoon_host_available_bytes \d+$", text, re.M), text
         out = ctl_ok(bus, "metrics")
-        assert out.startswith("# TYPE autoballoon_paused gauge\n") and out.endswith("# EOF\n"), out
+        assert out.startswith("# TYPE autoballoon_policy info\n") and out.endswith("# EOF\n"), out
+        assert 'autoballoon_policy_info{policy="autoballoon"} 1\n' in out, out
         assert d.alive()
     finally:
         status_code = d.stop()

@@ -63,9 +63,11 @@ class Daemon:
     def qmp_path(self, vm):
         return self.runtime_dir / "qmp" / f"{vm}.sock"
 
-    def start(self):
+    def start(self, env=None):
+        """env: more environment variables for the daemon alone (a bus address, NOTIFY_SOCKET)."""
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+                                     stderr=subprocess.PIPE, text=True, bufsize=1,
+                                     env={**os.environ, **env} if env else None)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self

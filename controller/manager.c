@@ -8,6 +8,7 @@
 #include <time.h>
 #include <systemd/sd-daemon.h>
 
+#include "backend-qmp.h"
 #include "bus.h"
 #include "cgroup.h"
 #include "log.h"
@@ -321,7 +322,39 @@ static bool strv_contains(char **l, const char *s) {
         return false;
 }
 
-/* Adopts new balloon slices and drops vanished ones. */
+VM *manager_find_vm(Manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_vms; i++)
+                if (streq(m->vms[i]->name, name))
+                        return m->vms[i];
+        return NULL;
+}
+
+int manager_add_vm(Manager *m, VM *vm) {
+        int r;
+
+        r = manager_grow_buffers(m, m->n_vms + 1);
+        if (r < 0)
+                return log_oom();
+        VM **l = reallocarray(m->vms, m->n_vms + 1, sizeof *l);
+        if (!l)
+                return log_oom();
+        m->vms = l;
+        m->vms[m->n_vms++] = vm;
+        return 0;
+}
+
+void manager_remove_vm(Manager *m, VM *vm) {
+        for (size_t i = 0; i < m->n_vms; i++)
+                if (m->vms[i] == vm) {
+                        /* Out of the list first: freeing cancels its queries, whose callbacks may decide. */
+                        m->vms[i] = m->vms[--m->n_vms];
+                        vm_free(vm);
+                        return;
+                }
+}
+
+/* Adopts new balloon slices and drops vanished ones. A slice whose VM is already known is left as
+ * it is. */
 static int manager_scan(Manager *m) {
         _cleanup_strv_free_ char **names = NULL;
         int r;
@@ -334,37 +367,28 @@ static int manager_scan(Manager *m) {
 
         for (size_t i = 0; i < m->n_vms;) {
                 VM *vm = m->vms[i];
-                if (strv_contains(names, vm->name)) {
+                if (!vm->scanned || strv_contains(names, vm->name)) {
                         i++;
                         continue;
                 }
                 log_info("%s: slice %s is gone, dropping the VM", vm->name, vm->cgpath);
-                /* Out of the list first: freeing cancels its queries, whose callbacks may decide. */
-                m->vms[i] = m->vms[--m->n_vms];
-                vm_free(vm);
+                manager_remove_vm(m, vm);
         }
 
         for (char **name = names; name && *name; name++) {
-                bool known = false;
-                for (size_t i = 0; i < m->n_vms && !known; i++)
-                        known = streq(m->vms[i]->name, *name);
-                if (known)
-                        continue;
-
-                r = manager_grow_buffers(m, m->n_vms + 1);
-                if (r < 0)
-                        return log_oom();
-                VM **l = reallocarray(m->vms, m->n_vms + 1, sizeof *l);
-                if (!l)
-                        return log_oom();
-                m->vms = l;
-
                 VM *vm;
-                r = vm_new(m, *name, &vm);
+
+                if (manager_find_vm(m, *name))
+                        continue;
+                r = vm_new_qmp(m, *name, &vm);
                 if (r < 0)
                         continue;
-                log_info("%s: found slice %s, connecting to %s", vm->name, vm->cgpath, vm->qmp_path);
-                m->vms[m->n_vms++] = vm;
+                vm->scanned = true;
+                r = manager_add_vm(m, vm);
+                if (r < 0) {
+                        vm_free(vm);
+                        return r;
+                }
         }
         return 0;
 }

@@ -65,6 +65,11 @@ static inline void manager_freep(Manager **m) {
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 
+/* The VMs, whatever their backend: found by name; added (taking ownership); removed and freed. */
+VM *manager_find_vm(Manager *m, const char *name);
+int manager_add_vm(Manager *m, VM *vm);
+void manager_remove_vm(Manager *m, VM *vm);
+
 /* Runs the policy on the current view of the world and acts on the decisions. */
 void manager_decide(Manager *m, const char *why);
 /* A VM's refresh query finished; the last one of a tick triggers a decision. */

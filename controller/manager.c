@@ -353,8 +353,8 @@ void manager_remove_vm(Manager *m, VM *vm) {
                 }
 }
 
-/* Adopts new balloon slices and drops vanished ones. A slice whose VM is already known is left as
- * it is. */
+/* Adopts new balloon slices and drops vanished ones. A slice whose VM another backend already
+ * manages (a libvirt domain placed in it) is left to that one. */
 static int manager_scan(Manager *m) {
         _cleanup_strv_free_ char **names = NULL;
         int r;
@@ -430,8 +430,9 @@ static int manager_reload(Manager *m) {
                 (void) sd_notify(false, "READY=1");
                 return log_error_errno(r, "Reloading the configuration failed, keeping the old one.");
         }
-        if (!streq(c->parent_slice, m->config->parent_slice) || !streq(c->runtime_dir, m->config->runtime_dir))
-                log_warning("ParentSlice= and RuntimeDir= take effect at the next start only.");
+        if (!streq(c->parent_slice, m->config->parent_slice) || !streq(c->runtime_dir, m->config->runtime_dir) ||
+            c->libvirt != m->config->libvirt)
+                log_warning("ParentSlice=, RuntimeDir= and Libvirt= take effect at the next start only.");
         free(c->parent_slice);
         c->parent_slice = strdup(m->config->parent_slice);
         if (!c->parent_slice) {
@@ -511,6 +512,8 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_vms; i++)
                 vm_free(m->vms[i]);
         free(m->vms);
+        /* After the VMs, whose backends hold its domains. */
+        libvirt_free(m->libvirt);
         free(m->snapshot);
         free(m->decisions);
         free(m->snapshot_vms);
@@ -557,6 +560,14 @@ int manager_start(Manager *m) {
         r = bus_open(m, m->options.bus_type, &m->bus);
         if (r < 0)
                 return r;
+
+        /* Before the scan: a slice that holds a libvirt domain is managed through libvirt. */
+        if (m->config->libvirt) {
+                r = libvirt_new(m, &m->libvirt);
+                if (r < 0)
+                        return r;
+                libvirt_start(m->libvirt);
+        }
 
         manager_read_host(m);
         (void) manager_scan(m);

@@ -6,6 +6,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "backend-libvirt.h"
 #include "bus.h"
 #include "config.h"
 #include "policy.h"
@@ -32,6 +33,7 @@ typedef struct Manager {
         char *runtime_dir;
         sd_bus *systemd_bus;         /* NULL without a system bus: memory.high through cgroupfs only */
         Bus *bus;                    /* the D-Bus API and the metrics file */
+        Libvirt *libvirt;            /* NULL with Libvirt=no */
         bool paused;                 /* by the D-Bus API: decide and log only, as --dry-run */
 
         sd_event_source *host_trigger;

@@ -242,13 +242,14 @@ static uint64_t stat_delta(const GuestStats *now, const GuestStats *prev, GuestS
 
 static void vm_update_stats(VM *vm, const GuestStats *s) {
         if (s->last_update == 0 || !guest_stat_valid(s, GUEST_STAT_AVAILABLE_MEMORY)) {
-                if (!vm->stats_missing_logged)
+                /* The first reads may come before the guest's first report: say it when it lasts. */
+                if (++vm->stats_missing == 3)
                         log_info("%s: the guest reports no balloon statistics (virtio_balloon driver not loaded?): "
                                  "not inflated until it does", vm->name);
-                vm->stats_missing_logged = true;
                 vm->has_stats = false;
                 return;
         }
+        vm->stats_missing = 0;
         vm->has_stats = true;
 
         if (vm->has_prev_stats && s->last_update == vm->stats.last_update)

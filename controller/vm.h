@@ -45,7 +45,7 @@ typedef struct VM {
         VMState state;
         char *device;        /* the balloon as the backend names it, for messages */
         uint64_t boot_memory;
-        bool stats_missing_logged;
+        unsigned stats_missing;   /* refreshes in a row without guest stats */
 
         uint64_t actual, target;
         uint64_t memory_high, memory_current;

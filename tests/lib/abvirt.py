@@ -7,6 +7,8 @@ Libvirtd       virtlogd and libvirtd from Debian's packages, started without sys
                libvirtd runs in a private mount namespace where its own /etc/libvirt (a
                qemu.conf of ours) is bind-mounted, so nothing system-wide is changed beyond them.
                Its socket is in the test's run directory: URI qemu:///system?socket=....
+LibvirtLoop    a scenario.ClosedLoop (test cgroup, daemon, pressure knobs) with a Libvirtd in its
+               test cgroup, libvirt domains and plain QEMU guests.
 DomainGuest    an abtest.Guest whose QEMU libvirt starts from a domain XML (TCG,
                <domain type='qemu'>): the same agent on a virtio console and a harness QMP
                monitor (passed through with <qemu:commandline>), so every Guest helper works.
@@ -24,6 +26,7 @@ The qemu.conf, and why:
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import abtest
 from abtest import Guest, wait_until
+from scenario import ClosedLoop
 
 QEMU_CONF = """\
 user = "root"
@@ -187,12 +191,14 @@ class DomainGuest(Guest):
     """A Guest of the test image that libvirt runs as domain 'name'.
 
     metadata: {"weight": "200", "min-memory": "256M", ...} for autoballoon's <metadata>;
-    partition: <resource><partition>; balloon: "virtio" or "none" (the memballoon model).
+    partition: <resource><partition>; balloon: "virtio" or "none" (the memballoon model);
+    emulator, kernel, bios_dir, balloon_props: another QEMU and its firmware, another kernel,
+    more virtio-balloon-pci properties (as abtest.Guest.start takes them).
     """
 
     def __init__(self, libvirtd, name, run_dir, mem="512M", image=None, metadata=None,
                  partition=None, balloon="virtio", free_page_reporting=True, emulator=None,
-                 kernel=None, balloon_props=None):
+                 kernel=None, balloon_props=None, bios_dir=None):
         self.libvirtd = libvirtd
         self._setup(name, run_dir, mem, image, kernel)
         self.qemu_log = Path("/var/log/libvirt/qemu") / f"{name}.log"
@@ -209,6 +215,8 @@ class DomainGuest(Guest):
             fpr = "on" if free_page_reporting else "off"
             memballoon = f"<memballoon model={_q(balloon)} freePageReporting='{fpr}'><stats period='1'/></memballoon>"
         qemu_args = ["-qmp", f"unix:{self.harness_qmp_path},server=on,wait=off"]
+        if bios_dir:
+            qemu_args += ["-L", str(bios_dir)]
         for k, v in (balloon_props or {}).items():
             qemu_args += ["-global", f"virtio-balloon-pci.{k}={v}"]
         mib = self.mem_bytes >> 20
@@ -273,3 +281,68 @@ class DomainGuest(Guest):
         if self.alive():
             self.destroy()
         self.libvirtd.virsh("undefine", self.name, check=False)
+
+
+def adopted(daemon, vm, n=1):
+    """Whether the daemon adopted the libvirt domain vm at least n times."""
+    return len([line for line in daemon.lines if re.search(rf"{vm}: adopted: .*\(libvirt\)", line)]) >= n
+
+
+def config(uri, vms, reclaim_step="640M"):
+    """The closed-loop scenario's settings, libvirt at uri; vms: {name: "Key=Value\\n..."}."""
+    return (f"[Daemon]\nHostPressure=system\nReclaimStep={reclaim_step}\nStatsIntervalSec=1\n"
+            "HysteresisSec=60\nGuestReserve=64M\nGuestMinAvailable=48M\nMaxStep=256M\nMaxRate=128M\n"
+            f"DeflateStep=128M\nLibvirtURI={uri}\n"
+            + "".join(f"\n[VM {name}]\n{body}" for name, body in vms.items()))
+
+
+class LibvirtLoop:
+    """A ClosedLoop (test cgroup, daemon, pressure knobs) with a libvirtd in its test cgroup."""
+
+    def __init__(self, run_dir, image):
+        self.run_dir, self.image = run_dir, image
+        self.libvirtd = Libvirtd(run_dir)
+        self.loop = None
+
+    def setup(self, vms, **kwargs):
+        self.loop = ClosedLoop(self.run_dir, image=self.image, config=config(self.libvirtd.uri, vms, **kwargs))
+        # QEMU starts in libvirtd's cgroup (libvirt's own cgroups are off, see abvirt): its boot
+        # memory stays charged there, below the test cgroup whose limit makes the host pressure.
+        self.libvirtd.cgroups = self.loop.cgroup.procs_paths("libvirtd")
+        self.libvirtd.start()
+        return self.loop
+
+    def domain(self, name, ready=True, **kwargs):
+        """A domain of the test image (DomainGuest's kwargs), its QEMU moved into
+        balloon-<name>.slice; ready: booted and its RAM resident on the host."""
+        g = DomainGuest(self.libvirtd, name, self.run_dir, image=self.image, free_page_reporting=False,
+                        **kwargs)
+        self.loop.guests[name] = g
+        g.move_to(self.loop.cgroup, self.loop.slice_of(name))
+        if ready:
+            self.ready(g)
+        return g
+
+    def qemu_guest(self, name):
+        g = abtest.Guest.start(name, self.run_dir, mem="512M", qmp_path=self.loop.daemon.qmp_path(name),
+                               cgroups=self.loop.cgroup.procs_paths(self.loop.slice_of(name)),
+                               image=self.image, free_page_reporting=False)
+        self.loop.guests[name] = g
+        self.ready(g)
+        return g
+
+    @staticmethod
+    def ready(g):
+        g.wait_ready(120)
+        # Guest RAM resident on the host, so that inflating a balloon really returns memory.
+        g.cmd_ok("prefault 90", timeout=180)
+
+    def close(self):
+        if self.loop:
+            if self.loop.hog:
+                self.loop.host_pressure_off()
+            if self.loop.daemon.alive():
+                self.loop.daemon.stop()
+        self.libvirtd.stop()
+        if self.loop:
+            self.loop.close()

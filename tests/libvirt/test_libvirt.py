@@ -11,84 +11,13 @@ import pytest
 
 import abtest
 import abvirt
-from scenario import MIB, ClosedLoop
+from abvirt import adopted
+from scenario import MIB
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
 GUEST_MEM = 512 * MIB
 MIN_MEMORY = 128 * MIB
-
-
-def config(uri, vms, reclaim_step="640M"):
-    """The closed-loop scenario's settings, libvirt at uri; vms: {name: "Key=Value\\n..."}."""
-    return (f"[Daemon]\nHostPressure=system\nReclaimStep={reclaim_step}\nStatsIntervalSec=1\n"
-            "HysteresisSec=60\nGuestReserve=64M\nGuestMinAvailable=48M\nMaxStep=256M\nMaxRate=128M\n"
-            f"DeflateStep=128M\nLibvirtURI={uri}\n"
-            + "".join(f"\n[VM {name}]\n{body}" for name, body in vms.items()))
-
-
-class LibvirtLoop:
-    """A ClosedLoop (test cgroup, daemon, pressure knobs) with a libvirtd in its test cgroup."""
-
-    def __init__(self, run_dir, image):
-        self.run_dir, self.image = run_dir, image
-        self.libvirtd = abvirt.Libvirtd(run_dir)
-        self.loop = None
-
-    def setup(self, vms, **kwargs):
-        self.loop = ClosedLoop(self.run_dir, image=self.image, config=config(self.libvirtd.uri, vms, **kwargs))
-        # QEMU starts in libvirtd's cgroup (libvirt's own cgroups are off, see abvirt): its boot
-        # memory stays charged there, below the test cgroup whose limit makes the host pressure.
-        self.libvirtd.cgroups = self.loop.cgroup.procs_paths("libvirtd")
-        self.libvirtd.start()
-        return self.loop
-
-    def domain(self, name, ready=True, **kwargs):
-        """A domain of the test image, its QEMU moved into balloon-<name>.slice."""
-        g = abvirt.DomainGuest(self.libvirtd, name, self.run_dir, image=self.image,
-                               free_page_reporting=False, **kwargs)
-        self.loop.guests[name] = g
-        g.move_to(self.loop.cgroup, self.loop.slice_of(name))
-        if ready:
-            self.ready(g)
-        return g
-
-    def qemu_guest(self, name):
-        g = abtest.Guest.start(name, self.run_dir, mem="512M", qmp_path=self.loop.daemon.qmp_path(name),
-                               cgroups=self.loop.cgroup.procs_paths(self.loop.slice_of(name)),
-                               image=self.image, free_page_reporting=False)
-        self.loop.guests[name] = g
-        self.ready(g)
-        return g
-
-    @staticmethod
-    def ready(g):
-        g.wait_ready(120)
-        # Guest RAM resident on the host, so that inflating a balloon really returns memory.
-        g.cmd_ok("prefault 90", timeout=180)
-
-    def close(self):
-        if self.loop:
-            if self.loop.hog:
-                self.loop.host_pressure_off()
-            if self.loop.daemon.alive():
-                self.loop.daemon.stop()
-        self.libvirtd.stop()
-        if self.loop:
-            self.loop.close()
-
-
-@pytest.fixture
-def lv(run_dir, guest_image):
-    env = LibvirtLoop(run_dir, guest_image)
-    try:
-        yield env
-    finally:
-        env.close()
-
-
-def adopted(d, vm, n=1):
-    return len([line for line in d.lines if re.search(rf"{vm}: adopted: .*\(libvirt\)", line)]) >= n
 
 
 def test_host_and_guest_pressure(lv):
@@ -111,7 +40,9 @@ def test_host_and_guest_pressure(lv):
 
     squeezed = g.query_balloon()
     mark = time.monotonic()
-    loop.guest_pressure("lv1")
+    # Below GuestMinAvailable= (48M), but not so far that the guest (no swap) OOM-kills the
+    # allocation before the deflation lands.
+    loop.guest_pressure("lv1", leave_mb=40)
     abtest.wait_until(lambda: g.query_balloon() > squeezed + 64 * MIB, 30, 0.2,
                       what="lv1 to deflate after guest pressure")
     print(f"guest pressure -> deflate through libvirt in {time.monotonic() - mark:.1f} s")
@@ -185,6 +116,12 @@ def test_libvirtd_restart(lv):
     abtest.wait_until(lambda: d.saw(r"lv1: balloon moved to \S+, away from our target 384M"), 30,
                       what="the daemon to see the outside move")
     abtest.wait_until(lambda: g.query_balloon() == 384 * MIB, 30, 0.2, what="lv1 back at 384M")
+
+    # The metadata changed on the running domain (as virsh writes it): followed at once.
+    lv.libvirtd.virsh("metadata", "lv1", abvirt.METADATA_NS, "--key", "ab", "--live",
+                      "--set", "<vm><max-memory>320M</max-memory></vm>")
+    abtest.wait_until(lambda: g.query_balloon() == 320 * MIB, 30, 0.2, what="lv1 at its new MaxMemory")
+    assert d.saw(r"lv1: metadata changed"), d.log_tail()
     assert not d.saw(r"lv1: .*failed"), d.log_tail()
     assert d.stop() == 0
 

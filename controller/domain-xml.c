@@ -60,7 +60,11 @@ static int parse_metadata(xmlXPathContext *ctx, const char *name, VMConfig *c) {
                 const char *reason = NULL;
                 int r;
 
-                if (asprintf(&expr, "/domain/metadata/ab:vm/ab:%s", metadata_keys[i].element) < 0)
+                /* Our element's children in our namespace or in none: "virsh metadata --set" puts
+                 * only the top element in the namespace. */
+                if (asprintf(&expr, "/domain/metadata/ab:vm/*[local-name()='%s' and "
+                             "(namespace-uri()='' or namespace-uri()='" DOMAIN_METADATA_NS "')]",
+                             metadata_keys[i].element) < 0)
                         return -ENOMEM;
                 r = xpath_string(ctx, expr, &value);
                 if (r < 0)

@@ -85,6 +85,17 @@ static void test_metadata(void **state) {
         assert_false(i.config.weight_set);
         domain_info_done(&i);
 
+        /* As "virsh metadata --set" writes it: children without a namespace. */
+        assert_int_equal(domain_xml_parse(DOMAIN("", BALLOON,
+                                                 "  <metadata><ab:vm xmlns:ab='" DOMAIN_METADATA_NS "'>"
+                                                 "<weight>30</weight><other:min-memory xmlns:other='urn:x'>1G"
+                                                 "</other:min-memory></ab:vm></metadata>\n"),
+                                          "web", &i), 0);
+        assert_true(i.config.weight_set);
+        assert_int_equal(i.config.weight, 30);
+        assert_false(i.config.min_set);
+        domain_info_done(&i);
+
         /* Without the namespace, the elements are not autoballoon's. */
         assert_int_equal(domain_xml_parse(DOMAIN("", BALLOON, "<metadata><vm><weight>5</weight></vm></metadata>"),
                                           "web", &i), 0);

@@ -333,26 +333,27 @@ static void test_vm_from_path(void **state) {
         check_vm("notaslice", "balloon.slice/balloon-web.slice", -EINVAL, NULL, NULL);
 }
 
-static void check_partition(const char *partition, int expect, const char *path) {
-        char *p = NULL;
-
-        assert_int_equal(cg_partition_path(partition, &p), expect);
-        if (expect >= 0)
-                assert_string_equal(p, path);
-        else
-                assert_null(p);
-        free(p);
-}
+/* A call that returns a string in p: its result as expected, p only on success; frees p. */
+#define CHECK_STR(call, expect, want)                                   \
+        do {                                                            \
+                char *p = NULL;                                         \
+                assert_int_equal((call), (expect));                     \
+                if ((expect) >= 0)                                      \
+                        assert_string_equal(p, (want));                 \
+                else                                                    \
+                        assert_null(p);                                 \
+                free(p);                                                \
+        } while (0)
 
 static void test_partition_path(void **state) {
-        check_partition("/balloon/web", 0, "balloon.slice/balloon-web.slice");
-        check_partition("/machine", 0, "machine.slice");
-        check_partition("/a/b/c", 0, "a.slice/a-b.slice/a-b-c.slice");
-        check_partition("/balloon//web/", 0, "balloon.slice/balloon-web.slice");
-        check_partition("balloon/web", -EINVAL, NULL);
-        check_partition("/", -EINVAL, NULL);
-        check_partition("/bal-loon/web", -EINVAL, NULL);
-        check_partition("/balloon/../x", -EINVAL, NULL);
+        CHECK_STR(cg_partition_path("/balloon/web", &p), 0, "balloon.slice/balloon-web.slice");
+        CHECK_STR(cg_partition_path("/machine", &p), 0, "machine.slice");
+        CHECK_STR(cg_partition_path("/a/b/c", &p), 0, "a.slice/a-b.slice/a-b-c.slice");
+        CHECK_STR(cg_partition_path("/balloon//web/", &p), 0, "balloon.slice/balloon-web.slice");
+        CHECK_STR(cg_partition_path("balloon/web", &p), -EINVAL, NULL);
+        CHECK_STR(cg_partition_path("/", &p), -EINVAL, NULL);
+        CHECK_STR(cg_partition_path("/bal-loon/web", &p), -EINVAL, NULL);
+        CHECK_STR(cg_partition_path("/balloon/../x", &p), -EINVAL, NULL);
 }
 
 static const char mountinfo[] =
@@ -362,57 +363,36 @@ static const char mountinfo[] =
         "30 26 0:28 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:8 - cgroup cgroup rw,memory\n"
         "40 28 0:25 /user.slice /mnt/cg rw shared:5 - cgroup2 cgroup2 rw\n";
 
-static void check_hierarchy(const char *text, const char *dir, int expect, const char *path) {
-        char *p = NULL;
-
-        assert_int_equal(cg_hierarchy_path(text, dir, &p), expect);
-        if (expect >= 0)
-                assert_string_equal(p, path);
-        free(p);
-}
-
 static void test_hierarchy_path(void **state) {
-        check_hierarchy(mountinfo, "/sys/fs/cgroup/unified", 0, "/");
-        check_hierarchy(mountinfo, "/sys/fs/cgroup/unified/user.slice/abtest-1", 0, "/user.slice/abtest-1");
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/sys/fs/cgroup/unified", &p), 0, "/");
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/sys/fs/cgroup/unified/user.slice/abtest-1", &p), 0,
+                  "/user.slice/abtest-1");
         /* A bind mount of a sub-tree: its root field. */
-        check_hierarchy(mountinfo, "/mnt/cg/x", 0, "/user.slice/x");
-        check_hierarchy(mountinfo, "/mnt/cg", 0, "/user.slice");
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/mnt/cg/x", &p), 0, "/user.slice/x");
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/mnt/cg", &p), 0, "/user.slice");
         /* The v1 memory hierarchy and a look-alike name are not it. */
-        check_hierarchy(mountinfo, "/sys/fs/cgroup/memory/x", -ENOENT, NULL);
-        check_hierarchy(mountinfo, "/sys/fs/cgroup/unifiedx", -ENOENT, NULL);
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/sys/fs/cgroup/memory/x", &p), -ENOENT, NULL);
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/sys/fs/cgroup/unifiedx", &p), -ENOENT, NULL);
         /* A unified host. */
-        check_hierarchy("25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", "/sys/fs/cgroup", 0, "/");
-        check_hierarchy("25 1 0:22 / / rw - cgroup2 cgroup2 rw\n", "/a/b", 0, "/a/b");
-        check_hierarchy("garbage\n\n", "/sys/fs/cgroup", -ENOENT, NULL);
+        CHECK_STR(cg_hierarchy_path("25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", "/sys/fs/cgroup", &p),
+                  0, "/");
+        CHECK_STR(cg_hierarchy_path("25 1 0:22 / / rw - cgroup2 cgroup2 rw\n", "/a/b", &p), 0, "/a/b");
+        CHECK_STR(cg_hierarchy_path("garbage\n\n", "/sys/fs/cgroup", &p), -ENOENT, NULL);
 }
 
 static void test_proc_cgroup(void **state) {
-        char *p = NULL;
+        CHECK_STR(cg_proc_cgroup_path("12:memory:/user.slice/x\n0::/user.slice/x/balloon.slice\n", &p), 0,
+                  "/user.slice/x/balloon.slice");
+        CHECK_STR(cg_proc_cgroup_path("0::/\n", &p), 0, "/");
+        CHECK_STR(cg_proc_cgroup_path("12:memory:/a\n1:name=systemd:/b\n", &p), -ENOENT, NULL);
+        CHECK_STR(cg_proc_cgroup_path("", &p), -ENOENT, NULL);
 
-        assert_int_equal(cg_proc_cgroup_path("12:memory:/user.slice/x\n0::/user.slice/x/balloon.slice\n", &p), 0);
-        assert_string_equal(p, "/user.slice/x/balloon.slice");
-        free(p);
-        assert_int_equal(cg_proc_cgroup_path("0::/\n", &p), 0);
-        assert_string_equal(p, "/");
-        free(p);
-        p = NULL;
-        assert_int_equal(cg_proc_cgroup_path("12:memory:/a\n1:name=systemd:/b\n", &p), -ENOENT);
-        assert_int_equal(cg_proc_cgroup_path("", &p), -ENOENT);
-        assert_null(p);
-
-        assert_int_equal(cg_path_below("/user.slice/x", "/user.slice/x/balloon.slice/balloon-a.slice", &p), 0);
-        assert_string_equal(p, "balloon.slice/balloon-a.slice");
-        free(p);
-        assert_int_equal(cg_path_below("/", "/machine.slice/m.scope", &p), 0);
-        assert_string_equal(p, "machine.slice/m.scope");
-        free(p);
-        assert_int_equal(cg_path_below("/user.slice/x", "/user.slice/x", &p), 0);
-        assert_string_equal(p, "");
-        free(p);
-        p = NULL;
-        assert_int_equal(cg_path_below("/user.slice/x", "/user.slice/xy/balloon.slice", &p), -EXDEV);
-        assert_int_equal(cg_path_below("/user.slice/x", "/system.slice", &p), -EXDEV);
-        assert_null(p);
+        CHECK_STR(cg_path_below("/user.slice/x", "/user.slice/x/balloon.slice/balloon-a.slice", &p), 0,
+                  "balloon.slice/balloon-a.slice");
+        CHECK_STR(cg_path_below("/", "/machine.slice/m.scope", &p), 0, "machine.slice/m.scope");
+        CHECK_STR(cg_path_below("/user.slice/x", "/user.slice/x", &p), 0, "");
+        CHECK_STR(cg_path_below("/user.slice/x", "/user.slice/xy/balloon.slice", &p), -EXDEV, NULL);
+        CHECK_STR(cg_path_below("/user.slice/x", "/system.slice", &p), -EXDEV, NULL);
 }
 
 int main(void) {

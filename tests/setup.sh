@@ -11,6 +11,8 @@ packages=(
         # real parts the tests start
         qemu-system-x86 busybox-static cpio gzip kmod dbus-daemon systemd
         libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+        # the libvirt latency benchmark's own client (tests/bench/libvirt_latency.py)
+        python3-libvirt
         python3 python3-pytest
 )
 

@@ -305,7 +305,8 @@ class LibvirtLoop:
         self.loop = None
 
     def setup(self, vms, **kwargs):
-        self.loop = ClosedLoop(self.run_dir, image=self.image, config=config(self.libvirtd.uri, vms, **kwargs))
+        self.loop = ClosedLoop(self.run_dir, image=self.image, config=config(self.libvirtd.uri, vms, **kwargs),
+                               libvirt=True)
         # QEMU starts in libvirtd's cgroup (libvirt's own cgroups are off, see abvirt): its boot
         # memory stays charged there, below the test cgroup whose limit makes the host pressure.
         self.libvirtd.cgroups = self.loop.cgroup.procs_paths("libvirtd")

@@ -249,9 +249,14 @@ class DomainGuest(Guest):
         xml_path = self.run_dir / f"{name}.xml"
         xml_path.write_text(self.xml)
         libvirtd.virsh("define", str(xml_path))
-        libvirtd.virsh("start", name)
-        self._pid = wait_until(lambda: _read_pid(PID_DIR / f"{name}.pid"), 30, what=f"{name}'s pid")
+        self.boot()
         abtest.GUESTS.append(self)
+
+    def boot(self):
+        """Starts the (defined) domain: at creation, and again after destroy()."""
+        self.libvirtd.virsh("start", self.name)
+        self.started_at = time.monotonic()
+        self._pid = wait_until(lambda: _read_pid(PID_DIR / f"{self.name}.pid"), 30, what=f"{self.name}'s pid")
 
     @property
     def pid(self):

@@ -69,6 +69,7 @@ def test_qemu_and_libvirt_share_by_weight(lv):
                       what="both VMs to be inflated")
     first = {vm: d.decisions_for(vm, "inflate")[0] for vm in ("q1", "lv1")}
     kept = {vm: dec.target - MIN_MEMORY for vm, dec in first.items()}
+    print(f"first inflations: {first}; kept above the floor lv1/q1 = {kept['lv1'] / kept['q1']:.2f}")
     assert kept["lv1"] > kept["q1"], first
     # Decided in one go by weighted water-filling over two equally idle guests (above the config's
     # floor: with the metadata's 300M the split would be another).
@@ -128,7 +129,8 @@ def test_libvirtd_restart(lv):
 
 def test_domain_destroyed_mid_operation(lv):
     """A domain destroyed while the daemon inflates it is dropped cleanly, the others are served;
-    a domain that cannot balloon is reported once and left alone."""
+    a domain that cannot balloon is reported once and left alone; the destroyed domain started
+    again is managed again, in its slice."""
     loop = lv.setup({"lv1": "MaxMemory=448M\n", "lv2": "MaxMemory=256M\n"})
     g1 = lv.domain("lv1", ready=False)
     g2 = lv.domain("lv2", ready=False)
@@ -160,4 +162,14 @@ def test_domain_destroyed_mid_operation(lv):
     said = [line for line in d.lines if re.search(r"lv3: .*not virtio.*not managed", line)]
     assert len(said) == 1, d.log_tail()
     assert not d.decisions_for("lv3")
+
+    # lv2 again: its slice, which the scan took meanwhile for a plain QEMU to come, is handed to
+    # the domain, and QEMU moved into it after the start is followed there.
+    g2.boot()
+    abtest.wait_until(lambda: d.saw(r"lv2: the slice is domain lv2's: managing it through libvirt"), 30,
+                      what="the slice handed to the domain")
+    g2.move_to(loop.cgroup, loop.slice_of("lv2"))
+    abtest.wait_until(lambda: d.saw(r"lv2: QEMU's cgroup is now balloon\.slice/balloon-lv2\.slice"), 30,
+                      what="the daemon to follow QEMU into its slice")
+    abtest.wait_until(lambda: g2.query_balloon() == 256 * MIB, 90, 0.2, what="lv2 managed again")
     assert d.stop() == 0

@@ -103,32 +103,32 @@ static int domain_pid(Libvirt *lv, const char *name, pid_t *ret) {
         return 0;
 }
 
-/* The VM's cgroup (NULL when out of reach) and, when it is a balloon slice, the VM's name there. */
+/* The VM's cgroup and, when it is a balloon slice, the VM's name there; NULL when out of reach, which
+ * is no error. Fails with -ENOMEM only. */
 static int domain_cgroup(Libvirt *lv, const char *name, char **ret_cgpath, char **ret_vm) {
-        _cleanup_free_ char *path = NULL, *text = NULL, *hier = NULL, *rel = NULL;
-        pid_t pid;
-        int r;
+        _cleanup_free_ char *path = NULL, *text = NULL, *hier = NULL, *rel = NULL, *cgpath = NULL, *vm = NULL;
+        pid_t pid = 0;
+        int r = -ENOENT;
 
-        *ret_cgpath = *ret_vm = NULL;
-        if (!lv->root_path)
-                return 0;
-        r = domain_pid(lv, name, &pid);
-        if (r < 0)
-                return log_debug_errno(r, "%s: no QEMU pid from %s: %m", name, lv->manager->config->libvirt_pid_dir);
-        if (asprintf(&path, "%s/%d/cgroup", lv->manager->options.proc_root, (int) pid) < 0)
+        if (lv->root_path)
+                r = domain_pid(lv, name, &pid);
+        if (r >= 0 && asprintf(&path, "%s/%d/cgroup", lv->manager->options.proc_root, (int) pid) < 0)
                 return -ENOMEM;
-        r = read_full_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL);
+        if (r >= 0)
+                r = read_full_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL);
         if (r >= 0)
                 r = cg_proc_cgroup_path(text, &hier);
         if (r >= 0)
                 r = cg_path_below(lv->root_path, hier, &rel);
         if (r >= 0)
-                r = cg_vm_from_path(lv->manager->config->parent_slice, rel, ret_cgpath, ret_vm);
+                r = cg_vm_from_path(lv->manager->config->parent_slice, rel, &cgpath, &vm);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0)
-                log_debug_errno(r, "%s: QEMU (pid %d) is in no VM cgroup below the cgroup root (%s): %m", name,
-                                (int) pid, strna(hier));
+        if (r < 0 && lv->root_path)
+                log_debug_errno(r, "%s: QEMU (pid %d from %s) is in no VM cgroup below the cgroup root (%s): %m",
+                                name, (int) pid, lv->manager->config->libvirt_pid_dir, strna(hier));
+        *ret_cgpath = TAKE_PTR(cgpath);
+        *ret_vm = TAKE_PTR(vm);
         return 0;
 }
 
@@ -351,7 +351,7 @@ static const BackendOps libvirt_backend_ops = {
 
 /* ---- Domains coming and going ---- */
 
-static void lv_domain_found(Libvirt *lv, virDomainPtr dom) {
+static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         Manager *m = lv->manager;
         LibvirtBackend *b = lv_find(lv, dom);
         _cleanup_free_ char *cgpath = NULL, *slice_vm = NULL, *xml = NULL;
@@ -371,11 +371,11 @@ static void lv_domain_found(Libvirt *lv, virDomainPtr dom) {
                 b->seen = true;
                 b->probe_backoff_usec = BACKOFF_MIN_USEC;
                 lb_schedule_probe(b, 0);
-                return;
+                return 0;
         }
 
         if (domain_cgroup(lv, dname, &cgpath, &slice_vm) < 0)
-                return (void) log_oom();
+                return log_oom();
         /* Not (yet) in its slice: the name its <partition> gives, else the domain's. */
         if (!slice_vm && (xml = virDomainGetXMLDesc(dom, 0))) {
                 DomainInfo info;
@@ -396,7 +396,7 @@ static void lv_domain_found(Libvirt *lv, virDomainPtr dom) {
                 if (!other->scanned || other->state == VM_READY) {
                         log_warning("%s: domain %s would be VM %s, which is already managed; skipping it", name,
                                     dname, name);
-                        return;
+                        return -EEXIST;
                 }
                 log_info("%s: the slice is domain %s's: managing it through libvirt", name, dname);
                 manager_remove_vm(m, other);
@@ -404,10 +404,10 @@ static void lv_domain_found(Libvirt *lv, virDomainPtr dom) {
 
         r = vm_new(m, name, cgpath, &vm);
         if (r < 0)
-                return;
+                return r;
         b = new0(LibvirtBackend, 1);
         if (!b)
-                return (void) log_oom();
+                return log_oom();
         b->backend = (Backend) { .ops = &libvirt_backend_ops, .vm = vm };
         vm->backend = &b->backend;
         b->lv = lv;
@@ -416,18 +416,21 @@ static void lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         (void) virDomainRef(dom);
         b->dom = dom;
         if (virDomainGetUUIDString(dom, b->uuid) < 0)
-                return (void) log_warning("%s: no UUID for domain %s: %s", name, dname, lv_error());
+                return log_warning_errno(EIO, "%s: no UUID for domain %s: %s", name, dname, lv_error());
         r = sd_event_add_time_relative(m->event, &b->probe, CLOCK_MONOTONIC, 0, 0, on_probe, b);
         if (r < 0)
-                return (void) log_error_errno(r, "%s: cannot add the adoption timer: %m", name);
+                return log_error_errno(r, "%s: cannot add the adoption timer: %m", name);
 
         r = vm_start(vm);
         if (r < 0)
-                return;
+                return r;
         log_info("%s: found libvirt domain %s%s%s", name, dname, cgpath ? " in " : ", its cgroup out of reach",
                  cgpath ?: "");
-        if (manager_add_vm(m, vm) >= 0)
-                TAKE_PTR(vm);
+        r = manager_add_vm(m, vm);
+        if (r < 0)
+                return r;
+        TAKE_PTR(vm);
+        return 0;
 }
 
 static void lv_domain_gone(Libvirt *lv, virDomainPtr dom, const char *why) {
@@ -445,13 +448,13 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 
         switch (event) {
         case VIR_DOMAIN_EVENT_STARTED:
-                lv_domain_found(lv, dom);
+                (void) lv_domain_found(lv, dom);
                 break;
         case VIR_DOMAIN_EVENT_RESUMED:
                 /* The end of an incoming migration, or a paused domain running again. */
                 b = lv_find(lv, dom);
                 if (b && b->backend.vm->state != VM_READY)
-                        lv_domain_found(lv, dom);
+                        (void) lv_domain_found(lv, dom);
                 break;
         case VIR_DOMAIN_EVENT_STOPPED:
                 lv_domain_gone(lv, dom, detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED ? "migrated away" : "stopped");
@@ -471,7 +474,7 @@ static void on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParam
         LibvirtBackend *b = lv_find(opaque, dom);
 
         if (b && b->backend.vm->state == VM_UNSUPPORTED)
-                lv_domain_found(opaque, dom);
+                (void) lv_domain_found(opaque, dom);
 }
 
 static void on_balloon_change(virConnectPtr conn, virDomainPtr dom, unsigned long long actual_kib, void *opaque) {
@@ -623,7 +626,7 @@ static int lv_connect(Libvirt *lv) {
                         b->seen = false;
         }
         for (int i = 0; i < n; i++) {
-                lv_domain_found(lv, doms[i]);
+                (void) lv_domain_found(lv, doms[i]);
                 (void) virDomainFree(doms[i]);
         }
         free(doms);

@@ -21,6 +21,8 @@ static void help(void) {
                "     --runtime-dir=DIR      Overrides RuntimeDir= (QMP sockets are in DIR/qmp/)\n"
                "     --dry-run              Decide and log, but send no balloon command and write no\n"
                "                            cgroup file\n"
+               "     --record=FILE          Append the policy's input at every decision to FILE, one\n"
+               "                            JSON line each, for tests/bench/ab-replay\n"
                "     --bus=BUS              Where to offer the D-Bus API: system, session or none\n"
                "                            (default: the system bus if there is one)\n"
                "     --log-target=TARGET    auto, journal or stderr (default: auto)\n"
@@ -42,7 +44,7 @@ static int parse_log_level(const char *s) {
 int main(int argc, char *argv[]) {
         enum {
                 ARG_VERSION = 0x100, ARG_CONFIG_DIR, ARG_CGROUP_ROOT, ARG_PROC_ROOT, ARG_RUNTIME_DIR,
-                ARG_DRY_RUN, ARG_LOG_TARGET, ARG_LOG_LEVEL, ARG_ALLOW_PLAIN_CGROUP_DIR, ARG_BUS,
+                ARG_DRY_RUN, ARG_LOG_TARGET, ARG_LOG_LEVEL, ARG_ALLOW_PLAIN_CGROUP_DIR, ARG_BUS, ARG_RECORD,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -52,6 +54,7 @@ int main(int argc, char *argv[]) {
                 { "proc-root", required_argument, NULL, ARG_PROC_ROOT },
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "record", required_argument, NULL, ARG_RECORD },
                 { "bus", required_argument, NULL, ARG_BUS },
                 { "log-target", required_argument, NULL, ARG_LOG_TARGET },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
@@ -89,6 +92,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_DRY_RUN:
                         o.dry_run = true;
+                        break;
+                case ARG_RECORD:
+                        o.record_path = optarg;
                         break;
                 case ARG_BUS:
                         if (bus_type_from_string(optarg, &o.bus_type) < 0) {

@@ -6,6 +6,7 @@
  * systemd-style syntax: "[Section]", "Key=Value", comments start with '#' or ';'.
  *
  * [Daemon]
+ *   Policy=autoballoon            autoballoon, none, rfc or proxmox: which algorithm decides
  *   ParentSlice=balloon.slice     slice (path under the cgroup root) holding balloon-<vm>.slice
  *   HostPressure=system|slice     host PSI and free memory from /proc, or from the parent slice
  *   HostReserve=5%                memory kept for the host; size or % of host memory
@@ -72,6 +73,7 @@ typedef enum ConfigType {
         CONFIG_HOST_PRESSURE, /* HostPressureSource */
         CONFIG_BOOL,          /* bool: yes/no, true/false, on/off, 1/0 */
         CONFIG_STRING,        /* char *, not empty */
+        CONFIG_POLICY,        /* PolicyMode */
 } ConfigType;
 
 typedef struct ConfigKey {
@@ -90,6 +92,7 @@ typedef struct ConfigKey {
         { n, t, offsetof(VMConfig, field), def, lo, hi, r, offsetof(VMConfig, set_field) }
 
 static const ConfigKey daemon_keys[] = {
+        DAEMON_KEY("Policy",               CONFIG_POLICY,        policy,                   "autoballoon",      0, 0, NULL),
         DAEMON_KEY("ParentSlice",          CONFIG_SLICE,         parent_slice,             "balloon.slice",    0, 0, NULL),
         DAEMON_KEY("HostPressure",         CONFIG_HOST_PRESSURE, host_pressure,            "system",           0, 0, NULL),
         DAEMON_KEY("HostReserve",          CONFIG_SIZE_SPEC,     host_reserve,             "5%",               0, 0, NULL),
@@ -261,6 +264,13 @@ static int config_key_parse(const ConfigKey *k, const char *value, void *base, c
                         return -EINVAL;
                 }
                 return 0;
+
+        case CONFIG_POLICY:
+                if (policy_mode_from_string(value, (PolicyMode *) field) < 0) {
+                        *ret_reason = "must be \"autoballoon\", \"none\", \"rfc\" or \"proxmox\"";
+                        return -EINVAL;
+                }
+                return 0;
         }
 
         /* SIZE, TIME and UINT end here, with their range. */
@@ -300,6 +310,24 @@ static void config_keys_defaults(const ConfigKey *keys, size_t n, void *base) {
 void vm_config_defaults(VMConfig *ret) {
         *ret = (VMConfig) {};
         config_keys_defaults(vm_keys, ELEMENTSOF(vm_keys), ret);
+}
+
+void config_policy_params(const Config *c, PolicyParams *ret) {
+        *ret = (PolicyParams) {
+                .mode = c->policy,
+                .reclaim_step = c->reclaim_step,
+                .reclaim_settle_usec = c->reclaim_settle_usec,
+                .tax_rate = c->tax_rate,
+                .hysteresis_usec = c->hysteresis_usec,
+                .max_step = c->max_step,
+                .max_rate = c->max_rate,
+                .deflate_step = c->deflate_step,
+                .guest_swapin_rate = c->guest_swapin_rate,
+                .guest_major_fault_rate = c->guest_major_fault_rate,
+                .memory_high_overhead = c->memory_high_overhead,
+                .stall_usec = c->stall_usec,
+                .stall_backoff_usec = c->stall_backoff_usec,
+        };
 }
 
 int config_new(Config **ret) {

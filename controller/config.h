@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy.h"
+
 /* A size that is either absolute or a share of some base the key documents (host memory, the VM's
  * boot memory, ...). */
 typedef struct SizeSpec {
@@ -42,6 +44,7 @@ typedef struct ConfigOrigin {
 
 typedef struct Config {
         /* [Daemon] */
+        PolicyMode policy;               /* Policy=autoballoon|none|rfc|proxmox */
         char *parent_slice;              /* ParentSlice=balloon.slice */
         HostPressureSource host_pressure;/* HostPressure=system|slice */
         SizeSpec host_reserve;           /* HostReserve=, % of host memory; default 5% */
@@ -81,6 +84,10 @@ typedef struct Config {
 
 /* Fills in the defaults above. */
 int config_new(Config **ret);
+
+/* The policy's parameters from the [Daemon] keys; host_reserve is left 0, to be resolved against the
+ * host's memory at each decision. */
+void config_policy_params(const Config *c, PolicyParams *ret);
 
 /* Loads <config_dir>/autoballoon.conf (missing is fine) and then <config_dir>/autoballoon.conf.d/
  * *.conf in lexical order, each overriding earlier keys. Errors are logged as "file:line: Key=: what"

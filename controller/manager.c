@@ -15,6 +15,7 @@
 #include "manager.h"
 #include "psi.h"
 #include "systemd.h"
+#include "trace.h"
 #include "util.h"
 
 static uint64_t manager_now(Manager *m) {
@@ -30,22 +31,7 @@ static uint64_t monotonic_usec(void) {
 }
 
 static void manager_load_params(Manager *m) {
-        const Config *c = m->config;
-
-        m->params = (PolicyParams) {
-                .reclaim_step = c->reclaim_step,
-                .reclaim_settle_usec = c->reclaim_settle_usec,
-                .tax_rate = c->tax_rate,
-                .hysteresis_usec = c->hysteresis_usec,
-                .max_step = c->max_step,
-                .max_rate = c->max_rate,
-                .deflate_step = c->deflate_step,
-                .guest_swapin_rate = c->guest_swapin_rate,
-                .guest_major_fault_rate = c->guest_major_fault_rate,
-                .memory_high_overhead = c->memory_high_overhead,
-                .stall_usec = c->stall_usec,
-                .stall_backoff_usec = c->stall_backoff_usec,
-        };
+        config_policy_params(m->config, &m->params);
 }
 
 int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall_usec,
@@ -258,8 +244,17 @@ void manager_decide(Manager *m, const char *why) {
                 .available = m->host_available,
                 .pressure = m->host_pressure,
                 .last_reclaim_usec = m->last_summary.last_reclaim_usec,
+                .last_cycle_usec = m->last_summary.last_cycle_usec,
         };
         m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
+
+        if (m->record) {
+                r = trace_write(m->record, &m->params, &host, m->snapshot, n);
+                if (r < 0) {
+                        log_warning_errno(r, "Cannot record the policy's input (%m); recording stops.");
+                        (void) fclose(TAKE_PTR(m->record));
+                }
+        }
 
         r = policy_decide(&m->params, &host, m->snapshot, n, m->decisions, &m->last_summary);
         if (r < 0) {
@@ -448,7 +443,7 @@ static int manager_reload(Manager *m) {
                 (void) vm_arm_slice_trigger(m->vms[i]);
         }
         (void) manager_arm_host_trigger(m);
-        log_info("Configuration reloaded.");
+        log_info("Configuration reloaded: policy %s.", policy_mode_to_string(c->policy));
         (void) sd_notify(false, "READY=1");
         return 0;
 }
@@ -485,6 +480,12 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
         if (!m->runtime_dir)
                 return log_oom();
         manager_load_params(m);
+
+        if (options->record_path) {
+                m->record = fopen(options->record_path, "ae");
+                if (!m->record)
+                        return log_error_errno(errno, "Cannot open %s to record into: %m", options->record_path);
+        }
 
         r = cg_open_root(options->cgroup_root, &m->cgroup_fd);
         if (r < 0)
@@ -524,6 +525,8 @@ Manager *manager_free(Manager *m) {
         safe_close(m->cgroup_fd);
         config_free(m->config);
         free(m->runtime_dir);
+        if (m->record)
+                (void) fclose(m->record);
         sd_event_unref(m->event);
         free(m);
         return NULL;
@@ -584,8 +587,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 log_debug_errno(r, "No watchdog: %m");
 
-        log_info("autoballoond started: cgroup root %s, parent slice %s, QMP sockets in %s/qmp, %s%s",
-                 m->options.cgroup_root, m->config->parent_slice, m->runtime_dir,
+        log_info("autoballoond started: policy %s, cgroup root %s, parent slice %s, QMP sockets in %s/qmp, %s%s",
+                 policy_mode_to_string(m->config->policy), m->options.cgroup_root, m->config->parent_slice,
+                 m->runtime_dir,
                  m->config->host_pressure == HOST_PRESSURE_SLICE ? "host pressure from the parent slice" :
                  "host pressure from the system", m->options.dry_run ? ", dry run: nothing is changed" : "");
         return 0;

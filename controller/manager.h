@@ -18,6 +18,7 @@ typedef struct ManagerOptions {
         const char *cgroup_root;
         const char *proc_root;
         const char *runtime_dir;  /* overrides RuntimeDir= when set */
+        const char *record_path;  /* appends each decision's input here (trace.h) when set */
         bool dry_run;
         bool allow_plain_cgroup_dir; /* accept a cgroup root that is not cgroup2 (tests only) */
         BusType bus_type;            /* where the D-Bus API is offered */
@@ -56,6 +57,7 @@ typedef struct Manager {
 
         PolicySummary last_summary;
         bool notified_ready;
+        FILE *record;                /* --record=FILE */
 } Manager;
 
 int manager_new(const ManagerOptions *options, Manager **ret);

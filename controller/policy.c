@@ -6,9 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "macro.h"
-#include "policy.h"
-#include "util.h"
+#include "policy-internal.h"
 
 /* Slice pressure takes at least this much, so a VM just over its memory.high is not nudged by a
  * few pages per trigger. */
@@ -34,33 +32,33 @@ const char *policy_action_to_string(PolicyAction a) {
         return action_table[a];
 }
 
-static uint64_t add_sat(uint64_t a, uint64_t b) {
-        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+static const char *const mode_table[_POLICY_MODE_MAX] = {
+        [POLICY_MODE_AUTOBALLOON] = "autoballoon",
+        [POLICY_MODE_NONE] = "none",
+        [POLICY_MODE_RFC] = "rfc",
+        [POLICY_MODE_PROXMOX] = "proxmox",
+};
+
+const char *policy_mode_to_string(PolicyMode m) {
+        if ((unsigned) m >= _POLICY_MODE_MAX)
+                return NULL;
+        return mode_table[m];
 }
 
-static uint64_t sub_sat(uint64_t a, uint64_t b) {
-        return a > b ? a - b : 0;
+int policy_mode_from_string(const char *s, PolicyMode *ret) {
+        for (PolicyMode m = 0; m < _POLICY_MODE_MAX; m++)
+                if (streq_ptr(s, mode_table[m])) {
+                        *ret = m;
+                        return 0;
+                }
+        return -EINVAL;
 }
 
 static uint64_t u128_sat(unsigned __int128 v) {
         return v > UINT64_MAX ? UINT64_MAX : (uint64_t) v;
 }
 
-static uint64_t page_down(uint64_t x) {
-        return x & ~(POLICY_PAGE_SIZE - 1);
-}
-
-static uint64_t page_up(uint64_t x) {
-        return x > UINT64_MAX - (POLICY_PAGE_SIZE - 1) ? page_down(x) : page_down(x + POLICY_PAGE_SIZE - 1);
-}
-
-/* Sizes as the rest of the daemon prints them ("1.5G", "320M"), in a buffer of the caller's frame. */
-#define FB(b) format_bytes((char[FORMAT_BYTES_MAX]) { 0 }, FORMAT_BYTES_MAX, (b))
-
-/* "60s", "2.5s". */
-#define FMT_USEC_MAX 48
-#define FU(u) fmt_usec((char[FMT_USEC_MAX]) { 0 }, (u))
-static char *fmt_usec(char *buf, uint64_t usec) {
+char *policy_fmt_usec(char *buf, uint64_t usec) {
         uint64_t tenths = usec % USEC_PER_SEC / (USEC_PER_SEC / 10);
 
         if (tenths > 0)
@@ -70,7 +68,7 @@ static char *fmt_usec(char *buf, uint64_t usec) {
         return buf;
 }
 
-_printf_(2, 3) static void reason_add(char *reason, const char *format, ...) {
+void reason_add(char *reason, const char *format, ...) {
         size_t l = strnlen(reason, POLICY_REASON_MAX);
         va_list ap;
 
@@ -82,18 +80,6 @@ _printf_(2, 3) static void reason_add(char *reason, const char *format, ...) {
 }
 
 /* ---- water-filling ---- */
-
-typedef struct FillItem {
-        uint64_t weight, floor, ceil, idle;
-} FillItem;
-
-/* The source of the items and the sink of the allocations: plain arrays for policy_water_fill(),
- * the snapshot for policy_decide() (which may not allocate scratch arrays). */
-typedef struct FillOps {
-        void (*get)(const void *userdata, size_t i, FillItem *ret);
-        void (*put)(void *userdata, size_t i, uint64_t alloc);
-        void *userdata;
-} FillOps;
 
 static void fill_get(const FillOps *ops, size_t i, FillItem *ret) {
         ops->get(ops->userdata, i, ret);
@@ -125,7 +111,7 @@ static uint64_t fill_bytes(const FillItem *it, double level, double keep) {
         return MIN((uint64_t) x, range);
 }
 
-static void water_fill(unsigned __int128 budget, size_t n, double tax_rate, const FillOps *ops) {
+void policy_fill(unsigned __int128 budget, size_t n, double tax_rate, const FillOps *ops) {
         unsigned __int128 sum_floor = 0, sum_ceil = 0, want, sum = 0;
         double keep = 1.0 - tax_rate, lo = 0, hi = 0;
         FillItem it;
@@ -237,18 +223,10 @@ void policy_water_fill(uint64_t budget, size_t n, const uint64_t *weight, const 
 
         if (!(tax_rate >= 0 && tax_rate < 1))
                 tax_rate = 0;
-        water_fill(budget, n, tax_rate, &ops);
+        policy_fill(budget, n, tax_rate, &ops);
 }
 
 /* ---- decisions ---- */
-
-typedef enum InflateBlock {
-        BLOCK_NONE,
-        BLOCK_FLOOR,
-        BLOCK_NO_STATS,
-        BLOCK_HYSTERESIS,
-        BLOCK_BACKOFF,
-} InflateBlock;
 
 typedef struct DecideContext {
         const PolicyParams *p;
@@ -261,11 +239,7 @@ typedef struct DecideContext {
         uint64_t planned;
 } DecideContext;
 
-static uint64_t vm_min(const PolicyVM *vm) {
-        return MIN(vm->min, vm->max);
-}
-
-static GuestPressure guest_pressure(const PolicyParams *p, const PolicyVM *vm) {
+GuestPressure policy_guest_pressure(const PolicyParams *p, const PolicyVM *vm) {
         GuestPressure gp = 0;
 
         if (vm->has_stats && vm->guest_available < vm->guest_min_available)
@@ -303,15 +277,17 @@ static InflateBlock inflate_block(uint64_t now, const PolicyVM *vm) {
         return BLOCK_NONE;
 }
 
-static bool inflate_eligible(const PolicyParams *p, uint64_t now, const PolicyVM *vm) {
-        return !vm_stalled(p, now, vm) && guest_pressure(p, vm) == 0 && inflate_block(now, vm) == BLOCK_NONE;
+/* 'd' holds the VM's guest pressure already (policy_decision_init), which the water-filling's
+ * bisection would otherwise compute again at every step. */
+static bool inflate_eligible(const PolicyParams *p, uint64_t now, const PolicyVM *vm, const PolicyDecision *d) {
+        return !vm_stalled(p, now, vm) && d->guest_pressure == 0 && inflate_block(now, vm) == BLOCK_NONE;
 }
 
 static void decide_fill_get(const void *userdata, size_t i, FillItem *ret) {
         const DecideContext *c = userdata;
         const PolicyVM *vm = &c->vms[i];
 
-        if (!inflate_eligible(c->p, c->host->now_usec, vm)) {
+        if (!inflate_eligible(c->p, c->host->now_usec, vm, &c->out[i])) {
                 *ret = (FillItem) { .weight = 1 };
                 return;
         }
@@ -329,7 +305,7 @@ static void decide_fill_put(void *userdata, size_t i, uint64_t alloc) {
         c->out[i].share = alloc;
 }
 
-static void reason_add_signals(char *reason, const PolicyVM *vm, GuestPressure gp) {
+void policy_reason_add_signals(char *reason, const PolicyVM *vm, GuestPressure gp) {
         const char *sep = "";
 
         reason_add(reason, "guest pressure (");
@@ -373,37 +349,45 @@ static void raise_high_for(const PolicyParams *p, const PolicyVM *vm, uint64_t t
         }
 }
 
+void policy_follow_device(const PolicyVM *vm, PolicyDecision *d) {
+        /* Following instead of deflating again: a guest flooding messages gets no more than the
+         * device's rate. */
+        if (vm->target > vm->actual)
+                d->action = POLICY_DEFLATE;
+        else if (streq_ptr(vm->pressure_event_action, "cancel"))
+                d->action = POLICY_CANCEL;
+        else
+                d->action = POLICY_HOLD;
+        d->target = vm->target;
+        reason_add(d->reason, "guest driver event (level %d): the device's action %s, balloon %s, target %s",
+                   vm->pressure_event_level, vm->pressure_event_action ?: "unknown", FB(vm->actual),
+                   FB(vm->target));
+}
+
+bool policy_cancel_inflate(const PolicyVM *vm, PolicyDecision *d) {
+        if (vm->target >= vm->actual)
+                return false;
+        d->action = POLICY_CANCEL;
+        d->target = vm->actual;
+        reason_add(d->reason, ": cancel inflate to %s at %s", FB(vm->target), FB(vm->actual));
+        return true;
+}
+
 static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         const PolicyParams *p = c->p;
         uint64_t min = vm_min(vm), t;
         bool floor = vm->actual < min;
 
         if (d->guest_pressure == GUEST_PRESSURE_EVENT && !floor) {
-                /* The device acted on the guest driver's message already (it cancels an inflation
-                 * or deflates a step, at its own rate): follow it instead of deflating again, so a
-                 * guest flooding messages gets no more than the device's rate. */
-                if (vm->target > vm->actual)
-                        d->action = POLICY_DEFLATE;
-                else if (streq_ptr(vm->pressure_event_action, "cancel"))
-                        d->action = POLICY_CANCEL;
-                else
-                        d->action = POLICY_HOLD;
-                d->target = vm->target;
-                reason_add(d->reason, "guest driver event (level %d): the device's action %s, balloon %s, target %s",
-                           vm->pressure_event_level, vm->pressure_event_action ?: "unknown", FB(vm->actual),
-                           FB(vm->target));
+                policy_follow_device(vm, d);
                 raise_high_for(p, vm, vm->target, d);
                 goto finish;
         }
 
-        reason_add_signals(d->reason, vm, d->guest_pressure);
+        policy_reason_add_signals(d->reason, vm, d->guest_pressure);
 
-        if (vm->target < vm->actual) {
-                d->action = POLICY_CANCEL;
-                d->target = vm->actual;
-                reason_add(d->reason, ": cancel inflate to %s at %s", FB(vm->target), FB(vm->actual));
+        if (policy_cancel_inflate(vm, d))
                 goto finish;
-        }
 
         if (!floor && c->host_pressure) {
                 /* Above its floor the guest competes by weight: it keeps what it has, and is exempt
@@ -440,7 +424,7 @@ finish:
         reason_add(d->reason, ", hysteresis %s", FU(p->hysteresis_usec));
 }
 
-static void reason_add_block(char *reason, uint64_t now, const PolicyVM *vm, InflateBlock b) {
+void policy_reason_add_block(char *reason, uint64_t now, const PolicyVM *vm, InflateBlock b) {
         switch (b) {
         case BLOCK_FLOOR:
                 reason_add(reason, "at floor %s", FB(vm_min(vm)));
@@ -483,7 +467,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 else
                         reason_add(d->reason, "above max %s", FB(vm->max));
                 reason_add(d->reason, "; held: ");
-                reason_add_block(d->reason, now, vm, b);
+                policy_reason_add_block(d->reason, now, vm, b);
                 return;
         }
 
@@ -514,32 +498,21 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         }
 
         /* The caps, the tightest of which is named. */
-        uint64_t cap_floor = vm->actual - min;
-        uint64_t cap_avail = sub_sat(vm->guest_available, vm->guest_reserve);
         uint64_t cap_rate = UINT64_MAX, since = 0;
+        InflateCap cap;
         if (vm->last_inflate_usec != 0) {
                 since = sub_sat(now, vm->last_inflate_usec);
                 cap_rate = u128_sat((unsigned __int128) p->max_rate * since / USEC_PER_SEC);
         }
-        red = MIN(MIN(want, cap_floor), MIN(cap_avail, MIN(p->max_step, cap_rate)));
+        red = policy_cap_inflate(vm, want, MIN(p->max_step, cap_rate), &cap);
+        if (cap == CAP_MODE && red == cap_rate)
+                reason_add(d->reason, "; capped by rate %s/s (%s since the last inflate)", FB(p->max_rate), FU(since));
+        else if (cap == CAP_MODE)
+                reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
+        else
+                policy_reason_add_cap(d->reason, vm, cap);
 
-        if (red < want) {
-                if (red == cap_avail)
-                        reason_add(d->reason, "; capped by guest available %s - reserve %s",
-                                   FB(vm->guest_available), FB(vm->guest_reserve));
-                else if (red == cap_floor)
-                        reason_add(d->reason, "; capped by floor %s", FB(min));
-                else if (red == cap_rate)
-                        reason_add(d->reason, "; capped by rate %s/s (%s since the last inflate)",
-                                   FB(p->max_rate), FU(since));
-                else
-                        reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
-        }
-
-        /* Whole balloon pages, never below the floor: the balloon rounds, and a target it cannot
-         * reach exactly would look stalled. */
-        red = page_down(red);
-        t = page_up(vm->actual - red);
+        t = policy_inflate_target(vm, red);
         if (t >= vm->actual) {
                 d->action = POLICY_HOLD;
                 reason_add(d->reason, "; held: nothing left under the caps");
@@ -610,13 +583,48 @@ static void decide_vm(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
                 decide_high(c, vm, d);
 }
 
-static bool params_valid(const PolicyParams *p) {
-        return p->tax_rate >= 0 && p->tax_rate < 1 && /* false for NaN too */
-                p->reclaim_step > 0 && p->max_step > 0 && p->max_rate > 0 && p->deflate_step > 0 &&
-                p->stall_usec > 0;
+/* ---- shared by the modes ---- */
+
+uint64_t policy_cap_inflate(const PolicyVM *vm, uint64_t want, uint64_t mode_cap, InflateCap *ret_cap) {
+        uint64_t cap_floor = sub_sat(vm->actual, vm_min(vm));
+        uint64_t cap_avail = vm->has_stats ? sub_sat(vm->guest_available, vm->guest_reserve) : 0;
+        uint64_t red = MIN(MIN(want, cap_floor), MIN(cap_avail, mode_cap));
+
+        *ret_cap = red == want ? CAP_NONE : red == cap_avail ? CAP_AVAILABLE : red == cap_floor ? CAP_FLOOR : CAP_MODE;
+        return red;
 }
 
-static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
+void policy_reason_add_cap(char *reason, const PolicyVM *vm, InflateCap cap) {
+        if (cap == CAP_AVAILABLE && !vm->has_stats)
+                reason_add(reason, "; capped: no guest stats");
+        else if (cap == CAP_AVAILABLE)
+                reason_add(reason, "; capped by guest available %s - reserve %s", FB(vm->guest_available),
+                           FB(vm->guest_reserve));
+        else if (cap == CAP_FLOOR)
+                reason_add(reason, "; capped by floor %s", FB(vm_min(vm)));
+}
+
+void policy_decision_init(PolicyDecision *d, const PolicyParams *p, const PolicyVM *vm) {
+        *d = (PolicyDecision) {
+                .action = POLICY_NONE,
+                .target = vm->target,
+                .memory_high = vm->memory_high,
+                .guest_pressure = policy_guest_pressure(p, vm),
+                .hysteresis_until_usec = vm->hysteresis_until_usec,
+                .backoff_until_usec = vm->backoff_until_usec,
+                .stall_count = vm->stall_count,
+                .last_inflate_usec = vm->last_inflate_usec,
+        };
+}
+
+void policy_summary_init(PolicySummary *s, const PolicyHost *host) {
+        *s = (PolicySummary) {
+                .last_reclaim_usec = host->last_reclaim_usec,
+                .last_cycle_usec = host->last_cycle_usec,
+        };
+}
+
+void policy_reason_add_counts(char *reason, const PolicyDecision *out, size_t n, const char *sep) {
         static const char *const labels[_POLICY_ACTION_MAX] = {
                 [POLICY_INFLATE] = "inflate",
                 [POLICY_DEFLATE] = "deflate",
@@ -625,55 +633,61 @@ static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
                 [POLICY_STALL] = "stalled",
                 [POLICY_SET_HIGH] = "memory.high",
         };
-        unsigned count[_POLICY_ACTION_MAX] = {};
-        const char *sep;
-
-        *ret = (PolicySummary) {
-                .host_pressure = c->host_pressure,
-                .goal = c->goal,
-                .planned = c->planned,
-                .last_reclaim_usec = c->host->last_reclaim_usec,
-        };
+        size_t count[_POLICY_ACTION_MAX] = {};
+        bool any = false;
 
         for (size_t i = 0; i < n; i++)
-                count[c->out[i].action]++;
-        if (c->goal > 0 && count[POLICY_INFLATE] > 0)
-                ret->last_reclaim_usec = c->host->now_usec;
-
-        if (c->host_pressure) {
-                bool low = c->host->available < c->p->host_reserve;
-
-                reason_add(ret->reason, "host pressure (%s%s", c->host->pressure ? "trigger" : "",
-                           c->host->pressure && low ? ", " : "");
-                if (low)
-                        reason_add(ret->reason, "available %s < reserve %s", FB(c->host->available),
-                                   FB(c->p->host_reserve));
-                reason_add(ret->reason, "): goal %s, planned %s", FB(c->goal), FB(c->planned));
-                if (c->settling)
-                        reason_add(ret->reason, ", settling: last reclaim %s ago",
-                                   FU(c->host->now_usec - c->host->last_reclaim_usec));
-                sep = "; ";
-        } else {
-                reason_add(ret->reason, "no host pressure");
-                sep = ": ";
-        }
-
-        bool any = false;
+                count[out[i].action]++;
         for (PolicyAction a = POLICY_INFLATE; a < _POLICY_ACTION_MAX; a++) {
                 if (count[a] == 0)
                         continue;
-                reason_add(ret->reason, "%s%u %s", any ? ", " : sep, count[a], labels[a]);
+                reason_add(reason, "%s%zu %s", any ? ", " : sep, count[a], labels[a]);
                 any = true;
         }
         if (!any)
-                reason_add(ret->reason, "%snothing to do", sep);
+                reason_add(reason, "%snothing to do", sep);
 }
 
-int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
-                  PolicyDecision *out, PolicySummary *summary) {
-        if (!p || !host || (n > 0 && (!vms || !out)) || !params_valid(p))
-                return -EINVAL;
+/* "host pressure (trigger, available 100M < reserve 256M)", or "no host pressure"; returns whether
+ * there is. */
+static bool reason_add_host(char *reason, const PolicyParams *p, const PolicyHost *host) {
+        bool low = host->available < p->host_reserve;
 
+        if (!host->pressure && !low) {
+                reason_add(reason, "no host pressure");
+                return false;
+        }
+        reason_add(reason, "host pressure (%s%s", host->pressure ? "trigger" : "", host->pressure && low ? ", " : "");
+        if (low)
+                reason_add(reason, "available %s < reserve %s", FB(host->available), FB(p->host_reserve));
+        reason_add(reason, ")");
+        return true;
+}
+
+/* ---- autoballoon ---- */
+
+static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
+        ret->host_pressure = c->host_pressure;
+        ret->goal = c->goal;
+        ret->planned = c->planned;
+
+        for (size_t i = 0; i < n && c->goal > 0; i++)
+                if (c->out[i].action == POLICY_INFLATE) {
+                        ret->last_reclaim_usec = c->host->now_usec;
+                        break;
+                }
+
+        if (reason_add_host(ret->reason, c->p, c->host)) {
+                reason_add(ret->reason, ": goal %s, planned %s", FB(c->goal), FB(c->planned));
+                if (c->settling)
+                        reason_add(ret->reason, ", settling: last reclaim %s ago",
+                                   FU(c->host->now_usec - c->host->last_reclaim_usec));
+        }
+        policy_reason_add_counts(ret->reason, c->out, n, c->host_pressure ? "; " : ": ");
+}
+
+static void decide_autoballoon(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                               PolicyDecision *out, PolicySummary *summary) {
         uint64_t now = host->now_usec;
         DecideContext c = {
                 .p = p,
@@ -699,23 +713,11 @@ int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM 
                 c.goal = MAX(c.goal, p->reclaim_step);
         c.host_pressure = host->pressure || host->available < p->host_reserve;
 
-        for (size_t i = 0; i < n; i++)
-                out[i] = (PolicyDecision) {
-                        .action = POLICY_NONE,
-                        .target = vms[i].target,
-                        .memory_high = vms[i].memory_high,
-                        .guest_pressure = guest_pressure(p, &vms[i]),
-                        .hysteresis_until_usec = vms[i].hysteresis_until_usec,
-                        .backoff_until_usec = vms[i].backoff_until_usec,
-                        .stall_count = vms[i].stall_count,
-                        .last_inflate_usec = vms[i].last_inflate_usec,
-                };
-
         if (c.goal > 0) {
                 /* The eligible VMs share what they have minus the goal. */
                 unsigned __int128 total = 0;
                 for (size_t i = 0; i < n; i++)
-                        if (inflate_eligible(p, now, &vms[i]))
+                        if (inflate_eligible(p, now, &vms[i], &out[i]))
                                 total += vms[i].actual;
 
                 FillOps ops = {
@@ -723,13 +725,64 @@ int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM 
                         .put = decide_fill_put,
                         .userdata = &c,
                 };
-                water_fill(total > c.goal ? total - c.goal : 0, n, p->tax_rate, &ops);
+                policy_fill(total > c.goal ? total - c.goal : 0, n, p->tax_rate, &ops);
         }
 
         for (size_t i = 0; i < n; i++)
                 decide_vm(&c, &vms[i], &out[i]);
 
+        summarize(&c, n, summary);
+}
+
+/* ---- none ---- */
+
+void policy_decide_none(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                        PolicyDecision *out, PolicySummary *summary) {
+        /* Says what it ignores, so a comparison run shows what the others would have acted on. */
+        for (size_t i = 0; i < n; i++) {
+                reason_add(out[i].reason, "policy none: no ballooning");
+                if (out[i].guest_pressure != 0) {
+                        reason_add(out[i].reason, "; ignored: ");
+                        policy_reason_add_signals(out[i].reason, &vms[i], out[i].guest_pressure);
+                }
+        }
+
+        reason_add(summary->reason, "policy none: no ballooning; ");
+        summary->host_pressure = reason_add_host(summary->reason, p, host);
+        if (summary->host_pressure)
+                reason_add(summary->reason, " ignored");
+}
+
+/* ---- dispatch ---- */
+
+static bool params_valid(const PolicyParams *p) {
+        return (unsigned) p->mode < _POLICY_MODE_MAX &&
+                p->tax_rate >= 0 && p->tax_rate < 1 && /* false for NaN too */
+                p->reclaim_step > 0 && p->max_step > 0 && p->max_rate > 0 && p->deflate_step > 0 &&
+                p->stall_usec > 0;
+}
+
+int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                  PolicyDecision *out, PolicySummary *summary) {
+        static void (*const decide[_POLICY_MODE_MAX])(const PolicyParams *, const PolicyHost *, const PolicyVM *,
+                                                      size_t, PolicyDecision *, PolicySummary *) = {
+                [POLICY_MODE_AUTOBALLOON] = decide_autoballoon,
+                [POLICY_MODE_NONE] = policy_decide_none,
+                [POLICY_MODE_RFC] = policy_decide_rfc,
+                [POLICY_MODE_PROXMOX] = policy_decide_proxmox,
+        };
+        PolicySummary s;
+
+        if (!p || !host || (n > 0 && (!vms || !out)) || !params_valid(p))
+                return -EINVAL;
+
+        for (size_t i = 0; i < n; i++)
+                policy_decision_init(&out[i], p, &vms[i]);
+        policy_summary_init(&s, host);
+
+        decide[p->mode](p, host, vms, n, out, &s);
+
         if (summary)
-                summarize(&c, n, summary);
+                *summary = s;
         return 0;
 }

@@ -8,9 +8,28 @@
 /* The policy: pure C. A snapshot of the host and the VMs goes in, one decision per VM comes out with
  * a human-readable reason. No I/O, no clock (the time is part of the snapshot), no allocation.
  * State that must survive between decisions (hysteresis, stall back-off, rate cap) is carried by the
- * caller: it is read from PolicyVM and the new values are returned in PolicyDecision. */
+ * caller: it is read from PolicyVM and the new values are returned in PolicyDecision.
+ * trace.c writes and reads every field of PolicyParams, PolicyHost and PolicyVM: a new one goes
+ * into its tables too. */
+
+/* Which algorithm decides (Policy= in autoballoon.conf). All take the same snapshot and give the same
+ * kind of decisions, so they can be compared on one host or on a recorded trace. rfc and proxmox use
+ * their originals' fixed steps and periods rather than the params below, apart from the safety caps
+ * every mode keeps (floor, ceiling, guest available minus reserve). */
+typedef enum PolicyMode {
+        POLICY_MODE_AUTOBALLOON, /* pressure-driven water-filling, idle tax, memory.high (the default) */
+        POLICY_MODE_NONE,        /* no ballooning: decides nothing, says why */
+        POLICY_MODE_RFC,         /* the 2013 automatic ballooning RFC: 32 MiB per event, 60 s hysteresis */
+        POLICY_MODE_PROXMOX,     /* Proxmox VE's auto-ballooning: host used at 80%, 100 MiB per VM per 10 s */
+        _POLICY_MODE_MAX,
+} PolicyMode;
+
+const char *policy_mode_to_string(PolicyMode m);
+/* -EINVAL for an unknown name. */
+int policy_mode_from_string(const char *s, PolicyMode *ret);
 
 typedef struct PolicyParams {
+        PolicyMode mode;
         uint64_t host_reserve;        /* host pressure when host available memory is below this */
         uint64_t reclaim_step;        /* reclaim goal per host pressure event */
         uint64_t reclaim_settle_usec; /* a trigger this soon after a reclaim sets no new goal */
@@ -32,6 +51,7 @@ typedef struct PolicyHost {
         uint64_t available;           /* MemAvailable, or the parent slice's limit minus its usage */
         bool pressure;                /* the host trigger fired since the last decision */
         uint64_t last_reclaim_usec;   /* PolicySummary.last_reclaim_usec of the previous decision */
+        uint64_t last_cycle_usec;     /* PolicySummary.last_cycle_usec of the previous decision */
 } PolicyHost;
 
 /* Why a guest is considered under pressure; several may hold at once. */
@@ -113,15 +133,17 @@ typedef struct PolicyDecision {
 } PolicyDecision;
 
 typedef struct PolicySummary {
-        bool host_pressure;
+        bool host_pressure;           /* as the mode sees it (proxmox: host used above its target) */
         uint64_t goal;                /* bytes the host asked for this round */
         uint64_t planned;             /* bytes the decisions take (after caps) */
         uint64_t last_reclaim_usec;   /* when host pressure last led to an inflation; carry it over */
+        uint64_t last_cycle_usec;     /* proxmox: when its last 10 s cycle ran; carry it over */
         char reason[POLICY_REASON_MAX];
 } PolicySummary;
 
-/* Decides for every VM; 'out' has room for n decisions. Returns 0, or -EINVAL on invalid params
- * (tax_rate outside [0, 1), reclaim_step, max_step, max_rate, deflate_step or stall_usec 0).
+/* Decides for every VM with the algorithm p->mode; 'out' has room for n decisions. Returns 0, or -EINVAL
+ * on invalid params (an unknown mode, tax_rate outside [0, 1), reclaim_step, max_step, max_rate,
+ * deflate_step or stall_usec 0).
  * Carried state: stall_count is reset once a move completed (actual == target with progress after
  * the back-off ended, so the stop a stall orders does not reset it); back-off delays inflation only,
  * deflation towards a guest's needs is never delayed. 'summary' may be NULL. */

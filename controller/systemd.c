@@ -13,6 +13,7 @@ struct SystemdUnit {
         char *name;
         char *owner;
         bool managed;
+        bool answered;        /* GetUnit was answered at least once */
         sd_bus_slot *get_slot;
         /* The last SetUnitProperties in flight; a newer one supersedes it (its reply is not waited for). */
         sd_bus_slot *set_slot;
@@ -36,16 +37,30 @@ int systemd_bus_open(sd_event *event, sd_bus **ret) {
 static int on_get_unit(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         SystemdUnit *u = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
+        bool first = !u->answered;
 
         u->get_slot = sd_bus_slot_unref(u->get_slot);
+        u->answered = true;
         if (e) {
-                log_info("%s: systemd does not manage %s (%s): memory.high is written through cgroupfs",
-                         u->owner, u->name, e->message ?: e->name);
+                if (first)
+                        log_info("%s: systemd does not manage %s (%s): memory.high is written through cgroupfs",
+                                 u->owner, u->name, e->message ?: e->name);
                 return 0;
         }
         u->managed = true;
         log_info("%s: %s is a systemd unit: MemoryHigh= is set through systemd", u->owner, u->name);
         return 0;
+}
+
+static int ask_get_unit(SystemdUnit *u) {
+        int r;
+
+        r = sd_bus_call_method_async(u->bus, &u->get_slot, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER,
+                                     "GetUnit", on_get_unit, u, "s", u->name);
+        if (r < 0 && r != -ENOMEM)
+                log_warning_errno(r, "%s: cannot ask systemd about %s (%m): memory.high is written through cgroupfs",
+                                  u->owner, u->name);
+        return r < 0 ? r : 0;
 }
 
 int systemd_unit_new(sd_bus *bus, const char *name, const char *owner, SystemdUnit **ret) {
@@ -62,13 +77,9 @@ int systemd_unit_new(sd_bus *bus, const char *name, const char *owner, SystemdUn
 
         if (bus) {
                 u->bus = sd_bus_ref(bus);
-                r = sd_bus_call_method_async(bus, &u->get_slot, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER,
-                                             "GetUnit", on_get_unit, u, "s", name);
+                r = ask_get_unit(u);
                 if (r == -ENOMEM)
                         return r;
-                if (r < 0)
-                        log_warning_errno(r, "%s: cannot ask systemd about %s (%m): memory.high is written "
-                                          "through cgroupfs", owner, name);
         }
 
         *ret = TAKE_PTR(u);
@@ -90,6 +101,12 @@ SystemdUnit *systemd_unit_free(SystemdUnit *u) {
 
 bool systemd_unit_is_managed(const SystemdUnit *u) {
         return u && u->managed;
+}
+
+int systemd_unit_refresh(SystemdUnit *u) {
+        if (!u->bus || u->managed || u->get_slot)
+                return 0;
+        return ask_get_unit(u);
 }
 
 static int on_set_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {

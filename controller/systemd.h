@@ -32,6 +32,11 @@ static inline void systemd_unit_freep(SystemdUnit **u) {
  * for u == NULL. */
 bool systemd_unit_is_managed(const SystemdUnit *u);
 
+/* Asks systemd again about a unit it said it did not have (a slice's cgroup can show up before
+ * systemd has loaded the slice for good: "systemctl set-property" on a slice that is not started
+ * yet). No-op when managed, without a bus, or while a question is in flight. */
+int systemd_unit_refresh(SystemdUnit *u);
+
 /* Sends SetUnitProperties(name, runtime=true, [("MemoryHigh", t value)]) (SIZE_UNLIMITED is systemd's
  * "infinity" as well). A refusal is logged when the reply arrives. -EOPNOTSUPP if the unit is not
  * managed, other -errno if the message cannot be sent (bus gone). */

@@ -75,6 +75,7 @@ static void test_defaults(void **state) {
         VMConfig vm;
 
         assert_int_equal(config_new(&c), 0);
+        assert_int_equal(c->policy, POLICY_MODE_AUTOBALLOON);
         assert_string_equal(c->parent_slice, "balloon.slice");
         assert_int_equal(c->host_pressure, HOST_PRESSURE_SYSTEM);
         assert_true(c->host_reserve.bytes == 0 && c->host_reserve.permyriad == 500);
@@ -153,6 +154,7 @@ static void test_full_file(void **state) {
                    "Libvirt=no\n"
                    "LibvirtURI=qemu:///system?socket=/tmp/ab/libvirt-sock\n"
                    "LibvirtPidDir=/tmp/ab/qemu\n"
+                   "Policy=proxmox\n"
                    "\n"
                    "[VM web]\n"
                    "Weight=200\n"
@@ -165,6 +167,7 @@ static void test_full_file(void **state) {
         assert_int_equal(r, 0);
         assert_string_equal(log, "");
 
+        assert_int_equal(c->policy, POLICY_MODE_PROXMOX);
         assert_string_equal(c->parent_slice, "machine.slice/machine-vms.slice");
         assert_int_equal(c->host_pressure, HOST_PRESSURE_SLICE);
         assert_true(c->host_reserve.bytes == 0 && c->host_reserve.permyriad == 1050);
@@ -215,7 +218,7 @@ static void test_full_file(void **state) {
         assert_string_equal(o->value, "10.5%");
         o = config_find_origin(c, "web", "MaxMemory");
         assert_non_null(o);
-        assert_int_equal(o->line, 36);
+        assert_int_equal(o->line, 37);
         assert_string_equal(o->value, "8G");
         assert_null(config_find_origin(c, NULL, "MaxMemory"));
         assert_null(config_find_origin(c, "db_2", "Weight"));
@@ -234,7 +237,7 @@ static void test_dropins(void **state) {
                         "Weight=300\n"
                         "MinMemory=1G\n");
         /* strcmp() order: "10-a" < "20-b" < "9-c". */
-        free(put("autoballoon.conf.d/20-b.conf", "[Daemon]\nMaxStep=1G\nDeflateStep=16M\n"));
+        free(put("autoballoon.conf.d/20-b.conf", "[Daemon]\nMaxStep=1G\nDeflateStep=16M\nPolicy=rfc\n"));
         free(put("autoballoon.conf.d/10-a.conf", "[Daemon]\nMaxStep=64M\nTaxRate=0.5\nDeflateStep=8M\n"));
         b = put("autoballoon.conf.d/9-c.conf", "[Daemon]\n\nDeflateStep=4M\n[VM web]\nWeight=\n[VM new]\nWeight=7\n");
         /* Not drop-ins: wrong suffix, hidden, a directory. */
@@ -253,6 +256,7 @@ static void test_dropins(void **state) {
         assert_true(c->max_step == GIB);            /* 20-b after 10-a after the main file */
         assert_true(c->tax_rate == 0.5);            /* 10-a */
         assert_true(c->deflate_step == 4 * MIB);    /* 9-c is last */
+        assert_int_equal(c->policy, POLICY_MODE_RFC); /* 20-b */
 
         const VMConfig *web = config_find_vm(c, "web");
         assert_non_null(web);
@@ -347,6 +351,9 @@ static void test_errors(void **state) {
         check_error(f, "[Daemon]\nReclaimStep=16777216T\n", 2, "size too large");
         check_error(f, "[Daemon]\nHostReserve=100.5%\n", 2, "HostReserve=100.5%: too large");
         check_error(f, "[Daemon]\nHostPressure=proc\n", 2, "HostPressure=proc: must be \"system\" or \"slice\"");
+        check_error(f, "[Daemon]\nPolicy=pve\n", 2,
+                    "Policy=pve: must be \"autoballoon\", \"none\", \"rfc\" or \"proxmox\"");
+        check_error(f, "# rfc\n[Daemon]\nPolicy=RFC\n", 3, "Policy=RFC: must be");
         check_error(f, "[Daemon]\nRuntimeDir=run/ab\n", 2, "RuntimeDir=run/ab: not an absolute path");
         check_error(f, "[Daemon]\nLibvirt=maybe\n", 2, "Libvirt=maybe: must be yes or no");
         check_error(f, "[Daemon]\nLibvirtPidDir=qemu\n", 2, "LibvirtPidDir=qemu: not an absolute path");

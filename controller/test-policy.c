@@ -11,110 +11,7 @@
 
 #include "macro.h"
 #include "policy.h"
-
-#define T0 (1000 * USEC_PER_SEC)
-#define assert_reason(d, s) assert_non_null(strstr((d)->reason, (s)))
-
-static PolicyParams test_params(void) {
-        return (PolicyParams) {
-                .host_reserve = 256 * MIB,
-                .reclaim_step = 128 * MIB,
-                .reclaim_settle_usec = 5 * USEC_PER_SEC,
-                .tax_rate = 0.75,
-                .hysteresis_usec = 60 * USEC_PER_SEC,
-                .max_step = 256 * MIB,
-                .max_rate = 128 * MIB,
-                .deflate_step = 128 * MIB,
-                .guest_swapin_rate = MIB,
-                .guest_major_fault_rate = 100,
-                .memory_high_overhead = 256 * MIB,
-                .stall_usec = 10 * USEC_PER_SEC,
-                .stall_backoff_usec = 30 * USEC_PER_SEC,
-        };
-}
-
-static PolicyVM test_vm(const char *name, uint64_t weight, uint64_t actual) {
-        return (PolicyVM) {
-                .name = name,
-                .weight = weight,
-                .min = 512 * MIB,
-                .max = 4 * GIB,
-                .actual = actual,
-                .target = actual,
-                .memory_high_known = true,
-                .memory_high = actual + 256 * MIB,
-                .memory_current = actual,
-                .has_stats = true,
-                .guest_available = actual / 2,
-                .guest_reserve = 64 * MIB,
-                .guest_min_available = 32 * MIB,
-        };
-}
-
-/* A tiny manager: runs the policy on the snapshot and carries the decisions back into it. */
-typedef struct Sim {
-        PolicyParams p;
-        PolicyHost host;
-        PolicyVM vm[4];
-        PolicyDecision out[4];
-        PolicySummary summary;
-        size_t n;
-} Sim;
-
-static void sim_init(Sim *s, size_t n) {
-        *s = (Sim) {
-                .p = test_params(),
-                .host = {
-                        .now_usec = T0,
-                        .total = 16 * GIB,
-                        .available = 8 * GIB,
-                },
-                .n = n,
-        };
-        for (size_t i = 0; i < n; i++)
-                s->vm[i] = test_vm("vm", 100, 2 * GIB);
-}
-
-static void sim_decide(Sim *s) {
-        assert_int_equal(policy_decide(&s->p, &s->host, s->vm, s->n, s->out, &s->summary), 0);
-}
-
-/* What the manager does with the decisions: new carried state, memory.high, balloon commands (a
- * new target counts as progress), and the "since the last decision" flags are consumed. */
-static void sim_apply(Sim *s) {
-        for (size_t i = 0; i < s->n; i++) {
-                PolicyVM *vm = &s->vm[i];
-                const PolicyDecision *d = &s->out[i];
-
-                vm->hysteresis_until_usec = d->hysteresis_until_usec;
-                vm->backoff_until_usec = d->backoff_until_usec;
-                vm->stall_count = d->stall_count;
-                vm->last_inflate_usec = d->last_inflate_usec;
-                vm->memory_high = d->memory_high;
-                if (d->target != vm->target) {
-                        vm->target = d->target;
-                        vm->last_progress_usec = s->host.now_usec;
-                }
-                vm->pressure_event = vm->slice_pressure = false;
-        }
-        s->host.pressure = false;
-        s->host.last_reclaim_usec = s->summary.last_reclaim_usec;
-}
-
-/* The balloon reaches its target (QEMU reports the move). */
-static void sim_move(Sim *s, size_t i) {
-        PolicyVM *vm = &s->vm[i];
-
-        if (vm->actual != vm->target) {
-                vm->actual = vm->target;
-                vm->last_progress_usec = s->host.now_usec;
-        }
-}
-
-static void sim_tick(Sim *s) {
-        sim_decide(s);
-        sim_apply(s);
-}
+#include "test-policy-sim.h"
 
 static uint64_t sub0(uint64_t a, uint64_t b) {
         return a > b ? a - b : 0;
@@ -385,7 +282,6 @@ static void test_decide_max_respected(void **state) {
 }
 
 static void test_decide_hysteresis(void **state) {
-        uint64_t first_inflate = 0;
         Sim s;
 
         sim_init(&s, 1);
@@ -396,19 +292,7 @@ static void test_decide_hysteresis(void **state) {
         assert_int_equal(s.out[0].hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
         s.vm[0].swap_in_rate = 0;
 
-        for (unsigned k = 0; k < 120 && first_inflate == 0; k++) {
-                s.host.now_usec += USEC_PER_SEC;
-                sim_move(&s, 0);
-                s.host.pressure = true;
-                sim_tick(&s);
-                if (s.out[0].action == POLICY_INFLATE)
-                        first_inflate = s.host.now_usec;
-                else {
-                        assert_int_equal(s.out[0].action, POLICY_HOLD);
-                        assert_reason(&s.out[0], "hysteresis");
-                }
-        }
-        assert_int_equal(first_inflate, T0 + 60 * USEC_PER_SEC);
+        assert_int_equal(sim_first_inflate(&s), T0 + 60 * USEC_PER_SEC);
 }
 
 static void test_decide_stall_backoff(void **state) {

@@ -178,6 +178,33 @@ static void test_unknown_unit_is_not_managed(void **state) {
         assert_int_equal(x->fake.set_calls, 0);
 }
 
+static void test_refresh_finds_a_unit_loaded_later(void **state) {
+        Fixture *x = *state;
+        _cleanup_(systemd_unit_freep) SystemdUnit *u = NULL;
+
+        x->fake.known = "none.slice";
+        assert_int_equal(systemd_unit_new(x->client, "balloon-web.slice", "web", &u), 0);
+        run_until_idle(x);
+        assert_false(systemd_unit_is_managed(u));
+
+        /* Still not loaded: asked again, still not managed. */
+        assert_int_equal(systemd_unit_refresh(u), 0);
+        run_until_idle(x);
+        assert_int_equal(x->fake.get_calls, 2);
+        assert_false(systemd_unit_is_managed(u));
+
+        x->fake.known = "balloon-web.slice";
+        assert_int_equal(systemd_unit_refresh(u), 0);
+        run_until_idle(x);
+        assert_int_equal(x->fake.get_calls, 3);
+        assert_true(systemd_unit_is_managed(u));
+
+        /* Managed: nothing more to ask. */
+        assert_int_equal(systemd_unit_refresh(u), 0);
+        run_until_idle(x);
+        assert_int_equal(x->fake.get_calls, 3);
+}
+
 static void test_refusal_keeps_the_unit(void **state) {
         Fixture *x = *state;
         _cleanup_(systemd_unit_freep) SystemdUnit *u = NULL;
@@ -220,6 +247,7 @@ int main(void) {
                 cmocka_unit_test(test_no_bus),
                 cmocka_unit_test_setup_teardown(test_managed_unit_gets_memory_high, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unknown_unit_is_not_managed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refresh_finds_a_unit_loaded_later, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refusal_keeps_the_unit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_replies_to_freed_units_are_dropped, setup, teardown),
         };

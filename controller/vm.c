@@ -107,6 +107,11 @@ void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char 
         free(vm->device);
         vm->device = d;
         vm->boot_memory = boot_memory;
+
+        /* QEMU runs in the slice now, so systemd has loaded it if it manages it. */
+        if (vm->unit)
+                (void) systemd_unit_refresh(vm->unit);
+
         /* Adopt the balloon as it is: a restarted daemon (or libvirtd) must not reset anything. */
         vm->actual = vm->target = actual;
         vm->last_progress_usec = 0;
@@ -365,7 +370,7 @@ static void vm_write_memory_high(VM *vm, uint64_t value, bool dry_run) {
         int r;
 
         if (dry_run) {
-                log_info("%s: would set memory.high to %s (dry run)", vm->name, format_bytes(a, sizeof a, value));
+                log_info("%s: would set memory.high to %s (dry run or paused)", vm->name, format_bytes(a, sizeof a, value));
                 return;
         }
         if (systemd_unit_is_managed(vm->unit)) {

@@ -121,6 +121,8 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
         fi
+        # Again even if the package install above updated: the lists must include the new file.
+        apt_updated=0
         apt_update
         has_qemu_source || die "no qemu source package in apt even with $src_sources"
 }

@@ -8,6 +8,13 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 export AUTOBALLOON_CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
 
+# On a pure cgroup v2 host the demo's memory limits need a cgroup delegated to it (see TestCgroup in
+# tests/lib/abtest.py): systemd makes one.
+if [ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] && [ -d /run/systemd/system ] &&
+        [ -z "${AUTOBALLOON_DELEGATED:-}" ]; then
+        AUTOBALLOON_DELEGATED=1 exec systemd-run --scope --quiet --collect -p Delegate=yes "$0" "$@"
+fi
+
 tests/setup.sh
 [ -d build/ci ] || meson setup build/ci -Dtests=enabled >/dev/null
 ninja -C build/ci >/dev/null

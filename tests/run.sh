@@ -6,7 +6,8 @@
 #   3. the guest image (cached in $AUTOBALLOON_CACHE)
 #   4. integration and end-to-end tests on real QEMU guests, real PSI and real cgroups (root)
 #   5. the libvirt backend against a real libvirtd (started by the tests, without systemd)
-#   6. the guest pressure queue: patched kernel and QEMU, built and booted
+#   6. the lab: a systemd + cgroup v2 host in a VM, with guests inside (tests/lab/README.md)
+#   7. the guest pressure queue: patched kernel and QEMU built (cached), checkpatch, tests
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +40,9 @@ export AUTOBALLOON_BUILD="$top/build/ci"
 
 tier "libvirt backend (real libvirtd and TCG domains)"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/libvirt
+
+tier "lab: systemd + cgroup v2 host in a VM (cached in \$AUTOBALLOON_CACHE/lab)"
+tests/lab/run.sh
 
 tier "guest pressure queue: patched kernel and QEMU (cached in \$AUTOBALLOON_CACHE)"
 guest/build-kernel.sh --stock

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """autoballoond and its C modules against real parts: PSI triggers on a test cgroup, the QMP client
-on a real guest, the daemon adopting and dropping VMs, bad configuration and bad peers."""
+on a real guest, the daemon adopting and dropping VMs, bad configuration and bad peers, and what
+the policy saw recorded and replayed."""
 
+import json
 import os
 import re
 import socket
@@ -17,6 +19,8 @@ from abtest import MiB, Guest, PageCacheHog, wait_until
 from scenario import Daemon, daemon_binary
 
 pytestmark = pytest.mark.usefixtures("require_root")
+
+GiB = 1024 * MiB
 
 
 def tool(name):
@@ -110,7 +114,7 @@ class FakeQMP:
     """A fake QEMU monitor (no real QEMU sends garbage): greets, then answers the capabilities
     negotiation with junk or with an oversized message."""
 
-    def __init__(self, path, junk):
+    def __init__(self, path, junk=b""):
         self.path, self.junk = str(path), junk
         self.connections = 0
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -128,15 +132,47 @@ class FakeQMP:
             with conn:
                 try:
                     conn.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
-                    conn.recv(4096)
-                    conn.sendall(self.junk)
-                    conn.recv(4096)
+                    self._talk(conn)
                 except OSError:
                     pass
+
+    def _talk(self, conn):
+        conn.recv(4096)
+        conn.sendall(self.junk)
+        conn.recv(4096)
 
     def close(self):
         self.sock.close()
         os.unlink(self.path)
+
+
+class BalloonQMP(FakeQMP):
+    """Just enough of a QEMU monitor for the daemon to adopt a VM and move its balloon."""
+
+    def __init__(self, path, boot, actual):
+        self.boot, self.actual = boot, actual
+        super().__init__(path)
+
+    def _reply(self, command, args):
+        if command == "query-memory-size-summary":
+            return {"base-memory": self.boot}
+        if command == "qom-list":
+            return [{"name": "balloon0", "type": "child<virtio-balloon-pci>"}] \
+                if args["path"] == "/machine/peripheral" else []
+        if command == "query-balloon":
+            return {"actual": self.actual}
+        if command == "qom-get":
+            return {"last-update": 1, "stats": {"stat-available-memory": GiB, "stat-free-memory": 512 * MiB}}
+        if command == "balloon":
+            self.actual = args["value"]
+        return {}
+
+    def _talk(self, conn):
+        with conn.makefile("rwb", buffering=0) as f:
+            for line in f:
+                m = json.loads(line)
+                reply = self._reply(m["execute"], m.get("arguments", {}))
+                f.write(json.dumps({"return": reply, "id": m.get("id")}).encode() + b"\r\n")
 
 
 def test_vms_come_and_go_and_bad_peers_stay_alone(run_dir, test_cgroup, guest_image):
@@ -211,3 +247,36 @@ def test_dry_run_touches_nothing(run_dir, test_cgroup, guest_image):
     finally:
         assert d.stop() == 0
         g.stop()
+
+
+def test_record_and_replay(run_dir, test_cgroup):
+    """Policy= and --record without a guest: the trace holds what the policy saw, and the replay
+    tool reads it back."""
+    test_cgroup.sub("balloon.slice/balloon-web.slice")
+    trace = run_dir / "trace.jsonl"
+    d = Daemon(run_dir, test_cgroup.unified_root, "[Daemon]\nPolicy=proxmox\nStatsIntervalSec=1\n",
+               extra_args=[f"--record={trace}"])
+    qmp = BalloonQMP(d.qmp_path("web"), 4 * GiB, 2 * GiB)
+    try:
+        d.start()
+        wait_until(lambda: d.saw(r"web: adopted"), 20, what="adoption")
+        wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 4, 20, what="records")
+    finally:
+        status = d.stop()
+        qmp.close()
+    assert status == 0
+    assert d.saw(r"started: policy proxmox"), d.log_tail()
+
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert all(r["params"]["mode"] == "proxmox" for r in records)
+    web = [vm for r in records for vm in r["vms"]]
+    assert web and all(vm["name"] == "web" and vm["max"] == 4 * GiB for vm in web)
+    assert web[-1]["guest_available"] == GiB
+
+    replay = daemon_binary().parent.parent / "tests" / "bench" / "ab-replay"
+    out = subprocess.run([str(replay), "--tsv", str(trace)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    rows = {line.split("\t")[0]: line.split("\t") for line in out.stdout.splitlines()[1:]}
+    assert set(rows) == {"autoballoon", "none", "rfc", "proxmox"}
+    assert all(int(row[1]) == len(records) for row in rows.values())
+    assert all(int(x) == 0 for x in rows["none"][2:8])

@@ -154,6 +154,6 @@ def test_pressure_in_test_cgroup(test_cgroup, guest_factory):
 
     for vm in vms:
         vm.stop()
-    dirs = [cg.v1_root, cg.unified_root]
+    dirs = list(cg.roots)
     cg.cleanup()
     assert not any(d.exists() for d in dirs)

@@ -4,20 +4,17 @@
 # runs inside it (scenario.py, on L1's second serial port) and exits non-zero if any check failed,
 # the scenario did not finish, or the time budget ran out (L1 is killed then).
 #
-#   run.sh [--allow-pending] [--shell]
-#     --allow-pending  checks tagged "pending: PART" (parts not written yet) do not fail the run
+#   run.sh [--shell]
 #     --shell          boot L1 with a root shell on this terminal instead of the scenario
 # Environment: AUTOBALLOON_CACHE, LAB_TIMEOUT (seconds for build + run, default 900),
 # LAB_L1_MEM (default 2G), LAB_RUN_DIR (default <cache>/lab/run: disks, logs, out/).
 set -euo pipefail
 
-allow_pending=0
 shell=0
 for arg; do
         case $arg in
-        --allow-pending) allow_pending=1 ;;
         --shell) shell=1 ;;
-        *) echo "usage: $0 [--allow-pending] [--shell]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--shell]" >&2; exit 2 ;;
         esac
 done
 
@@ -57,7 +54,6 @@ build_seconds=$((SECONDS - START))
 
 append="root=/dev/vda rw console=ttyS0 panic=1 mitigations=off systemd.unified_cgroup_hierarchy=1 psi=1"
 append+=" systemd.firstboot=off"
-((!allow_pending)) || append+=" lab.allow_pending=1"
 qemu=(qemu-system-x86_64 -name lab-l1 -accel tcg -m "$L1_MEM" -smp 2
       -nodefaults -no-user-config -no-reboot -display none
       -kernel "$RUN/vmlinuz" -initrd "$RUN/initrd.img"

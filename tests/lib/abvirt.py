@@ -282,6 +282,9 @@ class DomainGuest(Guest):
     def kill(self):
         self.destroy()
 
+    def __repr__(self):
+        return f"<DomainGuest {self.name} pid={self._pid}>"
+
     def stop(self, timeout=10):
         if self.alive():
             self.destroy()

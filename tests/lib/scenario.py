@@ -67,9 +67,11 @@ class Daemon:
     def qmp_path(self, vm):
         return self.runtime_dir / "qmp" / f"{vm}.sock"
 
-    def start(self):
+    def start(self, env=None):
+        """env: more environment variables for the daemon alone (a bus address, NOTIFY_SOCKET)."""
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+                                     stderr=subprocess.PIPE, text=True, bufsize=1,
+                                     env={**os.environ, **env} if env else None)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
@@ -152,7 +154,9 @@ class ClosedLoop:
         self.image = image
         self.log = log
         self.cgroup = abtest.TestCgroup()
-        self.daemon = Daemon(self.run_dir, self.cgroup.unified_root, config, on_line=on_line, libvirt=libvirt)
+        # No D-Bus API: on a host with a system bus it belongs to the real autoballoond, if any.
+        self.daemon = Daemon(self.run_dir, self.cgroup.unified_root, config, extra_args=["--bus=none"],
+                             on_line=on_line, libvirt=libvirt)
         self.guests = {}
         self.hog = None
 

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * Policy=rfc: the algorithm of the 2013 "automatic ballooning" RFC for QEMU, as it was. On every host
+ * pressure event each guest not under pressure is asked for 32 MiB more, stacked on the target in
+ * flight (ten events in a row ask for 320 MiB). Guest pressure cancels an inflation in flight
+ * (target = actual) or else gives 32 MiB back, and starts 60 s during which the guest is not
+ * inflated. No fairness, no idle tax, no memory.high, no stall detection, no host reserve: only the
+ * trigger counts as host pressure.
+ *
+ * What the RFC did not have and every mode of the daemon keeps: targets never below MinMemory= nor
+ * above MaxMemory=, and an inflation never takes more than the guest's available memory minus
+ * GuestReserve= (the RFC inflated until the guest OOM-killed or said it was under pressure).
+ */
+
+#include "policy-internal.h"
+
+#define RFC_STEP (32 * MIB)
+#define RFC_HYSTERESIS_USEC (60 * USEC_PER_SEC)
+
+static void rfc_guest_pressure(uint64_t now, const PolicyVM *vm, PolicyDecision *d) {
+        uint64_t t;
+
+        d->hysteresis_until_usec = add_sat(now, RFC_HYSTERESIS_USEC);
+
+        if (d->guest_pressure == GUEST_PRESSURE_EVENT) {
+                /* The patched device took the RFC's step itself. */
+                policy_follow_device(vm, d);
+                goto finish;
+        }
+
+        policy_reason_add_signals(d->reason, vm, d->guest_pressure);
+        if (policy_cancel_inflate(vm, d))
+                goto finish;
+
+        t = page_down(MIN(add_sat(vm->target, RFC_STEP), vm->max));
+        if (t <= vm->target) {
+                reason_add(d->reason, ": at max %s", FB(vm->max));
+                goto finish;
+        }
+        d->action = POLICY_DEFLATE;
+        d->target = t;
+        reason_add(d->reason, ": deflate %s", FB(t - vm->target));
+
+finish:
+        reason_add(d->reason, ", hysteresis %s", FU(RFC_HYSTERESIS_USEC));
+}
+
+static void rfc_inflate(uint64_t now, const PolicyVM *vm, PolicyDecision *d) {
+        InflateCap cap = CAP_NONE;
+        uint64_t t;
+
+        reason_add(d->reason, "host pressure event: inflate %s", FB(RFC_STEP));
+
+        /* The RFC's "guest in pressure": the event is skipped. */
+        if (now < vm->hysteresis_until_usec) {
+                d->action = POLICY_HOLD;
+                reason_add(d->reason, "; held: ");
+                policy_reason_add_block(d->reason, now, vm, BLOCK_HYSTERESIS);
+                return;
+        }
+
+        t = sub_sat(vm->target, RFC_STEP);
+        if (t < vm->actual)
+                t = policy_inflate_target(vm, policy_cap_inflate(vm, vm->actual - t, UINT64_MAX, &cap));
+        /* Not even a deflation in flight is cut below the floor. */
+        t = MAX(t, MIN(page_up(vm_min(vm)), vm->target));
+        policy_reason_add_cap(d->reason, vm, cap);
+
+        if (t >= vm->target) {
+                d->action = POLICY_HOLD;
+                reason_add(d->reason, "; held: %s", cap == CAP_NONE ? "at floor" : "nothing left under the caps");
+                return;
+        }
+        d->action = POLICY_INFLATE;
+        d->target = t;
+        d->last_inflate_usec = now;
+}
+
+void policy_decide_rfc(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                       PolicyDecision *out, PolicySummary *summary) {
+        uint64_t now = host->now_usec;
+
+        for (size_t i = 0; i < n; i++) {
+                if (out[i].guest_pressure != 0)
+                        rfc_guest_pressure(now, &vms[i], &out[i]);
+                else if (host->pressure)
+                        rfc_inflate(now, &vms[i], &out[i]);
+
+                if (out[i].action == POLICY_INFLATE) {
+                        summary->planned += vms[i].target - out[i].target;
+                        summary->last_reclaim_usec = now;
+                }
+        }
+
+        summary->host_pressure = host->pressure;
+        if (host->pressure) {
+                summary->goal = RFC_STEP * n;
+                reason_add(summary->reason, "rfc: host pressure event: %s from each guest, planned %s",
+                           FB(RFC_STEP), FB(summary->planned));
+        } else
+                reason_add(summary->reason, "rfc: no host pressure event");
+        policy_reason_add_counts(summary->reason, out, n, host->pressure ? "; " : ": ");
+}

@@ -46,6 +46,8 @@ static int read_slice_pressure(Manager *m, const VM *vm, double *ret) {
         PsiStats psi;
         int r;
 
+        if (!vm->cgpath)
+                return -ENOENT;
         if (asprintf(&path, "%s/memory.pressure", vm->cgpath) < 0)
                 return -ENOMEM;
         r = psi_read_at(m->cgroup_fd, path, &psi);

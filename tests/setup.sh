@@ -7,9 +7,12 @@ set -euo pipefail
 packages=(
         # build
         gcc libc6-dev meson ninja-build pkg-config
-        libsystemd-dev libjson-c-dev libinih-dev libcmocka-dev
+        libsystemd-dev libjson-c-dev libinih-dev libcmocka-dev libvirt-dev libxml2-dev
         # real parts the tests start
         qemu-system-x86 busybox-static cpio gzip kmod dbus-daemon systemd
+        libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+        # the libvirt latency benchmark's own client (tests/bench/libvirt_latency.py)
+        python3-libvirt
         python3 python3-pytest
 )
 

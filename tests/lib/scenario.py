@@ -40,13 +40,17 @@ class Decision:
 
 
 class Daemon:
-    """autoballoond on a test cgroup tree; its stderr is kept and parsed into decisions."""
+    """autoballoond on a test cgroup tree; its stderr is kept and parsed into decisions.
 
-    def __init__(self, run_dir, cgroup_root, config, extra_args=(), on_line=None):
+    libvirt: whether it may drive libvirt domains. Off unless asked for (Libvirt=no at the end of
+    the file): a test daemon must never balloon the VMs of a libvirtd that happens to run on the
+    machine."""
+
+    def __init__(self, run_dir, cgroup_root, config, extra_args=(), on_line=None, libvirt=False):
         self.run_dir = Path(run_dir)
         self.config_dir = self.run_dir / "etc"
         self.config_dir.mkdir(exist_ok=True)
-        (self.config_dir / "autoballoon.conf").write_text(config)
+        (self.config_dir / "autoballoon.conf").write_text(config + ("" if libvirt else "\n[Daemon]\nLibvirt=no\n"))
         self.runtime_dir = self.run_dir / "run"
         (self.runtime_dir / "qmp").mkdir(parents=True, exist_ok=True)
         self.log_path = self.run_dir / "autoballoond.log"
@@ -145,14 +149,14 @@ DeflateStep=128M
 class ClosedLoop:
     """Three guests, a daemon and the pressure knobs. Use as a context manager."""
 
-    def __init__(self, run_dir, image=None, config=CONFIG, on_line=None, log=print):
+    def __init__(self, run_dir, image=None, config=CONFIG, on_line=None, log=print, libvirt=False):
         self.run_dir = Path(run_dir)
         self.image = image
         self.log = log
         self.cgroup = abtest.TestCgroup()
         # No D-Bus API: on a host with a system bus it belongs to the real autoballoond, if any.
         self.daemon = Daemon(self.run_dir, self.cgroup.unified_root, config, extra_args=["--bus=none"],
-                             on_line=on_line)
+                             on_line=on_line, libvirt=libvirt)
         self.guests = {}
         self.hog = None
 

@@ -50,15 +50,8 @@ exec 9>"$cache/.lock"
 flock 9
 
 # --- tools ------------------------------------------------------------------------------------
-missing=()
-for p in "${deps[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-        log "installing ${missing[*]}"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. "$here/../tests/lib/debian.sh"
+ensure_packages "${deps[@]}"
 
 # --- the pin ----------------------------------------------------------------------------------
 candidate() { apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p'; }
@@ -66,7 +59,7 @@ check_pin() {
         local cand
         cand=$(candidate)
         if [[ -z $cand || $cand == "(none)" || ${1:-} == update ]]; then
-                apt-get update -qq >/dev/null
+                apt_update again
                 cand=$(candidate)
         fi
         [[ $cand == "$pin" ]] || die "apt offers $pkg ${cand:-nothing}, guest/linux-version pins" \

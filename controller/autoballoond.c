@@ -10,7 +10,8 @@
 
 static void help(void) {
         printf("autoballoond [OPTIONS...]\n\n"
-               "Automatic, pressure-driven memory ballooning for QEMU/KVM guests in balloon slices.\n\n"
+               "Automatic, pressure-driven memory ballooning for QEMU/KVM guests in balloon slices\n"
+               "and for libvirt domains.\n\n"
                "  -h --help                 Show this help\n"
                "     --version              Show the version\n"
                "     --config-dir=DIR       Configuration directory (default: %s)\n"

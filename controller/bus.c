@@ -46,6 +46,8 @@ static int read_slice_pressure(Manager *m, const VM *vm, double *ret) {
         PsiStats psi;
         int r;
 
+        if (!vm->cgpath)
+                return -ENOENT;
         if (asprintf(&path, "%s/memory.pressure", vm->cgpath) < 0)
                 return -ENOMEM;
         r = psi_read_at(m->cgroup_fd, path, &psi);
@@ -103,6 +105,7 @@ void bus_write_metrics(Manager *m) {
                 .total = m->host_total,
                 .available = m->host_available,
                 .paused = m->paused,
+                .policy = policy_mode_to_string(m->config->policy),
         };
         int r;
 
@@ -470,6 +473,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                 return sd_bus_message_append(reply, "t", m->host_available);
         if (streq(property, "HostPressure"))
                 return sd_bus_message_append(reply, "d", host_pressure(m));
+        if (streq(property, "Policy"))
+                return sd_bus_message_append(reply, "s", policy_mode_to_string(m->config->policy));
         if (streq(property, "MetricsFile"))
                 return sd_bus_message_append(reply, "s", m->bus->metrics_path);
         if (streq(property, "Version"))
@@ -486,6 +491,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("HostTotal", "t", property_get, 0, 0),
         SD_BUS_PROPERTY("HostAvailable", "t", property_get, 0, 0),
         SD_BUS_PROPERTY("HostPressure", "d", property_get, 0, 0),
+        SD_BUS_PROPERTY("Policy", "s", property_get, 0, 0),
         SD_BUS_PROPERTY("MetricsFile", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("ListVMs", SD_BUS_NO_ARGS, SD_BUS_RESULT(BUS_LIST_VMS_SIGNATURE, vms),

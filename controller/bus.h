@@ -28,7 +28,8 @@
  *       Paused, the daemon keeps watching and logging its decisions but sends no balloon command
  *       and writes no cgroup attribute (as --dry-run). Not persisted.
  *   Properties: Paused b, DryRun b, HostTotal t, HostAvailable t (bytes), HostPressure d (some
- *       avg10, percent; -1: not readable), MetricsFile s, Version s.
+ *       avg10, percent; -1: not readable), Policy s (Policy=: "autoballoon", "none", "rfc",
+ *       "proxmox"), MetricsFile s, Version s.
  *
  * ListVMs, Explain and the properties are open to everyone; SetWeight, Pause and Resume need uid 0
  * (org.freedesktop.DBus.Error.AccessDenied otherwise). An unknown VM is

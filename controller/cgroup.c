@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
@@ -72,6 +73,22 @@ static int cmp_strp(const void *a, const void *b) {
         return strcmp(*(char * const *) a, *(char * const *) b);
 }
 
+/* "balloon-web.slice" with prefix "balloon-" -> "web"; -EINVAL when it is no VM slice. */
+static int slice_vm_name(const char *prefix, const char *component, size_t len, char **ret) {
+        const char *vm = startswith(component, prefix), *suffix = ".slice";
+        size_t sl = strlen(suffix);
+
+        if (!vm || len < (size_t) (vm - component) + sl || strncmp(component + len - sl, suffix, sl) != 0)
+                return -EINVAL;
+        _cleanup_free_ char *name = strndup(vm, component + len - sl - vm);
+        if (!name)
+                return -ENOMEM;
+        if (!vm_name_is_valid(name))
+                return -EINVAL;
+        *ret = TAKE_PTR(name);
+        return 0;
+}
+
 int cg_list_vms(int root_fd, const char *parent_slice, char ***ret_names) {
         _cleanup_free_ char *prefix = NULL;
         _cleanup_strv_free_ char **names = NULL;
@@ -98,8 +115,8 @@ int cg_list_vms(int root_fd, const char *parent_slice, char ***ret_names) {
                 return -ENOMEM;
 
         for (;;) {
+                _cleanup_free_ char *name = NULL;
                 struct dirent *de;
-                const char *vm, *suffix;
 
                 errno = 0;
                 de = readdir(d);
@@ -109,17 +126,10 @@ int cg_list_vms(int root_fd, const char *parent_slice, char ***ret_names) {
                         break;
                 }
 
-                vm = startswith(de->d_name, prefix);
-                if (!vm)
-                        continue;
-                suffix = strrchr(vm, '.');
-                if (!suffix || !streq(suffix, ".slice"))
-                        continue;
-
-                _cleanup_free_ char *name = strndup(vm, suffix - vm);
-                if (!name)
-                        return -ENOMEM;
-                if (!vm_name_is_valid(name))
+                r = slice_vm_name(prefix, de->d_name, strlen(de->d_name), &name);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
                         continue;
 
                 if (de->d_type == DT_UNKNOWN) {
@@ -327,5 +337,147 @@ int cg_open_file(int root_fd, const char *cgpath, const char *file, int flags, i
         if (fd < 0)
                 return -errno;
         *ret_fd = fd;
+        return 0;
+}
+
+int cg_hierarchy_path(const char *mountinfo, const char *dir, char **ret) {
+        _cleanup_free_ char *text = strdup(mountinfo), *best_root = NULL;
+        const char *rest = NULL;
+        size_t best = 0;
+
+        if (!text)
+                return -ENOMEM;
+        for (char *line = text, *next; line && *line; line = next) {
+                char *dash, root[PATH_MAX], point[PATH_MAX], fstype[64];
+                const char *below;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                dash = strstr(line, " - ");
+                if (!dash || sscanf(line, "%*s %*s %*s %4095s %4095s", root, point) != 2 ||
+                    sscanf(dash, " - %63s", fstype) != 1 || !streq(fstype, "cgroup2"))
+                        continue;
+                /* The longest mount point that is dir or a parent directory of it. */
+                below = streq(point, "/") ? dir : startswith(dir, point);
+                if (!below || (*below && *below != '/' && !streq(point, "/")) || strlen(point) < best)
+                        continue;
+                char *r = strdup(root);
+                if (!r)
+                        return -ENOMEM;
+                free(best_root);
+                best_root = r;
+                best = strlen(point);
+                rest = dir + (streq(point, "/") ? 0 : best);
+        }
+        if (!best_root)
+                return -ENOENT;
+
+        rest += strspn(rest, "/");
+        char *p;
+        if (asprintf(&p, "%s%s%s", best_root, streq(best_root, "/") || !*rest ? "" : "/", rest) < 0)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+int cg_proc_cgroup_path(const char *text, char **ret) {
+        for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+                const char *p = startswith(line, "0::");
+                if (!p)
+                        continue;
+                char *s = strndup(p, strcspn(p, "\n"));
+                if (!s)
+                        return -ENOMEM;
+                *ret = s;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+int cg_path_below(const char *root, const char *path, char **ret) {
+        const char *rest = streq(root, "/") ? path : startswith(path, root);
+
+        if (!rest || (*rest && *rest != '/'))
+                return -EXDEV;
+        char *s = strdup(rest + strspn(rest, "/"));
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int cg_partition_path(const char *partition, char **ret) {
+        _cleanup_free_ char *out = NULL, *unit = NULL;
+        size_t n = 0;
+
+        if (partition[0] != '/')
+                return -EINVAL;
+        for (const char *p = partition + 1; *p; ) {
+                size_t l = strcspn(p, "/");
+                char *u, *o;
+
+                if (l == 0 || strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") < l)
+                        return -EINVAL;
+                /* systemd's slice of "/a/b" is a.slice/a-b.slice: each name carries its parents'. */
+                if (asprintf(&u, "%s%s%.*s", unit ?: "", unit ? "-" : "", (int) l, p) < 0)
+                        return -ENOMEM;
+                free(unit);
+                unit = u;
+                if (asprintf(&o, "%s%s%s.slice", out ?: "", out ? "/" : "", unit) < 0)
+                        return -ENOMEM;
+                free(out);
+                out = o;
+                n++;
+                p += l;
+                p += strspn(p, "/");
+        }
+        if (n == 0)
+                return -EINVAL;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+int cg_vm_from_path(const char *parent_slice, const char *path, char **ret_cgpath, char **ret_vm) {
+        _cleanup_free_ char *prefix = NULL, *cgpath = NULL, *vm = NULL;
+        const char *rest = startswith(path, parent_slice);
+        int r;
+
+        r = slice_child_prefix(parent_slice, &prefix);
+        if (r < 0)
+                return r;
+
+        if (rest && *rest == '/') {
+                rest++;
+                size_t l = strcspn(rest, "/");
+                r = slice_vm_name(prefix, rest, l, &vm);
+                if (r == -ENOMEM)
+                        return r;
+                if (r >= 0) {
+                        cgpath = strndup(path, rest + l - path);
+                        if (!cgpath)
+                                return -ENOMEM;
+                }
+        }
+
+        /* A VM of its own elsewhere: systemd's machine-qemu\x2d1\x2dweb.scope, or libvirt's
+         * qemu-1-web.libvirt-qemu without systemd. QEMU's threads live in children of it. */
+        for (const char *p = path; !cgpath && *p; ) {
+                size_t l = strcspn(p, "/");
+                if ((l > 6 && strncmp(p + l - 6, ".scope", 6) == 0) ||
+                    (l > 13 && strncmp(p + l - 13, ".libvirt-qemu", 13) == 0)) {
+                        cgpath = strndup(path, p + l - path);
+                        if (!cgpath)
+                                return -ENOMEM;
+                }
+                p += l;
+                p += strspn(p, "/");
+        }
+        if (!cgpath)
+                return -ENXIO;
+
+        *ret_cgpath = TAKE_PTR(cgpath);
+        if (ret_vm)
+                *ret_vm = TAKE_PTR(vm);
         return 0;
 }

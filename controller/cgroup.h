@@ -48,3 +48,27 @@ int cg_read_populated(int root_fd, const char *cgpath, bool *ret);
 
 /* Opens a file of the cgroup at 'cgpath' ("" is the root itself). */
 int cg_open_file(int root_fd, const char *cgpath, const char *file, int flags, int *ret_fd);
+
+/* Finding a process' VM cgroup (libvirt domains):
+ *
+ * cg_hierarchy_path(): where directory 'dir' (a real path, e.g. the cgroup root) is in the cgroup2
+ * hierarchy, from the text of /proc/self/mountinfo: "/sys/fs/cgroup" -> "/",
+ * "/sys/fs/cgroup/unified/user.slice/x" -> "/user.slice/x". -ENOENT when no cgroup2 mount holds it.
+ *
+ * cg_proc_cgroup_path(): the path of the "0::" line of /proc/<pid>/cgroup. -ENOENT without one.
+ *
+ * cg_path_below(): 'path' relative to 'root' (both hierarchy paths): "" for root itself, -EXDEV when
+ * it is not below.
+ *
+ * cg_partition_path(): a libvirt <partition> as systemd places it: "/balloon/web" ->
+ * "balloon.slice/balloon-web.slice". -EINVAL unless it is absolute with [A-Za-z0-9_]+ components.
+ *
+ * cg_vm_from_path(): the VM's cgroup for a process cgroup 'path' relative to the root: below the
+ * parent slice, its balloon-<vm>.slice (and *ret_vm = "<vm>"); elsewhere the first "*.scope"
+ * (systemd's machine scope) or "*.libvirt-qemu" (libvirt without systemd) component (*ret_vm =
+ * NULL). -ENXIO when the process has no cgroup of its own (libvirt's cgroups disabled). */
+int cg_hierarchy_path(const char *mountinfo, const char *dir, char **ret);
+int cg_proc_cgroup_path(const char *text, char **ret);
+int cg_path_below(const char *root, const char *path, char **ret);
+int cg_partition_path(const char *partition, char **ret);
+int cg_vm_from_path(const char *parent_slice, const char *path, char **ret_cgpath, char **ret_vm);

@@ -31,6 +31,9 @@
  *   BalloonStallSec=10            a balloon that does not move for this long is stalled (> 0)
  *   BalloonBackoffSec=30          and left alone this long (> 0)
  *   RuntimeDir=/run/autoballoon   absolute path
+ *   Libvirt=yes                   also drive the domains of a libvirt daemon
+ *   LibvirtURI=qemu:///system     its connection URI
+ *   LibvirtPidDir=/run/libvirt/qemu  where it keeps <domain>.pid (QEMU's cgroup is found from it)
  *
  * [VM <name>]                     name as in balloon-<name>.slice: [A-Za-z0-9_]+
  *   Weight=100                    1..10000
@@ -68,6 +71,8 @@ typedef enum ConfigType {
         CONFIG_SLICE,         /* char *, a relative path of ".slice" directories */
         CONFIG_PATH,          /* char *, absolute */
         CONFIG_HOST_PRESSURE, /* HostPressureSource */
+        CONFIG_BOOL,          /* bool: yes/no, true/false, on/off, 1/0 */
+        CONFIG_STRING,        /* char *, not empty */
         CONFIG_POLICY,        /* PolicyMode */
 } ConfigType;
 
@@ -110,6 +115,9 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("BalloonStallSec",      CONFIG_TIME,          stall_usec,               "10",               1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("BalloonBackoffSec",    CONFIG_TIME,          stall_backoff_usec,       "30",               1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("RuntimeDir",           CONFIG_PATH,          runtime_dir,              "/run/autoballoon", 0, 0, NULL),
+        DAEMON_KEY("Libvirt",              CONFIG_BOOL,          libvirt,                  "yes",              0, 0, NULL),
+        DAEMON_KEY("LibvirtURI",           CONFIG_STRING,        libvirt_uri,              "qemu:///system",   0, 0, NULL),
+        DAEMON_KEY("LibvirtPidDir",        CONFIG_PATH,          libvirt_pid_dir,          "/run/libvirt/qemu", 0, 0, NULL),
 };
 
 static const ConfigKey vm_keys[] = {
@@ -215,9 +223,23 @@ static int config_key_parse(const ConfigKey *k, const char *value, void *base, c
                 return 0;
         }
 
+        case CONFIG_BOOL:
+                if (IN_SET_STR(value, "yes", "true", "on", "1"))
+                        *(bool *) field = true;
+                else if (IN_SET_STR(value, "no", "false", "off", "0"))
+                        *(bool *) field = false;
+                else {
+                        *ret_reason = "must be yes or no";
+                        return -EINVAL;
+                }
+                return 0;
+
         case CONFIG_SLICE:
-        case CONFIG_PATH: {
-                bool ok = k->type == CONFIG_SLICE ? slice_path_is_valid(value) : value[0] == '/';
+        case CONFIG_PATH:
+        case CONFIG_STRING: {
+                /* Strings are anything: "Key=" restores the default, so never empty. */
+                bool ok = k->type == CONFIG_SLICE ? slice_path_is_valid(value) :
+                          k->type != CONFIG_PATH || value[0] == '/';
                 if (!ok) {
                         *ret_reason = k->type == CONFIG_SLICE
                                 ? "not a slice path relative to the cgroup root (e.g. balloon.slice)"
@@ -260,6 +282,23 @@ static int config_key_parse(const ConfigKey *k, const char *value, void *base, c
         return 0;
 }
 
+int vm_config_set(VMConfig *c, const char *key, const char *value, const char **ret_reason) {
+        const ConfigKey *k = VM_KEY_FIND(key);
+        int r;
+
+        if (!k) {
+                *ret_reason = "unknown key";
+                return -EINVAL;
+        }
+        r = config_key_parse(k, value, c, ret_reason);
+        if (r == -ERANGE)
+                r = -EINVAL;
+        if (r < 0)
+                return r;
+        *(bool *) ((uint8_t *) c + k->set_offset) = true;
+        return 0;
+}
+
 /* The defaults are constants of this file and test-config checks that they parse. */
 static void config_keys_defaults(const ConfigKey *keys, size_t n, void *base) {
         const char *unused;
@@ -299,7 +338,7 @@ int config_new(Config **ret) {
                 return -ENOMEM;
 
         config_keys_defaults(daemon_keys, ELEMENTSOF(daemon_keys), c);
-        if (!c->parent_slice || !c->runtime_dir)
+        if (!c->parent_slice || !c->runtime_dir || !c->libvirt_uri || !c->libvirt_pid_dir)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(c);
@@ -318,6 +357,8 @@ Config *config_free(Config *c) {
 
         free(c->parent_slice);
         free(c->runtime_dir);
+        free(c->libvirt_uri);
+        free(c->libvirt_pid_dir);
         for (size_t i = 0; i < c->n_vms; i++)
                 free(c->vms[i].name);
         free(c->vms);

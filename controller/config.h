@@ -69,6 +69,9 @@ typedef struct Config {
         uint64_t stall_usec;               /* BalloonStallSec=10 */
         uint64_t stall_backoff_usec;       /* BalloonBackoffSec=30 */
         char *runtime_dir;                 /* RuntimeDir=/run/autoballoon */
+        bool libvirt;                      /* Libvirt=yes */
+        char *libvirt_uri;                 /* LibvirtURI=qemu:///system */
+        char *libvirt_pid_dir;             /* LibvirtPidDir=/run/libvirt/qemu */
 
         /* [VM <name>] sections, in order of first appearance; later files override earlier keys. */
         VMConfig *vms;
@@ -112,3 +115,6 @@ const ConfigOrigin *config_find_origin(const Config *c, const char *vm, const ch
 /* The VM's section, or NULL: callers then use vm_config_defaults(). */
 const VMConfig *config_find_vm(const Config *c, const char *name);
 void vm_config_defaults(VMConfig *ret);
+/* Sets one [VM] key ("Weight", "MinMemory", "MaxMemory") from its text, as in a file, and marks it
+ * set. -EINVAL with *ret_reason on an unknown key or a bad value, -ENOMEM. */
+int vm_config_set(VMConfig *c, const char *key, const char *value, const char **ret_reason);

@@ -353,6 +353,7 @@ static int status(sd_bus *bus) {
                 if (!out)
                         return oom();
                 json_object_object_add(out, "version", json_object_get(json_object_object_get(props, "Version")));
+                json_object_object_add(out, "policy", json_object_get(json_object_object_get(props, "Policy")));
                 json_object_object_add(out, "paused", json_object_get(json_object_object_get(props, "Paused")));
                 json_object_object_add(out, "dry_run", json_object_get(json_object_object_get(props, "DryRun")));
                 json_object_object_add(out, "host_total_bytes", json_object_get(json_object_object_get(props, "HostTotal")));
@@ -367,7 +368,8 @@ static int status(sd_bus *bus) {
         }
 
         pressure = json_object_object_get(props, "HostPressure");
-        printf("autoballoond %s: %s, host available %s of %s, host pressure %s%s\n", get_string(props, "Version"),
+        printf("autoballoond %s: policy %s, %s, host available %s of %s, host pressure %s%s\n",
+               get_string(props, "Version"), get_string(props, "Policy"),
                prop_bool(props, "DryRun") ? "dry run (nothing is changed)" :
                prop_bool(props, "Paused") ? "paused (nothing is changed)" : "running",
                format_bytes(a, sizeof a, prop_u64(props, "HostAvailable")),

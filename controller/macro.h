@@ -108,6 +108,19 @@ static inline bool streq_ptr(const char *a, const char *b) {
         })
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
+
+#define IN_SET_STR(x, ...)                                                      \
+        ({                                                                      \
+                const char *_x_ = (x);                                          \
+                const char *const _set_[] = { __VA_ARGS__ };                    \
+                bool _found_ = false;                                           \
+                for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++)            \
+                        if (streq(_set_[_i_], _x_)) {                           \
+                                _found_ = true;                                 \
+                                break;                                          \
+                        }                                                       \
+                _found_;                                                        \
+        })
 /* The rest of s after prefix, or NULL if s does not start with it. */
 static inline const char *startswith(const char *s, const char *prefix) {
         size_t l = strlen(prefix);

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <systemd/sd-daemon.h>
 
+#include "backend-qmp.h"
 #include "bus.h"
 #include "cgroup.h"
 #include "log.h"
@@ -316,7 +317,39 @@ static bool strv_contains(char **l, const char *s) {
         return false;
 }
 
-/* Adopts new balloon slices and drops vanished ones. */
+VM *manager_find_vm(Manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_vms; i++)
+                if (streq(m->vms[i]->name, name))
+                        return m->vms[i];
+        return NULL;
+}
+
+int manager_add_vm(Manager *m, VM *vm) {
+        int r;
+
+        r = manager_grow_buffers(m, m->n_vms + 1);
+        if (r < 0)
+                return log_oom();
+        VM **l = reallocarray(m->vms, m->n_vms + 1, sizeof *l);
+        if (!l)
+                return log_oom();
+        m->vms = l;
+        m->vms[m->n_vms++] = vm;
+        return 0;
+}
+
+void manager_remove_vm(Manager *m, VM *vm) {
+        for (size_t i = 0; i < m->n_vms; i++)
+                if (m->vms[i] == vm) {
+                        /* Out of the list first: freeing cancels its queries, whose callbacks may decide. */
+                        m->vms[i] = m->vms[--m->n_vms];
+                        vm_free(vm);
+                        return;
+                }
+}
+
+/* Adopts new balloon slices and drops vanished ones. A slice whose VM another backend already
+ * manages (a libvirt domain placed in it) is left to that one. */
 static int manager_scan(Manager *m) {
         _cleanup_strv_free_ char **names = NULL;
         int r;
@@ -329,37 +362,28 @@ static int manager_scan(Manager *m) {
 
         for (size_t i = 0; i < m->n_vms;) {
                 VM *vm = m->vms[i];
-                if (strv_contains(names, vm->name)) {
+                if (!vm->scanned || strv_contains(names, vm->name)) {
                         i++;
                         continue;
                 }
                 log_info("%s: slice %s is gone, dropping the VM", vm->name, vm->cgpath);
-                /* Out of the list first: freeing cancels its queries, whose callbacks may decide. */
-                m->vms[i] = m->vms[--m->n_vms];
-                vm_free(vm);
+                manager_remove_vm(m, vm);
         }
 
         for (char **name = names; name && *name; name++) {
-                bool known = false;
-                for (size_t i = 0; i < m->n_vms && !known; i++)
-                        known = streq(m->vms[i]->name, *name);
-                if (known)
-                        continue;
-
-                r = manager_grow_buffers(m, m->n_vms + 1);
-                if (r < 0)
-                        return log_oom();
-                VM **l = reallocarray(m->vms, m->n_vms + 1, sizeof *l);
-                if (!l)
-                        return log_oom();
-                m->vms = l;
-
                 VM *vm;
-                r = vm_new(m, *name, &vm);
+
+                if (manager_find_vm(m, *name))
+                        continue;
+                r = vm_new_qmp(m, *name, &vm);
                 if (r < 0)
                         continue;
-                log_info("%s: found slice %s, connecting to %s", vm->name, vm->cgpath, vm->qmp_path);
-                m->vms[m->n_vms++] = vm;
+                vm->scanned = true;
+                r = manager_add_vm(m, vm);
+                if (r < 0) {
+                        vm_free(vm);
+                        return r;
+                }
         }
         return 0;
 }
@@ -401,8 +425,9 @@ static int manager_reload(Manager *m) {
                 (void) sd_notify(false, "READY=1");
                 return log_error_errno(r, "Reloading the configuration failed, keeping the old one.");
         }
-        if (!streq(c->parent_slice, m->config->parent_slice) || !streq(c->runtime_dir, m->config->runtime_dir))
-                log_warning("ParentSlice= and RuntimeDir= take effect at the next start only.");
+        if (!streq(c->parent_slice, m->config->parent_slice) || !streq(c->runtime_dir, m->config->runtime_dir) ||
+            c->libvirt != m->config->libvirt)
+                log_warning("ParentSlice=, RuntimeDir= and Libvirt= take effect at the next start only.");
         free(c->parent_slice);
         c->parent_slice = strdup(m->config->parent_slice);
         if (!c->parent_slice) {
@@ -488,6 +513,8 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_vms; i++)
                 vm_free(m->vms[i]);
         free(m->vms);
+        /* After the VMs, whose backends hold its domains. */
+        libvirt_free(m->libvirt);
         free(m->snapshot);
         free(m->decisions);
         free(m->snapshot_vms);
@@ -536,6 +563,14 @@ int manager_start(Manager *m) {
         r = bus_open(m, m->options.bus_type, &m->bus);
         if (r < 0)
                 return r;
+
+        /* Before the scan: a slice that holds a libvirt domain is managed through libvirt. */
+        if (m->config->libvirt) {
+                r = libvirt_new(m, &m->libvirt);
+                if (r < 0)
+                        return r;
+                libvirt_start(m->libvirt);
+        }
 
         manager_read_host(m);
         (void) manager_scan(m);

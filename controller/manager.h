@@ -6,6 +6,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "backend-libvirt.h"
 #include "bus.h"
 #include "config.h"
 #include "policy.h"
@@ -33,6 +34,7 @@ typedef struct Manager {
         char *runtime_dir;
         sd_bus *systemd_bus;         /* NULL without a system bus: memory.high through cgroupfs only */
         Bus *bus;                    /* the D-Bus API and the metrics file */
+        Libvirt *libvirt;            /* NULL with Libvirt=no */
         bool paused;                 /* by the D-Bus API: decide and log only, as --dry-run */
 
         sd_event_source *host_trigger;
@@ -66,6 +68,11 @@ static inline void manager_freep(Manager **m) {
 
 int manager_start(Manager *m);
 int manager_run(Manager *m);
+
+/* The VMs, whatever their backend: found by name; added (taking ownership); removed and freed. */
+VM *manager_find_vm(Manager *m, const char *name);
+int manager_add_vm(Manager *m, VM *vm);
+void manager_remove_vm(Manager *m, VM *vm);
 
 /* Runs the policy on the current view of the world and acts on the decisions. */
 void manager_decide(Manager *m, const char *why);

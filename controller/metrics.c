@@ -108,6 +108,10 @@ int metrics_format(const MetricsHost *host, const MetricsVM *vms, size_t n, char
         if (!f)
                 return -ENOMEM;
 
+        family(f, "autoballoon_policy", "info", NULL, "The policy deciding (Policy= in autoballoon.conf).");
+        fputs("autoballoon_policy_info{policy=\"", f);
+        label_value(f, host->policy);
+        fputs("\"} 1\n", f);
         family(f, "autoballoon_paused", "gauge", NULL,
                "1 while the controller is paused (autoballoonctl pause): nothing is changed.");
         fprintf(f, "autoballoon_paused %d\n", host->paused);

@@ -27,6 +27,7 @@ typedef struct MetricsHost {
         bool pressure_known;
         double pressure_some_avg10;     /* percent */
         bool paused;
+        const char *policy;             /* Policy= */
 } MetricsHost;
 
 /* Formats the whole exposition, "# EOF" included, into a new string. Each family is written once

@@ -816,10 +816,30 @@ int qmp_parse_guest_stats(json_object *result, GuestStats *ret) {
         return 0;
 }
 
-int qmp_parse_query_balloon(json_object *result, uint64_t *ret_actual) {
+
+static int json_member_u64(json_object *o, const char *key, uint64_t *ret) {
         json_object *v;
 
-        if (!json_object_object_get_ex(result, "actual", &v))
+        if (!json_object_object_get_ex(o, key, &v))
                 return -EBADMSG;
-        return json_get_u64(v, ret_actual);
+        return json_get_u64(v, ret);
+}
+
+int qmp_parse_query_balloon(json_object *result, uint64_t *ret_actual) {
+        return json_member_u64(result, "actual", ret_actual);
+}
+
+int qmp_parse_guest_pressure(json_object *data, GuestPressureEvent *ret) {
+        GuestPressureEvent e = {};
+        uint64_t level;
+        json_object *action;
+
+        if (json_member_u64(data, "actual", &e.actual) < 0 || json_member_u64(data, "target", &e.target) < 0 ||
+            json_member_u64(data, "level", &level) < 0 || level > 2 ||
+            !json_object_object_get_ex(data, "action", &action) || !json_object_is_type(action, json_type_string))
+                return -EBADMSG;
+        e.level = (int) level;
+        (void) snprintf(e.action, sizeof e.action, "%s", json_object_get_string(action));
+        *ret = e;
+        return 0;
 }

@@ -107,6 +107,18 @@ int qmp_parse_guest_stats(json_object *result, GuestStats *ret);
 /* Parses the result of "query-balloon": {"actual": N}. */
 int qmp_parse_query_balloon(json_object *result, uint64_t *ret_actual);
 
+/* A guest pressure message relayed by the patched device (docs/guest-pressure-protocol.md): the
+ * device has already cancelled an inflation or deflated a step. */
+typedef struct GuestPressureEvent {
+        uint64_t actual, target;
+        int level;              /* 0 low, 1 medium, 2 critical */
+        char action[16];        /* "cancel", "deflate", "none" */
+} GuestPressureEvent;
+
+/* Parses the data of the BALLOON_GUEST_PRESSURE event, as QEMU sends it and libvirt relays it:
+ * {"actual": N, "target": N, "level": 0..2, "action": "..."}. -EBADMSG when malformed. */
+int qmp_parse_guest_pressure(json_object *data, GuestPressureEvent *ret);
+
 /* Incremental message splitter used by the client, exposed for tests: feed bytes as they arrive,
  * take complete JSON objects out. QMP messages are separated by "\r\n"; an object is complete when
  * the tokener says so, whatever the line breaks. */

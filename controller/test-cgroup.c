@@ -288,11 +288,122 @@ static void test_open_file(void **state) {
         assert_int_equal(fd, -1);
 }
 
+static void check_vm(const char *parent, const char *path, int expect, const char *cgpath, const char *vm) {
+        char *c = NULL, *v = NULL;
+
+        assert_int_equal(cg_vm_from_path(parent, path, &c, &v), expect);
+        if (expect < 0) {
+                assert_null(c);
+                return;
+        }
+        assert_string_equal(c, cgpath);
+        if (vm)
+                assert_string_equal(v, vm);
+        else
+                assert_null(v);
+        free(c);
+        free(v);
+}
+
+static void test_vm_from_path(void **state) {
+        /* libvirt on systemd with <partition>/balloon/web</partition>: QEMU's threads sit below. */
+        check_vm("balloon.slice", "balloon.slice/balloon-web.slice/machine-qemu\\x2d1\\x2dweb.scope/libvirt/emulator",
+                 0, "balloon.slice/balloon-web.slice", "web");
+        check_vm("balloon.slice", "balloon.slice/balloon-web.slice", 0, "balloon.slice/balloon-web.slice", "web");
+        /* The default partition: the machine scope, named by libvirt. */
+        check_vm("balloon.slice", "machine.slice/machine-qemu\\x2d3\\x2ddb.scope/libvirt/vcpu0",
+                 0, "machine.slice/machine-qemu\\x2d3\\x2ddb.scope", NULL);
+        check_vm("balloon.slice", "machine.slice/machine-qemu\\x2d3\\x2ddb.scope", 0,
+                 "machine.slice/machine-qemu\\x2d3\\x2ddb.scope", NULL);
+        /* libvirt without systemd. */
+        check_vm("balloon.slice", "machine/qemu-2-db.libvirt-qemu/emulator", 0, "machine/qemu-2-db.libvirt-qemu", NULL);
+        /* A nested parent slice. */
+        check_vm("x.slice/x-balloon.slice", "x.slice/x-balloon.slice/x-balloon-a_1.slice/y.scope", 0,
+                 "x.slice/x-balloon.slice/x-balloon-a_1.slice", "a_1");
+        /* Below the parent but no VM slice: its scope is the VM's. */
+        check_vm("balloon.slice", "balloon.slice/other.scope", 0, "balloon.slice/other.scope", NULL);
+        check_vm("balloon.slice", "balloon.slice/balloon-bad-name.slice/z.scope", 0,
+                 "balloon.slice/balloon-bad-name.slice/z.scope", NULL);
+        /* No cgroup of its own (libvirt's cgroups disabled: QEMU stays in the daemon's). */
+        check_vm("balloon.slice", "system.slice/libvirtd.service", -ENXIO, NULL, NULL);
+        check_vm("balloon.slice", "", -ENXIO, NULL, NULL);
+        check_vm("balloon.slice", "balloon.slice", -ENXIO, NULL, NULL);
+        /* Not a prefix match on a longer name. */
+        check_vm("balloon.slice", "balloon.slicex/balloon-web.slice", -ENXIO, NULL, NULL);
+        check_vm("notaslice", "balloon.slice/balloon-web.slice", -EINVAL, NULL, NULL);
+}
+
+/* A call that returns a string in p: its result as expected, p only on success; frees p. */
+#define CHECK_STR(call, expect, want)                                   \
+        do {                                                            \
+                char *p = NULL;                                         \
+                assert_int_equal((call), (expect));                     \
+                if ((expect) >= 0)                                      \
+                        assert_string_equal(p, (want));                 \
+                else                                                    \
+                        assert_null(p);                                 \
+                free(p);                                                \
+        } while (0)
+
+static void test_partition_path(void **state) {
+        CHECK_STR(cg_partition_path("/balloon/web", &p), 0, "balloon.slice/balloon-web.slice");
+        CHECK_STR(cg_partition_path("/machine", &p), 0, "machine.slice");
+        CHECK_STR(cg_partition_path("/a/b/c", &p), 0, "a.slice/a-b.slice/a-b-c.slice");
+        CHECK_STR(cg_partition_path("/balloon//web/", &p), 0, "balloon.slice/balloon-web.slice");
+        CHECK_STR(cg_partition_path("balloon/web", &p), -EINVAL, NULL);
+        CHECK_STR(cg_partition_path("/", &p), -EINVAL, NULL);
+        CHECK_STR(cg_partition_path("/bal-loon/web", &p), -EINVAL, NULL);
+        CHECK_STR(cg_partition_path("/balloon/../x", &p), -EINVAL, NULL);
+}
+
+static const char mountinfo[] =
+        "22 28 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n"
+        "26 25 0:24 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:4 - tmpfs tmpfs ro,mode=755\n"
+        "27 26 0:25 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:5 - cgroup2 cgroup2 rw,nsdelegate\n"
+        "30 26 0:28 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:8 - cgroup cgroup rw,memory\n"
+        "40 28 0:25 /user.slice /mnt/cg rw shared:5 - cgroup2 cgroup2 rw\n";
+
+static void test_hierarchy_path(void **state) {
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/sys/fs/cgroup/unified", &p), 0, "/");
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/sys/fs/cgroup/unified/user.slice/abtest-1", &p), 0,
+                  "/user.slice/abtest-1");
+        /* A bind mount of a sub-tree: its root field. */
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/mnt/cg/x", &p), 0, "/user.slice/x");
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/mnt/cg", &p), 0, "/user.slice");
+        /* The v1 memory hierarchy and a look-alike name are not it. */
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/sys/fs/cgroup/memory/x", &p), -ENOENT, NULL);
+        CHECK_STR(cg_hierarchy_path(mountinfo, "/sys/fs/cgroup/unifiedx", &p), -ENOENT, NULL);
+        /* A unified host. */
+        CHECK_STR(cg_hierarchy_path("25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", "/sys/fs/cgroup", &p),
+                  0, "/");
+        CHECK_STR(cg_hierarchy_path("25 1 0:22 / / rw - cgroup2 cgroup2 rw\n", "/a/b", &p), 0, "/a/b");
+        CHECK_STR(cg_hierarchy_path("garbage\n\n", "/sys/fs/cgroup", &p), -ENOENT, NULL);
+}
+
+static void test_proc_cgroup(void **state) {
+        CHECK_STR(cg_proc_cgroup_path("12:memory:/user.slice/x\n0::/user.slice/x/balloon.slice\n", &p), 0,
+                  "/user.slice/x/balloon.slice");
+        CHECK_STR(cg_proc_cgroup_path("0::/\n", &p), 0, "/");
+        CHECK_STR(cg_proc_cgroup_path("12:memory:/a\n1:name=systemd:/b\n", &p), -ENOENT, NULL);
+        CHECK_STR(cg_proc_cgroup_path("", &p), -ENOENT, NULL);
+
+        CHECK_STR(cg_path_below("/user.slice/x", "/user.slice/x/balloon.slice/balloon-a.slice", &p), 0,
+                  "balloon.slice/balloon-a.slice");
+        CHECK_STR(cg_path_below("/", "/machine.slice/m.scope", &p), 0, "machine.slice/m.scope");
+        CHECK_STR(cg_path_below("/user.slice/x", "/user.slice/x", &p), 0, "");
+        CHECK_STR(cg_path_below("/user.slice/x", "/user.slice/xy/balloon.slice", &p), -EXDEV, NULL);
+        CHECK_STR(cg_path_below("/user.slice/x", "/system.slice", &p), -EXDEV, NULL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_open_and_check, tree_setup, tree_teardown),
                 cmocka_unit_test_setup_teardown(test_list_vms, tree_setup, tree_teardown),
                 cmocka_unit_test(test_vm_path),
+                cmocka_unit_test(test_vm_from_path),
+                cmocka_unit_test(test_partition_path),
+                cmocka_unit_test(test_hierarchy_path),
+                cmocka_unit_test(test_proc_cgroup),
                 cmocka_unit_test_setup_teardown(test_read_write_u64, tree_setup, tree_teardown),
                 cmocka_unit_test_setup_teardown(test_memory_stat, tree_setup, tree_teardown),
                 cmocka_unit_test_setup_teardown(test_populated, tree_setup, tree_teardown),

@@ -97,6 +97,9 @@ static void test_defaults(void **state) {
         assert_true(c->stall_usec == 10 * USEC_PER_SEC);
         assert_true(c->stall_backoff_usec == 30 * USEC_PER_SEC);
         assert_string_equal(c->runtime_dir, "/run/autoballoon");
+        assert_true(c->libvirt);
+        assert_string_equal(c->libvirt_uri, "qemu:///system");
+        assert_string_equal(c->libvirt_pid_dir, "/run/libvirt/qemu");
         assert_int_equal(c->n_vms, 0);
         assert_int_equal(c->n_origins, 0);
         assert_int_equal(config_validate(c, "defaults"), 0);
@@ -148,6 +151,9 @@ static void test_full_file(void **state) {
                    "BalloonStallSec=5\n"
                    "BalloonBackoffSec=1min\n"
                    "RuntimeDir=/tmp/ab\n"
+                   "Libvirt=no\n"
+                   "LibvirtURI=qemu:///system?socket=/tmp/ab/libvirt-sock\n"
+                   "LibvirtPidDir=/tmp/ab/qemu\n"
                    "Policy=proxmox\n"
                    "\n"
                    "[VM web]\n"
@@ -183,6 +189,9 @@ static void test_full_file(void **state) {
         assert_true(c->stall_usec == 5 * USEC_PER_SEC);
         assert_true(c->stall_backoff_usec == 60 * USEC_PER_SEC);
         assert_string_equal(c->runtime_dir, "/tmp/ab");
+        assert_false(c->libvirt);
+        assert_string_equal(c->libvirt_uri, "qemu:///system?socket=/tmp/ab/libvirt-sock");
+        assert_string_equal(c->libvirt_pid_dir, "/tmp/ab/qemu");
 
         /* VMs in order of first appearance; the second [VM web] adds to the first; an empty section
          * still declares its VM. */
@@ -209,7 +218,7 @@ static void test_full_file(void **state) {
         assert_string_equal(o->value, "10.5%");
         o = config_find_origin(c, "web", "MaxMemory");
         assert_non_null(o);
-        assert_int_equal(o->line, 34);
+        assert_int_equal(o->line, 37);
         assert_string_equal(o->value, "8G");
         assert_null(config_find_origin(c, NULL, "MaxMemory"));
         assert_null(config_find_origin(c, "db_2", "Weight"));
@@ -346,6 +355,8 @@ static void test_errors(void **state) {
                     "Policy=pve: must be \"autoballoon\", \"none\", \"rfc\" or \"proxmox\"");
         check_error(f, "# rfc\n[Daemon]\nPolicy=RFC\n", 3, "Policy=RFC: must be");
         check_error(f, "[Daemon]\nRuntimeDir=run/ab\n", 2, "RuntimeDir=run/ab: not an absolute path");
+        check_error(f, "[Daemon]\nLibvirt=maybe\n", 2, "Libvirt=maybe: must be yes or no");
+        check_error(f, "[Daemon]\nLibvirtPidDir=qemu\n", 2, "LibvirtPidDir=qemu: not an absolute path");
         check_error(f, "[Daemon]\nParentSlice=/balloon.slice\n", 2, "ParentSlice=/balloon.slice: not a slice path");
         check_error(f, "[Daemon]\nParentSlice=balloon\n", 2, "not a slice path");
         check_error(f, "[Daemon]\nParentSlice=a.slice//b.slice\n", 2, "not a slice path");

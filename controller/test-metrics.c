@@ -18,6 +18,7 @@ static void test_format_vms(void **state) {
                 .pressure_known = true,
                 .pressure_some_avg10 = 12.5,
                 .paused = true,
+                .policy = "rfc",
         };
         MetricsVM vms[2] = {
                 {
@@ -51,6 +52,9 @@ static void test_format_vms(void **state) {
 
         assert_int_equal(metrics_format(&host, vms, 2, &text), 0);
         assert_string_equal(text,
+                "# TYPE autoballoon_policy info\n"
+                "# HELP autoballoon_policy The policy deciding (Policy= in autoballoon.conf).\n"
+                "autoballoon_policy_info{policy=\"rfc\"} 1\n"
                 "# TYPE autoballoon_paused gauge\n"
                 "# HELP autoballoon_paused 1 while the controller is paused (autoballoonctl pause): nothing is changed.\n"
                 "autoballoon_paused 1\n"
@@ -110,12 +114,15 @@ static void test_format_vms(void **state) {
 }
 
 static void test_format_no_vms(void **state) {
-        MetricsHost host = { .total = 1024, .available = 0 };
+        MetricsHost host = { .total = 1024, .available = 0, .policy = "autoballoon" };
         _cleanup_free_ char *text = NULL;
 
         /* No VM: no family without samples, no host pressure when it cannot be read. */
         assert_int_equal(metrics_format(&host, NULL, 0, &text), 0);
         assert_string_equal(text,
+                "# TYPE autoballoon_policy info\n"
+                "# HELP autoballoon_policy The policy deciding (Policy= in autoballoon.conf).\n"
+                "autoballoon_policy_info{policy=\"autoballoon\"} 1\n"
                 "# TYPE autoballoon_paused gauge\n"
                 "# HELP autoballoon_paused 1 while the controller is paused (autoballoonctl pause): nothing is changed.\n"
                 "autoballoon_paused 0\n"

@@ -339,6 +339,32 @@ static void test_query_balloon(void **state) {
         }
 }
 
+static void test_guest_pressure(void **state) {
+        static const char *const bad[] = {
+                "{}",
+                "{\"actual\": 1, \"target\": 2, \"level\": 3, \"action\": \"deflate\"}",
+                "{\"actual\": 1, \"target\": 2, \"level\": 1}",
+                "{\"actual\": 1, \"target\": -2, \"level\": 1, \"action\": \"deflate\"}",
+                "{\"actual\": 1, \"target\": 2, \"level\": 1, \"action\": 5}",
+        };
+        _cleanup_json_ json_object *ok = parse("{\"actual\": 402653184, \"target\": 536870912, \"level\": 2, "
+                                               "\"action\": \"a-very-long-action-name\"}");
+        GuestPressureEvent e = {};
+
+        assert_int_equal(qmp_parse_guest_pressure(ok, &e), 0);
+        assert_true(e.actual == 384 * MIB && e.target == 512 * MIB);
+        assert_int_equal(e.level, 2);
+        /* Cut to fit: the guest chooses nothing here, QEMU does, but the buffer is ours. */
+        assert_string_equal(e.action, "a-very-long-act");
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_json_ json_object *o = parse(bad[i]);
+                e.level = 42;
+                assert_int_equal(qmp_parse_guest_pressure(o, &e), -EBADMSG);
+                assert_int_equal(e.level, 42);
+        }
+}
+
 /* ---- The client against a fake QMP server ---- */
 
 /* A scripted fake of QEMU's QMP monitor on a unix socket, served from the test's own event loop. It
@@ -1128,6 +1154,7 @@ int main(void) {
                 cmocka_unit_test(test_guest_stats_partial),
                 cmocka_unit_test(test_guest_stats_invalid),
                 cmocka_unit_test(test_query_balloon),
+                cmocka_unit_test(test_guest_pressure),
                 cmocka_unit_test_setup_teardown(test_client_handshake, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_reply_and_event, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_split_reply, setup, teardown),

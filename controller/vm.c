@@ -12,8 +12,6 @@
 #include "util.h"
 #include "vm.h"
 
-#define VM_QMP_TIMEOUT_USEC (5 * USEC_PER_SEC)
-
 static const char *const vm_state_table[] = {
         [VM_CONNECTING] = "connecting",
         [VM_PROBING] = "probing",
@@ -39,13 +37,20 @@ static void vm_set_state(VM *vm, VMState s) {
 }
 
 void vm_apply_config(VM *vm, const Config *c) {
-        const VMConfig *vc = config_find_vm(c, vm->name);
+        const VMConfig *vc = config_find_vm(c, vm->name), *bc = &vm->backend_config;
 
         if (vc)
                 vm->config = *vc;
         else
                 vm_config_defaults(&vm->config);
         vm->config.name = vm->name;
+        /* The host's configuration file wins over what a domain says of itself. */
+        if (!vm->config.weight_set && bc->weight_set)
+                vm->config.weight = bc->weight;
+        if (!vm->config.min_set && bc->min_set)
+                vm->config.min_memory = bc->min_memory;
+        if (!vm->config.max_set && bc->max_set)
+                vm->config.max_memory = bc->max_memory;
         if (vm->runtime_weight > 0)
                 vm->config.weight = vm->runtime_weight;
 }
@@ -71,6 +76,8 @@ int vm_arm_slice_trigger(VM *vm) {
         int r;
 
         vm->slice_trigger = sd_event_source_disable_unref(vm->slice_trigger);
+        if (!vm->cgpath)
+                return 0;
 
         if (asprintf(&path, "%s/memory.pressure", vm->cgpath) < 0)
                 return log_oom();
@@ -83,167 +90,54 @@ int vm_arm_slice_trigger(VM *vm) {
         return 0;
 }
 
-static int vm_call(VM *vm, const char *command, json_object *args, qmp_reply_t cb) {
-        int r = qmp_client_call(vm->qmp, command, args, VM_QMP_TIMEOUT_USEC, cb, vm);
-        if (r < 0)
-                log_warning_errno(r, "%s: cannot send %s: %m", vm->name, command);
-        return r;
+/* Callbacks of the backend (backend.h). */
+
+void vm_backend_probing(VM *vm) {
+        vm_set_state(vm, VM_PROBING);
 }
 
-static bool vm_reply_failed(VM *vm, const char *what, int error, const char *desc) {
-        if (error == 0)
-                return false;
-        if (error != -ECANCELED)
-                log_warning_errno(error, "%s: %s failed: %s", vm->name, what, desc ?: strerror(-error));
-        return true;
-}
-
-/* Probe chain after QMP becomes ready: boot memory -> balloon device -> stats polling -> size. */
-
-static void on_probe_balloon(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
-        VM *vm = userdata;
-        uint64_t actual;
+void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char *device) {
         char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+        char *d = strdup(device);
 
-        if (vm_reply_failed(vm, "query-balloon", error, desc))
-                return;
-        if (qmp_parse_query_balloon(result, &actual) < 0) {
-                log_warning("%s: malformed query-balloon reply", vm->name);
+        if (!d) {
+                log_oom();
                 return;
         }
+        free(vm->device);
+        vm->device = d;
+        vm->boot_memory = boot_memory;
 
         /* QEMU runs in the slice now, so systemd has loaded it if it manages it. */
-        (void) systemd_unit_refresh(vm->unit);
+        if (vm->unit)
+                (void) systemd_unit_refresh(vm->unit);
 
-        /* Adopt the balloon as it is: a restarted daemon must not reset anything. */
+        /* Adopt the balloon as it is: a restarted daemon (or libvirtd) must not reset anything. */
         vm->actual = vm->target = actual;
         vm->last_progress_usec = 0;
         vm_set_state(vm, VM_READY);
-        log_info("%s: adopted: balloon %s, actual %s of %s boot memory, weight %" PRIu64,
-                 vm->name, vm->balloon_qom_path, format_bytes(a, sizeof a, actual),
+        log_info("%s: adopted: balloon %s (%s), actual %s of %s boot memory, weight %" PRIu64,
+                 vm->name, vm->device, vm->backend->ops->name, format_bytes(a, sizeof a, actual),
                  format_bytes(b, sizeof b, vm->boot_memory), vm->config.weight);
 }
 
-static void on_probe_stats_interval(QmpClient *c, int error, json_object *result, const char *desc,
-                                    void *userdata) {
-        VM *vm = userdata;
-
-        /* Without stats polling the VM is never inflated (the policy needs the guest's available
-         * memory); keep managing it anyway so guest pressure and the floor still apply. */
-        (void) vm_reply_failed(vm, "enabling guest stats polling", error, desc);
-        if (error < 0 && error != -EREMOTEIO)
-                return; /* the connection is gone; the next one probes again */
-        (void) vm_call(vm, "query-balloon", NULL, on_probe_balloon);
-}
-
-static void vm_probe_stats(VM *vm) {
-        json_object *args = json_object_new_object();
-
-        if (!args) {
-                log_oom();
+void vm_backend_unsupported(VM *vm, const char *why) {
+        if (vm->state == VM_UNSUPPORTED)
                 return;
-        }
-        json_object_object_add(args, "path", json_object_new_string(vm->balloon_qom_path));
-        json_object_object_add(args, "property", json_object_new_string("guest-stats-polling-interval"));
-        json_object_object_add(args, "value",
-                               json_object_new_int64((int64_t) MAX(vm->manager->config->stats_interval_usec / USEC_PER_SEC, 1u)));
-        (void) vm_call(vm, "qom-set", args, on_probe_stats_interval);
-}
-
-static void vm_probe_devices(VM *vm, const char *container);
-
-static void on_probe_devices(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
-        VM *vm = userdata;
-        /* Which container was listed: remembered in balloon_qom_path until the device is found. */
-        bool anon = vm->balloon_qom_path && streq(vm->balloon_qom_path, "/machine/peripheral-anon");
-
-        if (vm_reply_failed(vm, "qom-list", error, desc))
-                return;
-
-        size_t n = json_object_is_type(result, json_type_array) ? json_object_array_length(result) : 0;
-        for (size_t i = 0; i < n; i++) {
-                json_object *child = json_object_array_get_idx(result, i), *name, *type;
-
-                if (!json_object_object_get_ex(child, "name", &name) ||
-                    !json_object_object_get_ex(child, "type", &type))
-                        continue;
-                /* "child<virtio-balloon-pci>", "child<virtio-balloon-ccw>", "child<virtio-balloon-device>" */
-                if (!startswith(json_object_get_string(type), "child<virtio-balloon"))
-                        continue;
-
-                _cleanup_free_ char *path = NULL;
-                if (asprintf(&path, "%s/%s", vm->balloon_qom_path, json_object_get_string(name)) < 0) {
-                        log_oom();
-                        return;
-                }
-                free(vm->balloon_qom_path);
-                vm->balloon_qom_path = TAKE_PTR(path);
-                vm_probe_stats(vm);
-                return;
-        }
-
-        if (!anon) {
-                vm_probe_devices(vm, "/machine/peripheral-anon");
-                return;
-        }
-
         vm_set_state(vm, VM_UNSUPPORTED);
-        log_warning("%s: no virtio-balloon device in this VM; not managed (add -device virtio-balloon-pci)",
-                    vm->name);
+        vm->has_stats = vm->has_prev_stats = false;
+        log_warning("%s: %s; not managed", vm->name, why);
 }
 
-static void vm_probe_devices(VM *vm, const char *container) {
-        json_object *args = json_object_new_object();
-        char *p = strdup(container);
-
-        if (!args || !p) {
-                json_object_put(args);
-                free(p);
-                log_oom();
-                return;
-        }
-        free(vm->balloon_qom_path);
-        vm->balloon_qom_path = p;
-        json_object_object_add(args, "path", json_object_new_string(container));
-        (void) vm_call(vm, "qom-list", args, on_probe_devices);
+void vm_backend_lost(VM *vm, int error) {
+        if (vm->state == VM_READY)
+                log_info_errno(error, "%s: lost the %s connection (%m); not managed until it answers again",
+                               vm->name, vm->backend->ops->name);
+        vm_set_state(vm, VM_CONNECTING);
+        vm->has_stats = vm->has_prev_stats = false;
 }
 
-static void on_probe_memory(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
-        VM *vm = userdata;
-        json_object *base;
-
-        if (vm_reply_failed(vm, "query-memory-size-summary", error, desc))
-                return;
-        if (!json_object_object_get_ex(result, "base-memory", &base) || !json_object_is_type(base, json_type_int)) {
-                log_warning("%s: malformed query-memory-size-summary reply", vm->name);
-                return;
-        }
-        vm->boot_memory = json_object_get_uint64(base);
-        vm_probe_devices(vm, "/machine/peripheral");
-}
-
-static void on_qmp_state(QmpClient *c, QmpState state, int error, void *userdata) {
-        VM *vm = userdata;
-
-        switch (state) {
-        case QMP_READY:
-                vm_set_state(vm, VM_PROBING);
-                (void) vm_call(vm, "query-memory-size-summary", NULL, on_probe_memory);
-                break;
-        case QMP_DISCONNECTED:
-                /* qmp.c already warned with the details. */
-                if (vm->state == VM_READY)
-                        log_info_errno(error, "%s: lost the QMP connection (%m); not managed until QEMU answers again",
-                                       vm->name);
-                vm_set_state(vm, VM_CONNECTING);
-                vm->has_stats = vm->has_prev_stats = false;
-                break;
-        case QMP_CONNECTING:
-                break;
-        }
-}
-
-static void vm_balloon_moved(VM *vm, uint64_t actual) {
+void vm_backend_balloon_moved(VM *vm, uint64_t actual) {
         char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
 
         if (actual == vm->actual)
@@ -263,124 +157,86 @@ static void vm_balloon_moved(VM *vm, uint64_t actual) {
         vm->actual = actual;
 }
 
-static bool json_get_u64(json_object *o, const char *key, uint64_t *ret) {
-        json_object *v;
-
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int) ||
-            json_object_get_int64(v) < 0)
-                return false;
-        *ret = json_object_get_uint64(v);
-        return true;
-}
-
 /* The guest pressure queue (guest/ and qemu/ patches): the device has already cancelled an inflation
  * or deflated a step and tells us where the balloon is going; the policy puts the VM in hysteresis. */
-static void vm_guest_pressure_event(VM *vm, json_object *data) {
-        uint64_t actual, target, level;
-        json_object *action;
-
-        if (!json_get_u64(data, "actual", &actual) || !json_get_u64(data, "target", &target) ||
-            !json_get_u64(data, "level", &level) || level > 2 ||
-            !json_object_object_get_ex(data, "action", &action) || !json_object_is_type(action, json_type_string)) {
-                log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", vm->name);
-                return;
-        }
-
-        vm->actual = actual;
-        if (target != vm->target) {
-                vm->target = target;
+void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e) {
+        vm->actual = e->actual;
+        if (e->target != vm->target) {
+                vm->target = e->target;
                 vm->last_progress_usec = now_usec(vm);
         }
         vm->pressure_event = true;
-        vm->pressure_event_level = (int) level;
-        (void) snprintf(vm->pressure_event_action, sizeof vm->pressure_event_action, "%s",
-                        json_object_get_string(action));
+        vm->pressure_event_level = e->level;
+        memcpy(vm->pressure_event_action, e->action, sizeof vm->pressure_event_action);
         if (vm->state == VM_READY)
                 manager_decide(vm->manager, "guest pressure event");
 }
 
-static void on_qmp_event(QmpClient *c, const char *event, json_object *data, void *userdata) {
-        VM *vm = userdata;
-        json_object *v;
-
-        if (streq(event, "BALLOON_CHANGE")) {
-                if (json_object_object_get_ex(data, "actual", &v) && json_object_is_type(v, json_type_int))
-                        vm_balloon_moved(vm, json_object_get_uint64(v));
-                return;
-        }
-
-        if (streq(event, "BALLOON_GUEST_PRESSURE")) {
-                vm_guest_pressure_event(vm, data);
-                return;
-        }
-
-        log_debug("%s: QMP event %s", vm->name, event);
+void vm_backend_refresh_done(VM *vm) {
+        manager_query_done(vm->manager);
 }
 
-int vm_new(Manager *m, const char *name, VM **ret) {
+int vm_new(Manager *m, const char *name, const char *cgpath, VM **ret) {
         _cleanup_(vm_freep) VM *vm = NULL;
-        int r;
 
         vm = new0(VM, 1);
         if (!vm)
                 return log_oom();
         vm->manager = m;
         vm->state = VM_CONNECTING;
+        vm_config_defaults(&vm->backend_config);
         vm->name = strdup(name);
         if (!vm->name)
                 return log_oom();
-
-        r = cg_vm_path(m->config->parent_slice, name, &vm->cgpath);
-        if (r < 0)
-                return log_error_errno(r, "%s: invalid VM name: %m", name);
-
-        /* A slice's unit name is the last component of its cgroup path. */
-        r = systemd_unit_new(m->systemd_bus, strrchr(vm->cgpath, '/') + 1, name, &vm->unit);
-        if (r < 0)
-                return log_oom();
-
-        if (asprintf(&vm->qmp_path, "%s/qmp/%s.sock", m->runtime_dir, name) < 0)
-                return log_oom();
-
         vm_apply_config(vm, m->config);
 
-        r = qmp_client_new(m->event, vm->qmp_path, &vm->qmp);
-        if (r < 0)
-                return log_error_errno(r, "%s: cannot create QMP client: %m", name);
-        qmp_client_set_handlers(vm->qmp, on_qmp_event, on_qmp_state, vm);
-
-        (void) vm_arm_slice_trigger(vm);
-
-        r = qmp_client_start(vm->qmp);
-        if (r < 0)
-                return log_error_errno(r, "%s: cannot start QMP client: %m", name);
+        if (vm_set_cgpath(vm, cgpath) < 0)
+                return -ENOMEM;
 
         *ret = TAKE_PTR(vm);
+        return 0;
+}
+
+int vm_start(VM *vm) {
+        return vm->backend->ops->start(vm->backend);
+}
+
+int vm_set_cgpath(VM *vm, const char *cgpath) {
+        _cleanup_free_ char *p = NULL;
+        SystemdUnit *unit = NULL;
+
+        if (streq_ptr(cgpath, vm->cgpath))
+                return 0;
+        if (cgpath) {
+                p = strdup(cgpath);
+                if (!p)
+                        return log_oom();
+                /* A slice's (or scope's) unit name is the last component of its cgroup path. */
+                const char *last = strrchr(p, '/');
+                if (systemd_unit_new(vm->manager->systemd_bus, last ? last + 1 : p, vm->name, &unit) < 0)
+                        return log_oom();
+        }
+
+        systemd_unit_free(vm->unit);
+        vm->unit = unit;
+        free(vm->cgpath);
+        vm->cgpath = TAKE_PTR(p);
+        vm->memory_high_known = vm->memory_high_checked = false;
+        (void) vm_arm_slice_trigger(vm);
         return 0;
 }
 
 VM *vm_free(VM *vm) {
         if (!vm)
                 return NULL;
-        /* Pending replies are cancelled here and see -ECANCELED. */
-        qmp_client_free(vm->qmp);
+        backend_free(vm->backend);
         systemd_unit_free(vm->unit);
         sd_event_source_disable_unref(vm->slice_trigger);
-        free(vm->balloon_qom_path);
-        free(vm->qmp_path);
+        free(vm->device);
         free(vm->cgpath);
         free(vm->name);
         free(vm);
         return NULL;
-}
-
-static void on_refresh_balloon(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
-        VM *vm = userdata;
-        uint64_t actual;
-
-        if (!vm_reply_failed(vm, "query-balloon", error, desc) && qmp_parse_query_balloon(result, &actual) >= 0)
-                vm_balloon_moved(vm, actual);
-        manager_query_done(vm->manager);
 }
 
 static uint64_t stat_delta(const GuestStats *now, const GuestStats *prev, GuestStat i) {
@@ -391,9 +247,14 @@ static uint64_t stat_delta(const GuestStats *now, const GuestStats *prev, GuestS
 
 static void vm_update_stats(VM *vm, const GuestStats *s) {
         if (s->last_update == 0 || !guest_stat_valid(s, GUEST_STAT_AVAILABLE_MEMORY)) {
+                /* The first reads may come before the guest's first report: say it when it lasts. */
+                if (++vm->stats_missing == 3)
+                        log_info("%s: the guest reports no balloon statistics (virtio_balloon driver not loaded?): "
+                                 "not inflated until it does", vm->name);
                 vm->has_stats = false;
                 return;
         }
+        vm->stats_missing = 0;
         vm->has_stats = true;
 
         if (vm->has_prev_stats && s->last_update == vm->stats.last_update)
@@ -417,26 +278,28 @@ static void vm_update_stats(VM *vm, const GuestStats *s) {
         vm->oom_kills = stat_delta(s, &vm->prev_stats, GUEST_STAT_OOM_KILLS);
 }
 
-static void on_refresh_stats(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
-        VM *vm = userdata;
-        GuestStats s;
-
-        if (!vm_reply_failed(vm, "reading guest stats", error, desc)) {
-                if (qmp_parse_guest_stats(result, &s) >= 0)
-                        vm_update_stats(vm, &s);
-                else {
-                        /* The guest is untrusted: a bad report means no stats, hence no inflation. */
-                        log_warning("%s: malformed guest stats, ignoring them", vm->name);
-                        vm->has_stats = false;
-                }
+void vm_backend_stats(VM *vm, const GuestStats *s) {
+        if (!s) {
+                /* The guest is untrusted: a bad report means no stats, hence no inflation. */
+                log_warning("%s: malformed guest stats, ignoring them", vm->name);
+                vm->has_stats = false;
+                return;
         }
-        manager_query_done(vm->manager);
+        vm_update_stats(vm, s);
 }
 
 static void vm_read_slice(VM *vm) {
         int fd = vm->manager->cgroup_fd;
         uint64_t v;
         int r;
+
+        if (!vm->cgpath) {
+                if (!vm->memory_high_checked)
+                        log_info("%s: its cgroup is not under the cgroup root: managing the balloon only", vm->name);
+                vm->memory_high_known = false;
+                vm->memory_high_checked = true;
+                return;
+        }
 
         r = cg_read_u64(fd, vm->cgpath, "memory.high", &v);
         if (r >= 0) {
@@ -456,28 +319,11 @@ static void vm_read_slice(VM *vm) {
 }
 
 unsigned vm_refresh(VM *vm) {
-        unsigned n = 0;
-        json_object *args;
-
         if (vm->state != VM_READY)
                 return 0;
 
         vm_read_slice(vm);
-
-        if (vm_call(vm, "query-balloon", NULL, on_refresh_balloon) >= 0)
-                n++;
-
-        args = json_object_new_object();
-        if (!args) {
-                log_oom();
-                return n;
-        }
-        json_object_object_add(args, "path", json_object_new_string(vm->balloon_qom_path));
-        json_object_object_add(args, "property", json_object_new_string("guest-stats"));
-        if (vm_call(vm, "qom-get", args, on_refresh_stats) >= 0)
-                n++;
-
-        return n;
+        return vm->backend->ops->refresh(vm->backend);
 }
 
 void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
@@ -519,10 +365,6 @@ void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
                 p->min = p->max;
 }
 
-static void on_balloon_reply(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
-        (void) vm_reply_failed(userdata, "balloon", error, desc);
-}
-
 static void vm_write_memory_high(VM *vm, uint64_t value, bool dry_run) {
         char a[FORMAT_BYTES_MAX];
         int r;
@@ -549,18 +391,9 @@ static void vm_write_memory_high(VM *vm, uint64_t value, bool dry_run) {
 }
 
 static void vm_send_balloon(VM *vm, uint64_t target, bool dry_run) {
-        json_object *args;
-
         if (dry_run)
                 return;
-
-        args = json_object_new_object();
-        if (!args) {
-                log_oom();
-                return;
-        }
-        json_object_object_add(args, "value", json_object_new_int64((int64_t) target));
-        if (vm_call(vm, "balloon", args, on_balloon_reply) < 0)
+        if (vm->backend->ops->set_target(vm->backend, target) < 0)
                 return;
         vm->target = target;
         vm->last_progress_usec = now_usec(vm);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "backend.h"
 #include "config.h"
 #include "policy.h"
 #include "qmp.h"
@@ -12,8 +13,8 @@
 
 typedef struct Manager Manager;
 
-/* What the daemon knows of one VM: its slice, its QMP connection, the balloon as last seen, the
- * guest stats, and the policy state carried between decisions. */
+/* What the daemon knows of one VM: its slice, its backend (QMP or libvirt), the balloon as last seen,
+ * the guest stats, and the policy state carried between decisions. */
 
 #define VM_HISTORY_MAX 16
 
@@ -25,24 +26,26 @@ typedef struct VMHistoryEntry {
 } VMHistoryEntry;
 
 typedef enum VMState {
-        VM_CONNECTING,  /* waiting for QMP (not started yet, restarting, or back-off after an error) */
-        VM_PROBING,     /* QMP ready; finding the balloon device and the boot memory size */
+        VM_CONNECTING,  /* waiting for the backend (not started yet, restarting, or back-off after an error) */
+        VM_PROBING,     /* connected; finding the balloon device and the boot memory size */
         VM_READY,       /* managed */
-        VM_UNSUPPORTED, /* no balloon device: reported once, not retried until QMP reconnects */
+        VM_UNSUPPORTED, /* cannot balloon: reported once, not retried until the backend reconnects */
 } VMState;
 
 typedef struct VM {
         Manager *manager;
         char *name;
-        char *cgpath;        /* relative to the cgroup root */
+        char *cgpath;        /* relative to the cgroup root; NULL: its cgroup is out of reach, balloon only */
         SystemdUnit *unit;   /* the slice as a systemd unit: memory.high through systemd when it manages it */
-        char *qmp_path;
+        bool scanned;        /* found by the slice scan, hence dropped when its slice goes */
         VMConfig config;     /* resolved against the config file; name borrowed from 'name' */
+        VMConfig backend_config; /* Weight/MinMemory/MaxMemory the backend found (libvirt metadata) */
 
-        QmpClient *qmp;
+        Backend *backend;
         VMState state;
-        char *balloon_qom_path;
+        char *device;        /* the balloon as the backend names it, for messages */
         uint64_t boot_memory;
+        unsigned stats_missing;   /* refreshes in a row without guest stats */
 
         uint64_t actual, target;
         uint64_t memory_high, memory_current;
@@ -76,18 +79,23 @@ typedef struct VM {
         uint64_t trigger_usec;
 } VM;
 
-int vm_new(Manager *m, const char *name, VM **ret);
+/* A VM without a backend yet: the caller sets vm->backend, then vm_start(). */
+int vm_new(Manager *m, const char *name, const char *cgpath, VM **ret);
+int vm_start(VM *vm);
 VM *vm_free(VM *vm);
 static inline void vm_freep(VM **vm) {
         vm_free(*vm);
 }
 
-/* Resolves the VM's Weight/MinMemory/MaxMemory against the current configuration. */
+/* Resolves the VM's Weight/MinMemory/MaxMemory: the config file's [VM <name>] keys, then those
+ * of backend_config that the file does not set, then the defaults; a runtime weight wins. */
 void vm_apply_config(VM *vm, const Config *c);
 int vm_arm_slice_trigger(VM *vm);
+/* The VM's cgroup moved (or became reachable): follow it. */
+int vm_set_cgpath(VM *vm, const char *cgpath);
 
-/* Slow tick: asks QEMU for the balloon size and guest stats and reads the slice's memory files.
- * Each QMP reply calls manager_query_done(). Returns the number of queries in flight. */
+/* Slow tick: asks the backend for the balloon size and guest stats and reads the slice's memory files.
+ * Each answer still to come calls manager_query_done(). Returns the number of queries in flight. */
 unsigned vm_refresh(VM *vm);
 
 /* Fills the policy's view of this VM. */

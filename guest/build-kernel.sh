@@ -6,9 +6,11 @@
 # Cache (AUTOBALLOON_CACHE, default /var/cache/autoballoon) under kernel/:
 #   bzImage, bzImage.config              patched kernel and its .config
 #   bzImage-stock, bzImage-stock.config  stock kernel (--stock)
-#   src/    git repo of the pristine tree (tag pristine-VERSION); branch autoballoon = + series
-#   stock/  git worktree of the pristine tag (--stock)
-#   out-patched/, out-stock/             make O= directories, build-*.log their logs
+#   src/    git repo of the pristine tree (tag pristine-VERSION); branch autoballoon = + series,
+#           left checked out (checkpatch runs from there)
+#   out/    the make O= directory both kernels are built in, build-*.log their logs: the stock
+#           kernel is the patched tree checked out at the pristine tag, so make rebuilds only what
+#           the series touches
 # A run whose inputs (pin + hash of the guest/ files that go into the kernel) match the stamps
 # of the cached images only checks the apt pin and returns.
 set -euo pipefail
@@ -48,15 +50,8 @@ exec 9>"$cache/.lock"
 flock 9
 
 # --- tools ------------------------------------------------------------------------------------
-missing=()
-for p in "${deps[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-        log "installing ${missing[*]}"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. "$here/../tests/lib/debian.sh"
+ensure_packages "${deps[@]}"
 
 # --- the pin ----------------------------------------------------------------------------------
 candidate() { apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p'; }
@@ -64,7 +59,7 @@ check_pin() {
         local cand
         cand=$(candidate)
         if [[ -z $cand || $cand == "(none)" || ${1:-} == update ]]; then
-                apt-get update -qq >/dev/null
+                apt_update again
                 cand=$(candidate)
         fi
         [[ $cand == "$pin" ]] || die "apt offers $pkg ${cand:-nothing}, guest/linux-version pins" \
@@ -101,7 +96,7 @@ if ! git -C "$src" rev-parse -q --verify "refs/tags/$tag" >/dev/null 2>&1; then
                 fi
         fi
         log "unpacking into $src and making it a git repo (once per version)"
-        rm -rf "$src" "$cache/stock" "$cache"/out-* "$cache"/bzImage*
+        rm -rf "$src" "$cache/stock" "$cache"/out* "$cache"/bzImage*
         mkdir -p "$src"
         dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$pkg.tar.xz" |
                 tar -xJ --strip-components=1 -C "$src"
@@ -130,21 +125,18 @@ if [[ "$(cat "$cache/series.key" 2>/dev/null)" != "$series_key" ||
         echo "$series_key" >"$cache/series.key"
 fi
 
-if ((stock)) && [[ "$(git -C "$cache/stock" rev-parse -q HEAD 2>/dev/null)" != \
-                   "$(git -C "$src" rev-parse "$tag^{commit}")" ]]; then
-        log "checking out the pristine tree for the stock kernel (once per version)"
-        rm -rf "$cache/stock"
-        git -C "$src" worktree prune
-        git -C "$src" worktree add -q --detach "$cache/stock" "$tag"
-fi
-
 # --- build ------------------------------------------------------------------------------------
-# build TREE NAME KEY: configure and build TREE into out-NAME, cache the image as $cache/$image.
+# build REF NAME KEY IMAGE: configure and build the tree checked out at REF into out/, cache the
+# image as $cache/$IMAGE. Checking out only rewrites the files that differ, and make rebuilds what
+# depends on them.
+tree=$src
+out=$cache/out
 build() {
-        local tree=$1 name=$2 key=$3 image=$4
-        local out=$cache/out-$name blog=$cache/build-$name.log line
+        local ref=$1 name=$2 key=$3 image=$4
+        local blog=$cache/build-$name.log line
 
         fresh "$image" "$key" && return 0
+        git -C "$src" checkout -q -f "$ref"
         mkdir -p "$out"
         : >"$blog"
         log "configuring $name kernel (tinyconfig + config-fragment)"
@@ -180,6 +172,7 @@ build() {
         log "$name kernel: $cache/$image ($(stat -c %s "$cache/$image") bytes)"
 }
 
-build "$src" patched "$patched_key" bzImage
-((stock)) && build "$cache/stock" stock "$stock_key" bzImage-stock
+build autoballoon patched "$patched_key" bzImage
+((stock)) && build "$tag" stock "$stock_key" bzImage-stock
+git -C "$src" checkout -q -f autoballoon
 log "done"

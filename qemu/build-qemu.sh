@@ -73,25 +73,8 @@ exec 9>"$cache/.lock"
 flock 9
 
 # --- tools ------------------------------------------------------------------------------------
-apt_updated=0
-apt_update() {
-        ((apt_updated)) && return 0
-        log "apt-get update"
-        apt-get update -qq >/dev/null || die "apt-get update failed"
-        apt_updated=1
-}
-
-missing=()
-for p in "${deps[@]}"; do
-        [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
-                missing+=("$p")
-done
-if ((${#missing[@]})); then
-        log "installing ${missing[*]}"
-        apt_update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
-fi
+. "$here/../tests/lib/debian.sh"
+ensure_packages "${deps[@]}"
 
 # --- the pin ----------------------------------------------------------------------------------
 # (Not "apt-cache ... | grep -q": with pipefail, grep's early exit fails the pipe.)
@@ -122,8 +105,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
         fi
         # Again even if the package install above updated: the lists must include the new file.
-        apt_updated=0
-        apt_update
+        apt_update again
         has_qemu_source || die "no qemu source package in apt even with $src_sources"
 }
 
@@ -158,7 +140,7 @@ inputs_hash() {
                 LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 }
 stamp="qemu=$pin
-gcc=$(dpkg-query -W -f='${Version}' gcc)
+gcc=$(pkg_version gcc)
 inputs_sha256=$(inputs_hash)"
 
 installed() {

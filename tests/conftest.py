@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
 import abtest  # noqa: E402
+import abvirt  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -85,6 +86,17 @@ def test_cgroup(require_root):
         yield cg
     finally:
         cg.cleanup()
+
+
+@pytest.fixture
+def lv(guest_image, run_dir):
+    """An abvirt.LibvirtLoop: setup(vms) starts its test cgroup, libvirtd and daemon (not yet
+    running); everything is stopped and removed afterwards."""
+    env = abvirt.LibvirtLoop(run_dir, guest_image)
+    try:
+        yield env
+    finally:
+        env.close()
 
 
 @pytest.fixture

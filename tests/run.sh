@@ -5,8 +5,9 @@
 #   2. the unit tests again under ASan+UBSan
 #   3. the guest image (cached in $AUTOBALLOON_CACHE)
 #   4. integration and end-to-end tests on real QEMU guests, real PSI and real cgroups (root)
-#   5. the lab: a systemd + cgroup v2 host in a VM, with guests inside (tests/lab/README.md)
-#   6. the guest pressure queue: patched kernel and QEMU built (cached), checkpatch, tests
+#   5. the libvirt backend against a real libvirtd (started by the tests, without systemd)
+#   6. the lab: a systemd + cgroup v2 host in a VM, with guests inside (tests/lab/README.md)
+#   7. the guest pressure queue: patched kernel and QEMU built (cached), checkpatch, tests
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,9 @@ tests/guest-image/build.sh
 tier "integration and end-to-end tests (real guests, real PSI)"
 export AUTOBALLOON_BUILD="$top/build/ci"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration tests/e2e
+
+tier "libvirt backend (real libvirtd and TCG domains)"
+/usr/bin/python3 -m pytest -v -p no:cacheprovider tests/libvirt
 
 tier "lab: systemd + cgroup v2 host in a VM (cached in \$AUTOBALLOON_CACHE/lab)"
 tests/lab/run.sh

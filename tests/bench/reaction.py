@@ -15,7 +15,9 @@ The machine's other load does not matter much: the latency is measured inside th
 """
 
 import argparse
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -61,12 +63,16 @@ def measure_reaction(loop, events):
             # The reclaim relieved the host: give the guests their memory back and make it
             # resident again (outside the limit: no swap here, so the limit's OOM killer would
             # take a QEMU), then squeeze again for the next rounds.
+            # The daemon is stopped meanwhile: the host trigger watches the whole machine and
+            # may fire for someone else's stalls, and would inflate the guests being refilled.
             loop.host_pressure_off()
+            os.kill(loop.daemon.proc.pid, signal.SIGSTOP)
             for g in loop.guests.values():
                 g.balloon(loop.guest_mem)
             for g in loop.guests.values():
                 abtest.wait_until(lambda: g.query_balloon() == loop.guest_mem, 30, what="a full guest")
                 g.cmd_ok("prefault 80", timeout=120)
+            os.kill(loop.daemon.proc.pid, signal.SIGCONT)
             loop.host_pressure_on()
             quiet_since = time.monotonic()
         print(f"  {len(loop.daemon.latencies_usec)} events after {time.monotonic() - start:.0f} s",

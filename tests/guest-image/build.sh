@@ -38,31 +38,7 @@ die() {
         exit 1
 }
 
-pkg_version() {
-        dpkg-query -W -f='${Version}' "$1" 2>/dev/null
-}
-
-apt_updated=0
-apt_update() {
-        if ((!apt_updated)); then
-                log "apt-get update"
-                apt-get update -qq || die "apt-get update failed"
-                apt_updated=1
-        fi
-}
-
-ensure_packages() {
-        local missing=() p
-        for p in "${PACKAGES[@]}"; do
-                [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
-                        missing+=("$p")
-        done
-        ((${#missing[@]} == 0)) && return 0
-        log "installing ${missing[*]}"
-        apt_update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
-                die "apt-get install ${missing[*]} failed"
-}
+. "$SRC_DIR/../lib/debian.sh"
 
 # The meta package depends on the real image package of the current ABI, "(= version)".
 resolve_kernel() {
@@ -160,7 +136,7 @@ main() {
         exec 9>"$CACHE/.lock"
         flock 9
 
-        ensure_packages
+        ensure_packages "${PACKAGES[@]}"
         resolve_kernel
         local stamp
         stamp=$(make_stamp)

@@ -99,21 +99,6 @@ def status(bus, **kwargs):
     return s
 
 
-def start(daemon, bus_address, **env):
-    """Starts the daemon with DBUS_SYSTEM_BUS_ADDRESS (and env) set; the guests must not inherit them."""
-    env["DBUS_SYSTEM_BUS_ADDRESS"] = bus_address
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        daemon.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
-
-
 def plain_tree(root, vms):
     for vm in vms:
         (root / "balloon.slice" / f"balloon-{vm}.slice").mkdir(parents=True)
@@ -140,17 +125,17 @@ def test_policy_file_lets_everyone_read_and_root_change(run_dir):
     bus = PrivateBus(SYSTEM_POLICY, include=POLICY)
     d = Daemon(run_dir, root, "[Daemon]\nStatsIntervalSec=1\n", extra_args=["--allow-plain-cgroup-dir"])
     try:
-        start(d, bus.address)
+        d.start(env={"DBUS_SYSTEM_BUS_ADDRESS": bus.address})
         wait_until(lambda: d.saw("Serving org.autoballoon1 on the system bus"), 10, what="the name")
 
         for user in (None, "nobody"):
             out = ctl_ok(bus, "status", user=user)
             assert re.search(r"^idle\s+connecting\s+100\s+-", out, re.M), out
-            assert "running" in out.splitlines()[0], out
+            assert "policy autoballoon, running" in out.splitlines()[0], out
             assert "No decision logged yet" in ctl_ok(bus, "explain", "idle", user=user)
         s = status(bus, user="nobody")
         assert s["vms"]["idle"]["state"] == "connecting" and s["vms"]["idle"]["actual_bytes"] is None
-        assert s["paused"] is False and s["dry_run"] is False
+        assert s["paused"] is False and s["dry_run"] is False and s["policy"] == "autoballoon"
 
         for args in (("pause",), ("set-weight", "idle", "5", "--runtime")):
             rc, out, err = ctl(bus, *args, user="nobody")
@@ -197,7 +182,7 @@ def test_daemon_without_the_api(run_dir):
             (run_dir / name).mkdir()
             d = Daemon(run_dir / name, root, "[Daemon]\nStatsIntervalSec=1\n",
                        extra_args=["--allow-plain-cgroup-dir", *args])
-            start(d, address, DBUS_SESSION_BUS_ADDRESS=session.address)
+            d.start(env={"DBUS_SYSTEM_BUS_ADDRESS": address, "DBUS_SESSION_BUS_ADDRESS": session.address})
             try:
                 wait_until(lambda: metrics_file(d).endswith("# EOF\n"), 10, 0.2, what=f"{name}: the metrics file")
                 assert 'autoballoon_vm_managed{vm="v"} 0\n' in metrics_file(d)
@@ -252,7 +237,7 @@ def test_api_on_a_real_guest(run_dir, test_cgroup, guest_image):
     dropins = d.config_dir / "autoballoon.conf.d"
     try:
         g.wait_ready(90)
-        start(d, bus.address)
+        d.start(env={"DBUS_SYSTEM_BUS_ADDRESS": bus.address})
         wait_until(lambda: d.saw("web: adopted"), 30, what="adoption")
         wait_until(lambda: status(bus)["vms"]["web"]["state"] == "ready", 10, 0.2, what="web ready")
 
@@ -359,7 +344,8 @@ def test_api_on_a_real_guest(run_dir, test_cgroup, guest_image):
                              re.M).group(1)) >= len(inflations)
         assert re.search(r"^autoballoon_host_available_bytes \d+$", text, re.M), text
         out = ctl_ok(bus, "metrics")
-        assert out.startswith("# TYPE autoballoon_paused gauge\n") and out.endswith("# EOF\n"), out
+        assert out.startswith("# TYPE autoballoon_policy info\n") and out.endswith("# EOF\n"), out
+        assert 'autoballoon_policy_info{policy="autoballoon"} 1\n' in out, out
         assert d.alive()
     finally:
         status_code = d.stop()

@@ -145,20 +145,6 @@ def vm_config(vm, size="384M"):
     return f"\n[VM {vm}]\nMinMemory={size}\nMaxMemory={size}\n"
 
 
-def start_env(daemon, **env):
-    """Starts the daemon with extra environment variables (the guests must not inherit them)."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        daemon.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
-
-
 # ---------------------------------------------------------------------------- the daemon
 
 @pytest.mark.usefixtures("require_root")
@@ -177,7 +163,7 @@ def test_memory_high_through_systemd_when_it_manages_the_slice(run_dir, guest_im
             guests[vm] = Guest.start(vm, run_dir, qmp_path=d.qmp_path(vm), image=guest_image)
         for g in guests.values():
             g.wait_ready(90)
-        start_env(d, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
+        d.start(env={"DBUS_SYSTEM_BUS_ADDRESS": bus.address})
 
         wait_until(lambda: memory_high(root, "plain") == str(HIGH), 60, 0.2,
                    what="plain's memory.high file to follow the balloon")
@@ -212,7 +198,7 @@ def test_without_a_system_bus_memory_high_is_written(run_dir, guest_image):
     g = Guest.start("nobus", run_dir, qmp_path=d.qmp_path("nobus"), image=guest_image)
     try:
         g.wait_ready(90)
-        start_env(d, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={run_dir}/no-bus-here")
+        d.start(env={"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={run_dir}/no-bus-here"})
         wait_until(lambda: memory_high(root, "nobus") == str(HIGH), 60, 0.2,
                    what="memory.high to follow the balloon")
         assert d.saw(r"No system bus .*memory\.high is written through cgroupfs")
@@ -231,8 +217,8 @@ def test_notify_ready_status_watchdog_reload(run_dir, guest_image):
     g = Guest.start("n1", run_dir, qmp_path=d.qmp_path("n1"), image=guest_image)
     try:
         g.wait_ready(90)
-        start_env(d, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="1000000",
-                  DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={run_dir}/no-bus-here")
+        d.start(env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000",
+                     "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={run_dir}/no-bus-here"})
 
         wait_until(lambda: "READY=1" in notify_lines(notify), 30, what="READY=1")
         status = wait_until(lambda: [line for line in notify_lines(notify)
@@ -282,7 +268,7 @@ def test_journal_records_carry_fields_and_message_ids(run_dir, guest_image):
         return [r for r in journal_records(journal) if r.get("AUTOBALLOON_ACTION") == action]
     try:
         g.wait_ready(90)
-        start_env(d, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={run_dir}/no-bus-here")
+        d.start(env={"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={run_dir}/no-bus-here"})
         wait_until(lambda: decisions("set-high"), 60, 0.2, what="an inflation and memory.high in the journal")
 
         inflate = decisions("inflate")[0]

@@ -56,10 +56,10 @@ MIRRORS=(
 # L1's packages: systemd as PID 1, QEMU for the guests, python3 for the scenario, and the
 # libraries autoballoond links (same release as the host that builds it).
 ROOTFS_PACKAGES=(systemd systemd-sysv udev dbus kmod procps iproute2 util-linux e2fsprogs
-                 qemu-system-x86 python3 libsystemd0 libjson-c5 libinih1)
+                 qemu-system-x86 python3 libsystemd0 libjson-c5 libinih1 libvirt0 libxml2)
 HOST_PACKAGES=(mmdebstrap zstd e2fsprogs busybox-static cpio gzip kmod qemu-system-x86
                util-linux python3 meson ninja-build pkg-config gcc libc6-dev
-               libsystemd-dev libjson-c-dev libinih-dev)
+               libsystemd-dev libjson-c-dev libinih-dev libvirt-dev libxml2-dev)
 # Loaded by L1's initramfs (their dependencies come along).
 L1_MODULES=(virtio_pci virtio_blk)
 START=$SECONDS

@@ -305,25 +305,38 @@ class Guest:
         return cls(name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
                    free_page_reporting, kernel, qemu, bios_dir, balloon_props)
 
-    def __init__(self, name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
-                 free_page_reporting, kernel=None, qemu=None, bios_dir=None, balloon_props=None):
+    def _setup(self, name, run_dir, mem, image, kernel):
+        """What every guest has, however its QEMU is started (here, or by libvirt: abvirt)."""
         self.name = name
         self.run_dir = Path(run_dir)
         self.mem_bytes = parse_size(mem)
         self.image = image or GuestImage(GuestImage.cache_dir())
         self.kernel = Path(kernel) if kernel else self.image.vmlinuz
+        self.harness_qmp_path = self.run_dir / f"{name}.hqmp"
+        self.ctl_path = self.run_dir / f"{name}.ctl"
+        self.console_log = self.run_dir / f"{name}.console.log"
+        for p in (self.harness_qmp_path, self.ctl_path):
+            if len(str(p)) >= 108:
+                raise ValueError(f"socket path too long for AF_UNIX: {p}")
+        self._qmp = None
+        self._ctl = None
+        self._ctl_buf = b""
+        self._sync = itertools.count(1)
+        self.started_at = time.monotonic()
+        self.ready_seconds = None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def __init__(self, name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
+                 free_page_reporting, kernel=None, qemu=None, bios_dir=None, balloon_props=None):
+        self._setup(name, run_dir, mem, image, kernel)
         self.qemu_binary = str(qemu or QEMU)
         balloon = f"virtio-balloon-pci,id={self.BALLOON_ID}," \
                   f"free-page-reporting={'on' if free_page_reporting else 'off'}"
         balloon += "".join(f",{k}={v}" for k, v in (balloon_props or {}).items())
         self.qmp_path = Path(qmp_path) if qmp_path else self.run_dir / f"{name}.qmp"
-        self.harness_qmp_path = self.run_dir / f"{name}.hqmp"
-        self.ctl_path = self.run_dir / f"{name}.ctl"
-        self.console_log = self.run_dir / f"{name}.console.log"
         self.qemu_log = self.run_dir / f"{name}.qemu.log"
-        for p in (self.qmp_path, self.harness_qmp_path, self.ctl_path):
-            if len(str(p)) >= 108:
-                raise ValueError(f"socket path too long for AF_UNIX: {p}")
+        if len(str(self.qmp_path)) >= 108:
+            raise ValueError(f"socket path too long for AF_UNIX: {self.qmp_path}")
         self.argv = [
             self.qemu_binary, "-name", name,
             *(["-L", str(bios_dir)] if bios_dir else []),
@@ -341,13 +354,6 @@ class Guest:
             "-device", "virtconsole,chardev=ctl",
             *extra_args,
         ]
-        self._qmp = None
-        self._ctl = None
-        self._ctl_buf = b""
-        self._sync = itertools.count(1)
-        self.started_at = time.monotonic()
-        self.ready_seconds = None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         _check_procs_paths(cgroups)
         with open(self.qemu_log, "wb") as log:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,

@@ -40,13 +40,17 @@ class Decision:
 
 
 class Daemon:
-    """autoballoond on a test cgroup tree; its stderr is kept and parsed into decisions."""
+    """autoballoond on a test cgroup tree; its stderr is kept and parsed into decisions.
 
-    def __init__(self, run_dir, cgroup_root, config, extra_args=(), on_line=None):
+    libvirt: whether it may drive libvirt domains. Off unless asked for (Libvirt=no at the end of
+    the file): a test daemon must never balloon the VMs of a libvirtd that happens to run on the
+    machine."""
+
+    def __init__(self, run_dir, cgroup_root, config, extra_args=(), on_line=None, libvirt=False):
         self.run_dir = Path(run_dir)
         self.config_dir = self.run_dir / "etc"
         self.config_dir.mkdir(exist_ok=True)
-        (self.config_dir / "autoballoon.conf").write_text(config)
+        (self.config_dir / "autoballoon.conf").write_text(config + ("" if libvirt else "\n[Daemon]\nLibvirt=no\n"))
         self.runtime_dir = self.run_dir / "run"
         (self.runtime_dir / "qmp").mkdir(parents=True, exist_ok=True)
         self.log_path = self.run_dir / "autoballoond.log"
@@ -63,9 +67,11 @@ class Daemon:
     def qmp_path(self, vm):
         return self.runtime_dir / "qmp" / f"{vm}.sock"
 
-    def start(self):
+    def start(self, env=None):
+        """env: more environment variables for the daemon alone (a bus address, NOTIFY_SOCKET)."""
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+                                     stderr=subprocess.PIPE, text=True, bufsize=1,
+                                     env={**os.environ, **env} if env else None)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
@@ -150,7 +156,7 @@ class ClosedLoop:
     manager."""
 
     def __init__(self, run_dir, image=None, config=CONFIG, on_line=None, log=print, vms=VMS,
-                 guest_mem=GUEST_MEM):
+                 guest_mem=GUEST_MEM, libvirt=False):
         self.run_dir = Path(run_dir)
         self.image = image
         self.log = log
@@ -159,7 +165,7 @@ class ClosedLoop:
         self.cgroup = abtest.TestCgroup()
         # No D-Bus API: on a host with a system bus it belongs to the real autoballoond, if any.
         self.daemon = Daemon(self.run_dir, self.cgroup.unified_root, config, extra_args=["--bus=none"],
-                             on_line=on_line)
+                             on_line=on_line, libvirt=libvirt)
         self.guests = {}
         self.hog = None
 

@@ -1,0 +1,726 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* The libvirt backend: domains of a libvirt daemon, through libvirt's C API. libvirt owns their QMP
+ * monitors; it relays the balloon's size (BALLOON_CHANGE), sets targets (virDomainSetMemoryFlags)
+ * and reads the guest stats (virDomainMemoryStats), and passes the patched device's
+ * BALLOON_GUEST_PRESSURE event through (libvirt-qemu's monitor events).
+ *
+ * libvirt's calls block until libvirtd answers; its events come through our sd-event loop
+ * (virt-event.c). Keepalive (5 s, 3 probes) bounds how long a hung libvirtd can hold the loop. */
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/virterror.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "backend-libvirt.h"
+#include "cgroup.h"
+#include "domain-xml.h"
+#include "log.h"
+#include "manager.h"
+#include "util.h"
+#include "virt-event.h"
+#include "vm.h"
+
+#define BACKOFF_MIN_USEC (1 * USEC_PER_SEC)
+#define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
+
+enum {
+        EVENT_LIFECYCLE,
+        EVENT_BALLOON_CHANGE,
+        EVENT_METADATA_CHANGE,
+        EVENT_JOB_COMPLETED,
+        _EVENT_MAX,
+};
+
+struct Libvirt {
+        Manager *manager;
+        virConnectPtr conn;
+        int event_ids[_EVENT_MAX];
+        int qemu_event_id;
+        sd_event_source *reconnect;
+        uint64_t backoff_usec;
+        bool connect_failed_logged;
+        bool alive;             /* connected, and not closed since */
+        char *root_path;        /* the cgroup root in the cgroup2 hierarchy; NULL: not on cgroup2 */
+};
+
+typedef struct LibvirtBackend {
+        Backend backend;
+        Libvirt *lv;
+        virDomainPtr dom;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        sd_event_source *probe;  /* adoption, from the loop; again with back-off after a failure */
+        uint64_t probe_backoff_usec;
+        bool seen;               /* listed since the last (re)connection */
+} LibvirtBackend;
+
+static const BackendOps libvirt_backend_ops;
+
+static const char *lv_error(void) {
+        return virGetLastErrorMessage();
+}
+
+static LibvirtBackend *backend_of(VM *vm) {
+        return vm->backend && vm->backend->ops == &libvirt_backend_ops ? (LibvirtBackend *) vm->backend : NULL;
+}
+
+static LibvirtBackend *lv_find(Libvirt *lv, virDomainPtr dom) {
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        Manager *m = lv->manager;
+
+        if (virDomainGetUUIDString(dom, uuid) < 0)
+                return NULL;
+        for (size_t i = 0; i < m->n_vms; i++) {
+                LibvirtBackend *b = backend_of(m->vms[i]);
+                if (b && streq(b->uuid, uuid))
+                        return b;
+        }
+        return NULL;
+}
+
+/* ---- Where the domain's QEMU runs: its cgroup relative to the cgroup root ---- */
+
+static int domain_pid(Libvirt *lv, const char *name, pid_t *ret) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        uint64_t pid;
+        int r;
+
+        if (asprintf(&path, "%s/%s.pid", lv->manager->config->libvirt_pid_dir, name) < 0)
+                return -ENOMEM;
+        r = read_full_file_at(AT_FDCWD, path, 64, &text, NULL);
+        if (r < 0)
+                return r;
+        text[strcspn(text, "\n")] = 0;
+        r = safe_atou64(text, &pid);
+        if (r < 0 || pid == 0 || pid > INT_MAX)
+                return -EBADMSG;
+        *ret = (pid_t) pid;
+        return 0;
+}
+
+/* The VM's cgroup and, when it is a balloon slice, the VM's name there; NULL when out of reach, which
+ * is no error. Fails with -ENOMEM only. */
+static int domain_cgroup(Libvirt *lv, const char *name, char **ret_cgpath, char **ret_vm) {
+        _cleanup_free_ char *path = NULL, *text = NULL, *hier = NULL, *rel = NULL, *cgpath = NULL, *vm = NULL;
+        pid_t pid = 0;
+        int r = -ENOENT;
+
+        if (lv->root_path)
+                r = domain_pid(lv, name, &pid);
+        if (r >= 0 && asprintf(&path, "%s/%d/cgroup", lv->manager->options.proc_root, (int) pid) < 0)
+                return -ENOMEM;
+        if (r >= 0)
+                r = read_full_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL);
+        if (r >= 0)
+                r = cg_proc_cgroup_path(text, &hier);
+        if (r >= 0)
+                r = cg_path_below(lv->root_path, hier, &rel);
+        if (r >= 0)
+                r = cg_vm_from_path(lv->manager->config->parent_slice, rel, &cgpath, &vm);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 && lv->root_path)
+                log_debug_errno(r, "%s: QEMU (pid %d from %s) is in no VM cgroup below the cgroup root (%s): %m",
+                                name, (int) pid, lv->manager->config->libvirt_pid_dir, strna(hier));
+        *ret_cgpath = TAKE_PTR(cgpath);
+        *ret_vm = TAKE_PTR(vm);
+        return 0;
+}
+
+/* ---- Adoption ---- */
+
+static void lb_schedule_probe(LibvirtBackend *b, uint64_t delay_usec) {
+        if (sd_event_source_set_time_relative(b->probe, delay_usec) < 0 ||
+            sd_event_source_set_enabled(b->probe, SD_EVENT_ONESHOT) < 0)
+                log_warning("%s: cannot schedule adopting the domain", b->backend.vm->name);
+}
+
+/* A call failed without the domain being unfit: try again later, less and less often. */
+static void lb_retry(LibvirtBackend *b, const char *what) {
+        VM *vm = b->backend.vm;
+
+        vm_backend_lost(vm, -EIO);
+        if (!b->lv->alive)
+                return; /* the connection went: reconnecting adopts the domain again */
+        log_warning("%s: %s failed: %s; retrying in %" PRIu64 " s", vm->name, what, lv_error(),
+                    b->probe_backoff_usec / USEC_PER_SEC);
+        lb_schedule_probe(b, b->probe_backoff_usec);
+        b->probe_backoff_usec = MIN(b->probe_backoff_usec * 2, BACKOFF_MAX_USEC);
+}
+
+static bool lb_migrating(LibvirtBackend *b) {
+        virTypedParameterPtr params = NULL;
+        int type = VIR_DOMAIN_JOB_NONE, n = 0, op = 0, state, reason;
+
+        if (virDomainGetState(b->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED &&
+            IN_SET(reason, VIR_DOMAIN_PAUSED_MIGRATION, VIR_DOMAIN_PAUSED_POSTCOPY))
+                return true;
+        /* A query job: allowed while a migration holds the domain, unlike setting its memory. */
+        if (virDomainGetJobStats(b->dom, &type, &params, &n, 0) < 0)
+                return false;
+        (void) virTypedParamsGetInt(params, n, VIR_DOMAIN_JOB_OPERATION, &op);
+        virTypedParamsFree(params, n);
+        return type != VIR_DOMAIN_JOB_NONE &&
+               IN_SET(op, VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT);
+}
+
+/* Reads the XML: whether it can balloon, and the metadata. Returns false when it cannot. */
+static bool lb_read_xml(LibvirtBackend *b) {
+        VM *vm = b->backend.vm;
+        _cleanup_free_ char *xml = NULL;
+        DomainInfo info;
+
+        xml = virDomainGetXMLDesc(b->dom, 0);
+        if (!xml) {
+                lb_retry(b, "reading the domain XML");
+                return false;
+        }
+        if (domain_xml_parse(xml, vm->name, &info) < 0) {
+                vm_backend_unsupported(vm, "libvirt gave XML that is not a domain's");
+                return false;
+        }
+        if (info.unsupported) {
+                vm_backend_unsupported(vm, info.unsupported);
+                domain_info_done(&info);
+                return false;
+        }
+        vm->backend_config = info.config;
+        vm_apply_config(vm, vm->manager->config);
+        free(vm->device);
+        if (asprintf(&vm->device, "%s of domain %s", info.balloon_alias ?: "memballoon",
+                     virDomainGetName(b->dom)) < 0)
+                vm->device = NULL;
+        domain_info_done(&info);
+        return true;
+}
+
+static int lb_memory_stats(LibvirtBackend *b, virDomainMemoryStatStruct *stats, int *ret_n) {
+        int n = virDomainMemoryStats(b->dom, stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+
+        if (n < 0)
+                return -EIO;
+        *ret_n = n;
+        return 0;
+}
+
+static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
+        LibvirtBackend *b = userdata;
+        VM *vm = b->backend.vm;
+        virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
+        unsigned long max_kib;
+        uint64_t actual = 0;
+        int n, active;
+
+        active = virDomainIsActive(b->dom);
+        if (active <= 0) {
+                if (active < 0)
+                        lb_retry(b, "checking the domain");
+                return 0; /* stopped: its lifecycle event drops it */
+        }
+        vm_backend_probing(vm);
+
+        if (lb_migrating(b)) {
+                vm_backend_unsupported(vm, "migration in progress (checked again at its next lifecycle event)");
+                return 0;
+        }
+        if (!lb_read_xml(b))
+                return 0;
+
+        max_kib = virDomainGetMaxMemory(b->dom);
+        if (max_kib == 0) {
+                lb_retry(b, "reading the domain's memory size");
+                return 0;
+        }
+        /* As for QMP: without stats polling the VM is never inflated, but the floor still applies. */
+        if (virDomainSetMemoryStatsPeriod(b->dom, (int) MAX(vm->manager->config->stats_interval_usec / USEC_PER_SEC, 1u),
+                                          VIR_DOMAIN_AFFECT_LIVE) < 0)
+                log_warning("%s: enabling guest stats polling failed: %s", vm->name, lv_error());
+
+        if (lb_memory_stats(b, stats, &n) < 0) {
+                lb_retry(b, "reading the balloon size");
+                return 0;
+        }
+        for (int i = 0; i < n; i++)
+                if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
+                        actual = stats[i].val * KIB;
+        if (actual == 0) {
+                vm_backend_unsupported(vm, "libvirt reports no balloon size (no balloon device in QEMU?)");
+                return 0;
+        }
+
+        b->probe_backoff_usec = BACKOFF_MIN_USEC;
+        vm_backend_ready(vm, (uint64_t) max_kib * KIB, actual, vm->device ?: "memballoon");
+        return 0;
+}
+
+/* ---- Backend operations ---- */
+
+static const struct {
+        int tag;
+        GuestStat stat;
+        uint64_t unit;          /* libvirt's unit in bytes; 1 for counts */
+} stat_map[] = {
+        { VIR_DOMAIN_MEMORY_STAT_SWAP_IN,         GUEST_STAT_SWAP_IN,          KIB },
+        { VIR_DOMAIN_MEMORY_STAT_SWAP_OUT,        GUEST_STAT_SWAP_OUT,         KIB },
+        { VIR_DOMAIN_MEMORY_STAT_MAJOR_FAULT,     GUEST_STAT_MAJOR_FAULTS,     1 },
+        { VIR_DOMAIN_MEMORY_STAT_MINOR_FAULT,     GUEST_STAT_MINOR_FAULTS,     1 },
+        { VIR_DOMAIN_MEMORY_STAT_UNUSED,          GUEST_STAT_FREE_MEMORY,      KIB },
+        /* libvirt's names are off by one from QEMU's: "available" is the guest's total memory,
+         * "usable" what QEMU calls available. */
+        { VIR_DOMAIN_MEMORY_STAT_AVAILABLE,       GUEST_STAT_TOTAL_MEMORY,     KIB },
+        { VIR_DOMAIN_MEMORY_STAT_USABLE,          GUEST_STAT_AVAILABLE_MEMORY, KIB },
+        { VIR_DOMAIN_MEMORY_STAT_DISK_CACHES,     GUEST_STAT_DISK_CACHES,      KIB },
+        { VIR_DOMAIN_MEMORY_STAT_HUGETLB_PGALLOC, GUEST_STAT_HTLB_PGALLOC,     1 },
+        { VIR_DOMAIN_MEMORY_STAT_HUGETLB_PGFAIL,  GUEST_STAT_HTLB_PGFAIL,      1 },
+};
+
+static unsigned lb_refresh(Backend *backend) {
+        LibvirtBackend *b = (LibvirtBackend *) backend;
+        VM *vm = backend->vm;
+        virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
+        _cleanup_free_ char *cgpath = NULL, *unused = NULL;
+        GuestStats s = {};
+        uint64_t actual = 0;
+        int n;
+
+        if (lb_migrating(b)) {
+                vm_backend_unsupported(vm, "migration in progress (checked again at its next lifecycle event)");
+                return 0;
+        }
+        if (lb_memory_stats(b, stats, &n) < 0) {
+                lb_retry(b, "reading the guest stats");
+                return 0;
+        }
+        for (int i = 0; i < n; i++) {
+                if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
+                        actual = stats[i].val * KIB;
+                else if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE)
+                        s.last_update = stats[i].val;
+                for (size_t k = 0; k < ELEMENTSOF(stat_map); k++)
+                        if (stats[i].tag == stat_map[k].tag) {
+                                s.value[stat_map[k].stat] = stats[i].val * stat_map[k].unit;
+                                s.valid |= UINT32_C(1) << stat_map[k].stat;
+                        }
+        }
+        if (actual > 0)
+                vm_backend_balloon_moved(vm, actual);
+        vm_backend_stats(vm, &s);
+
+        /* QEMU may have been moved to another cgroup since (or only now into its slice). */
+        if (domain_cgroup(b->lv, virDomainGetName(b->dom), &cgpath, &unused) >= 0 && !streq_ptr(cgpath, vm->cgpath)) {
+                log_info("%s: QEMU's cgroup is now %s", vm->name, cgpath ?: "out of reach");
+                (void) vm_set_cgpath(vm, cgpath);
+        }
+        return 0;
+}
+
+static int lb_set_target(Backend *backend, uint64_t bytes) {
+        LibvirtBackend *b = (LibvirtBackend *) backend;
+
+        if (virDomainSetMemoryFlags(b->dom, (unsigned long) (bytes / KIB), VIR_DOMAIN_AFFECT_LIVE) < 0)
+                return log_warning_errno(EIO, "%s: setting the balloon target failed: %s", backend->vm->name, lv_error());
+        return 0;
+}
+
+static int lb_start(Backend *backend) {
+        lb_schedule_probe((LibvirtBackend *) backend, 0);
+        return 0;
+}
+
+static void lb_free(Backend *backend) {
+        LibvirtBackend *b = (LibvirtBackend *) backend;
+
+        sd_event_source_disable_unref(b->probe);
+        if (b->dom)
+                (void) virDomainFree(b->dom);
+        free(b);
+}
+
+static const BackendOps libvirt_backend_ops = {
+        .name = "libvirt",
+        .start = lb_start,
+        .free = lb_free,
+        .refresh = lb_refresh,
+        .set_target = lb_set_target,
+};
+
+/* ---- Domains coming and going ---- */
+
+static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
+        Manager *m = lv->manager;
+        LibvirtBackend *b = lv_find(lv, dom);
+        _cleanup_free_ char *cgpath = NULL, *slice_vm = NULL, *xml = NULL;
+        _cleanup_(vm_freep) VM *vm = NULL;
+        const char *dname = virDomainGetName(dom);
+        const char *name;
+        VM *other;
+        int r;
+
+        if (b) {
+                /* Known (libvirtd restarted, or the domain resumed): the new handle, adopted again. */
+                if (b->dom != dom) {
+                        (void) virDomainRef(dom);
+                        (void) virDomainFree(b->dom);
+                        b->dom = dom;
+                }
+                b->seen = true;
+                b->probe_backoff_usec = BACKOFF_MIN_USEC;
+                lb_schedule_probe(b, 0);
+                return 0;
+        }
+
+        if (domain_cgroup(lv, dname, &cgpath, &slice_vm) < 0)
+                return log_oom();
+        /* Not (yet) in its slice: the name its <partition> gives, else the domain's. */
+        if (!slice_vm && (xml = virDomainGetXMLDesc(dom, 0))) {
+                DomainInfo info;
+                _cleanup_free_ char *ppath = NULL, *pcg = NULL;
+
+                if (domain_xml_parse(xml, dname, &info) >= 0) {
+                        if (info.partition && cg_partition_path(info.partition, &ppath) >= 0)
+                                (void) cg_vm_from_path(m->config->parent_slice, ppath, &pcg, &slice_vm);
+                        domain_info_done(&info);
+                }
+        }
+        name = slice_vm ?: dname;
+
+        other = manager_find_vm(m, name);
+        if (other) {
+                /* A slice scan may have found the domain's slice first and waits for a QMP socket
+                 * that libvirt will never offer. */
+                if (!other->scanned || other->state == VM_READY) {
+                        log_warning("%s: domain %s would be VM %s, which is already managed; skipping it", name,
+                                    dname, name);
+                        return -EEXIST;
+                }
+                log_info("%s: the slice is domain %s's: managing it through libvirt", name, dname);
+                manager_remove_vm(m, other);
+        }
+
+        r = vm_new(m, name, cgpath, &vm);
+        if (r < 0)
+                return r;
+        b = new0(LibvirtBackend, 1);
+        if (!b)
+                return log_oom();
+        b->backend = (Backend) { .ops = &libvirt_backend_ops, .vm = vm };
+        vm->backend = &b->backend;
+        b->lv = lv;
+        b->seen = true;
+        b->probe_backoff_usec = BACKOFF_MIN_USEC;
+        (void) virDomainRef(dom);
+        b->dom = dom;
+        if (virDomainGetUUIDString(dom, b->uuid) < 0)
+                return log_warning_errno(EIO, "%s: no UUID for domain %s: %s", name, dname, lv_error());
+        r = sd_event_add_time_relative(m->event, &b->probe, CLOCK_MONOTONIC, 0, 0, on_probe, b);
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot add the adoption timer: %m", name);
+
+        r = vm_start(vm);
+        if (r < 0)
+                return r;
+        log_info("%s: found libvirt domain %s%s%s", name, dname, cgpath ? " in " : ", its cgroup out of reach",
+                 cgpath ?: "");
+        r = manager_add_vm(m, vm);
+        if (r < 0)
+                return r;
+        TAKE_PTR(vm);
+        return 0;
+}
+
+static void lv_domain_gone(Libvirt *lv, virDomainPtr dom, const char *why) {
+        LibvirtBackend *b = lv_find(lv, dom);
+
+        if (!b)
+                return;
+        log_info("%s: domain %s %s, dropping the VM", b->backend.vm->name, virDomainGetName(dom), why);
+        manager_remove_vm(lv->manager, b->backend.vm);
+}
+
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque) {
+        Libvirt *lv = opaque;
+        LibvirtBackend *b;
+
+        switch (event) {
+        case VIR_DOMAIN_EVENT_STARTED:
+                (void) lv_domain_found(lv, dom);
+                break;
+        case VIR_DOMAIN_EVENT_RESUMED:
+                /* The end of an incoming migration, or a paused domain running again. */
+                b = lv_find(lv, dom);
+                if (b && b->backend.vm->state != VM_READY)
+                        (void) lv_domain_found(lv, dom);
+                break;
+        case VIR_DOMAIN_EVENT_STOPPED:
+                lv_domain_gone(lv, dom, detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED ? "migrated away" : "stopped");
+                break;
+        case VIR_DOMAIN_EVENT_DEFINED:
+        case VIR_DOMAIN_EVENT_UNDEFINED:
+                log_debug("domain %s %s", virDomainGetName(dom),
+                          event == VIR_DOMAIN_EVENT_DEFINED ? "defined" : "undefined");
+                break;
+        default:
+                break;
+        }
+        return 0;
+}
+
+static void on_job_completed(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr params, int n, void *opaque) {
+        LibvirtBackend *b = lv_find(opaque, dom);
+
+        if (b && b->backend.vm->state == VM_UNSUPPORTED)
+                (void) lv_domain_found(opaque, dom);
+}
+
+static void on_balloon_change(virConnectPtr conn, virDomainPtr dom, unsigned long long actual_kib, void *opaque) {
+        LibvirtBackend *b = lv_find(opaque, dom);
+
+        if (b && b->backend.vm->state == VM_READY)
+                vm_backend_balloon_moved(b->backend.vm, actual_kib * KIB);
+}
+
+static void on_metadata_change(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri, void *opaque) {
+        LibvirtBackend *b = lv_find(opaque, dom);
+
+        if (b && b->backend.vm->state == VM_READY && type == VIR_DOMAIN_METADATA_ELEMENT &&
+            streq_ptr(nsuri, DOMAIN_METADATA_NS) && lb_read_xml(b))
+                log_info("%s: metadata changed: weight %" PRIu64, b->backend.vm->name, b->backend.vm->config.weight);
+}
+
+static void json_object_putp(json_object **o) {
+        json_object_put(*o);
+}
+
+static void on_qemu_event(virConnectPtr conn, virDomainPtr dom, const char *event, long long seconds,
+                          unsigned micros, const char *details, void *opaque) {
+        LibvirtBackend *b = lv_find(opaque, dom);
+        _cleanup_(json_object_putp) json_object *data = NULL;
+        GuestPressureEvent e;
+
+        if (!b)
+                return;
+        data = details ? json_tokener_parse(details) : NULL;
+        if (!data || qmp_parse_guest_pressure(data, &e) < 0) {
+                log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", b->backend.vm->name);
+                return;
+        }
+        vm_backend_guest_pressure(b->backend.vm, &e);
+}
+
+/* ---- The connection ---- */
+
+static void lv_schedule_reconnect(Libvirt *lv) {
+        if (sd_event_source_set_time_relative(lv->reconnect, lv->backoff_usec) < 0 ||
+            sd_event_source_set_enabled(lv->reconnect, SD_EVENT_ONESHOT) < 0)
+                log_error("Cannot schedule reconnecting to libvirt");
+        lv->backoff_usec = MIN(lv->backoff_usec * 2, BACKOFF_MAX_USEC);
+}
+
+static void on_close(virConnectPtr conn, int reason, void *opaque) {
+        Libvirt *lv = opaque;
+        Manager *m = lv->manager;
+
+        lv->alive = false;
+        log_warning("Lost the connection to libvirt (%s); its domains are not managed until it is back.",
+                    reason == VIR_CONNECT_CLOSE_REASON_EOF ? "libvirtd went away" :
+                    reason == VIR_CONNECT_CLOSE_REASON_KEEPALIVE ? "keepalive timed out" : "error");
+        for (size_t i = 0; i < m->n_vms; i++) {
+                LibvirtBackend *b = backend_of(m->vms[i]);
+                if (!b)
+                        continue;
+                (void) sd_event_source_set_enabled(b->probe, SD_EVENT_OFF);
+                vm_backend_lost(m->vms[i], -ECONNRESET);
+        }
+        /* Closed from the reconnect timer, not from inside libvirt's dispatch of this callback. */
+        lv->backoff_usec = BACKOFF_MIN_USEC;
+        lv_schedule_reconnect(lv);
+}
+
+static void lv_disconnect(Libvirt *lv) {
+        if (!lv->conn)
+                return;
+        for (size_t i = 0; i < _EVENT_MAX; i++)
+                if (lv->event_ids[i] >= 0)
+                        (void) virConnectDomainEventDeregisterAny(lv->conn, lv->event_ids[i]);
+        if (lv->qemu_event_id >= 0)
+                (void) virConnectDomainQemuMonitorEventDeregister(lv->conn, lv->qemu_event_id);
+        (void) virConnectUnregisterCloseCallback(lv->conn, on_close);
+        (void) virConnectClose(lv->conn);
+        lv->conn = NULL;
+        for (size_t i = 0; i < _EVENT_MAX; i++)
+                lv->event_ids[i] = -1;
+        lv->qemu_event_id = -1;
+}
+
+static int lv_register_events(Libvirt *lv) {
+        static const struct {
+                int id;
+                virConnectDomainEventGenericCallback cb;
+        } events[_EVENT_MAX] = {
+                [EVENT_LIFECYCLE] = { VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle) },
+                [EVENT_BALLOON_CHANGE] = { VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_balloon_change) },
+                [EVENT_METADATA_CHANGE] = { VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata_change) },
+                [EVENT_JOB_COMPLETED] = { VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, VIR_DOMAIN_EVENT_CALLBACK(on_job_completed) },
+        };
+
+        for (size_t i = 0; i < _EVENT_MAX; i++) {
+                lv->event_ids[i] = virConnectDomainEventRegisterAny(lv->conn, NULL, events[i].id, events[i].cb, lv, NULL);
+                if (lv->event_ids[i] < 0)
+                        return log_error_errno(EIO, "Cannot follow libvirt's domain events: %s", lv_error());
+        }
+        /* The qemu/ patch's event; on an unpatched QEMU it simply never comes. */
+        lv->qemu_event_id = virConnectDomainQemuMonitorEventRegister(lv->conn, NULL, "BALLOON_GUEST_PRESSURE",
+                                                                     on_qemu_event, lv, NULL, 0);
+        if (lv->qemu_event_id < 0)
+                log_warning("Cannot follow QEMU's BALLOON_GUEST_PRESSURE through libvirt (%s): guest pressure "
+                            "comes from the balloon stats only.", lv_error());
+        return 0;
+}
+
+static int lv_connect(Libvirt *lv) {
+        Manager *m = lv->manager;
+        const char *uri = m->config->libvirt_uri;
+        virDomainPtr *doms = NULL;
+        int n, r;
+
+        lv->conn = virConnectOpen(uri);
+        if (!lv->conn) {
+                /* Said once: a host without libvirtd is a normal host. */
+                if (!lv->connect_failed_logged)
+                        log_info("No libvirt at %s (%s); retrying, up to every %" PRIu64 " s.", uri, lv_error(),
+                                 BACKOFF_MAX_USEC / USEC_PER_SEC);
+                lv->connect_failed_logged = true;
+                return -ECONNREFUSED;
+        }
+        lv->connect_failed_logged = false;
+
+        if (virConnectRegisterCloseCallback(lv->conn, on_close, lv, NULL) < 0 ||
+            virConnectSetKeepAlive(lv->conn, 5, 3) < 0) {
+                log_warning("Cannot watch the libvirt connection: %s", lv_error());
+                lv_disconnect(lv);
+                return -EIO;
+        }
+        r = lv_register_events(lv);
+        if (r < 0) {
+                lv_disconnect(lv);
+                return r;
+        }
+
+        n = virConnectListAllDomains(lv->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+        if (n < 0) {
+                log_warning("Cannot list libvirt's domains: %s", lv_error());
+                lv_disconnect(lv);
+                return -EIO;
+        }
+        lv->alive = true;
+        log_info("Connected to libvirt at %s: %d running domain%s.", uri, n, n == 1 ? "" : "s");
+
+        for (size_t i = 0; i < m->n_vms; i++) {
+                LibvirtBackend *b = backend_of(m->vms[i]);
+                if (b)
+                        b->seen = false;
+        }
+        for (int i = 0; i < n; i++) {
+                (void) lv_domain_found(lv, doms[i]);
+                (void) virDomainFree(doms[i]);
+        }
+        free(doms);
+
+        /* Stopped while we were away. */
+        for (size_t i = 0; i < m->n_vms;) {
+                LibvirtBackend *b = backend_of(m->vms[i]);
+                if (b && !b->seen) {
+                        log_info("%s: domain gone while libvirt was away, dropping the VM", m->vms[i]->name);
+                        manager_remove_vm(m, m->vms[i]);
+                        continue;
+                }
+                i++;
+        }
+        return 0;
+}
+
+static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata) {
+        Libvirt *lv = userdata;
+
+        lv_disconnect(lv);
+        if (lv_connect(lv) < 0)
+                lv_schedule_reconnect(lv);
+        else
+                lv->backoff_usec = BACKOFF_MIN_USEC;
+        return 0;
+}
+
+/* libvirt prints every error to stderr by default; the daemon logs those it cares about itself. */
+static void quiet_errors(void *userdata, virErrorPtr error) {
+        log_debug("libvirt: %s", error && error->message ? error->message : "?");
+}
+
+static int root_hierarchy_path(Manager *m, char **ret) {
+        _cleanup_free_ char *path = NULL, *text = NULL, *real = NULL;
+        int r;
+
+        real = realpath(m->options.cgroup_root, NULL);
+        if (!real)
+                return -errno;
+        if (asprintf(&path, "%s/self/mountinfo", m->options.proc_root) < 0)
+                return -ENOMEM;
+        r = read_full_file_at(AT_FDCWD, path, 1024 * 1024, &text, NULL);
+        if (r < 0)
+                return r;
+        return cg_hierarchy_path(text, real, ret);
+}
+
+int libvirt_new(Manager *m, Libvirt **ret) {
+        _cleanup_free_ Libvirt *lv = NULL;
+        int r;
+
+        lv = new0(Libvirt, 1);
+        if (!lv)
+                return log_oom();
+        lv->manager = m;
+        lv->backoff_usec = BACKOFF_MIN_USEC;
+        for (size_t i = 0; i < _EVENT_MAX; i++)
+                lv->event_ids[i] = -1;
+        lv->qemu_event_id = -1;
+
+        r = root_hierarchy_path(m, &lv->root_path);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                log_info_errno(r, "The cgroup root %s is not on a cgroup2 mount (%m): libvirt domains are "
+                               "managed without their slices.", m->options.cgroup_root);
+
+        r = virt_event_register(m->event);
+        if (r < 0)
+                return log_error_errno(r, "Cannot hook libvirt's events into the event loop: %m");
+        virSetErrorFunc(NULL, quiet_errors);
+
+        r = sd_event_add_time_relative(m->event, &lv->reconnect, CLOCK_MONOTONIC, 0, 0, on_reconnect, lv);
+        if (r < 0)
+                return log_error_errno(r, "Cannot add the libvirt reconnection timer: %m");
+        (void) sd_event_source_set_enabled(lv->reconnect, SD_EVENT_OFF);
+
+        *ret = TAKE_PTR(lv);
+        return 0;
+}
+
+void libvirt_start(Libvirt *lv) {
+        if (lv_connect(lv) < 0)
+                lv_schedule_reconnect(lv);
+}
+
+Libvirt *libvirt_free(Libvirt *lv) {
+        if (!lv)
+                return NULL;
+        lv_disconnect(lv);
+        virt_event_flush();
+        sd_event_source_disable_unref(lv->reconnect);
+        free(lv->root_path);
+        free(lv);
+        return NULL;
+}

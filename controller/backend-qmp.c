@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* The QMP backend: a plain QEMU whose monitor socket is <RuntimeDir>/qmp/<vm>.sock. */
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "backend-qmp.h"
+#include "cgroup.h"
+#include "log.h"
+#include "manager.h"
+#include "util.h"
+#include "vm.h"
+
+#define QMP_TIMEOUT_USEC (5 * USEC_PER_SEC)
+
+typedef struct QmpBackend {
+        Backend backend;
+        QmpClient *qmp;
+        char *balloon_qom_path;
+        uint64_t boot_memory;
+} QmpBackend;
+
+static const char *name_of(QmpBackend *q) {
+        return q->backend.vm->name;
+}
+
+static int qb_call(QmpBackend *q, const char *command, json_object *args, qmp_reply_t cb) {
+        int r = qmp_client_call(q->qmp, command, args, QMP_TIMEOUT_USEC, cb, q);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot send %s: %m", name_of(q), command);
+        return r;
+}
+
+static bool qb_reply_failed(QmpBackend *q, const char *what, int error, const char *desc) {
+        if (error == 0)
+                return false;
+        if (error != -ECANCELED)
+                log_warning_errno(error, "%s: %s failed: %s", name_of(q), what, desc ?: strerror(-error));
+        return true;
+}
+
+/* Probe chain after QMP becomes ready: boot memory -> balloon device -> stats polling -> size. */
+
+static void on_probe_balloon(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
+        QmpBackend *q = userdata;
+        uint64_t actual;
+
+        if (qb_reply_failed(q, "query-balloon", error, desc))
+                return;
+        if (qmp_parse_query_balloon(result, &actual) < 0) {
+                log_warning("%s: malformed query-balloon reply", name_of(q));
+                return;
+        }
+        vm_backend_ready(q->backend.vm, q->boot_memory, actual, q->balloon_qom_path);
+}
+
+static void on_probe_stats_interval(QmpClient *c, int error, json_object *result, const char *desc,
+                                    void *userdata) {
+        QmpBackend *q = userdata;
+
+        /* Without stats polling the VM is never inflated (the policy needs the guest's available
+         * memory); keep managing it anyway so guest pressure and the floor still apply. */
+        (void) qb_reply_failed(q, "enabling guest stats polling", error, desc);
+        if (error < 0 && error != -EREMOTEIO)
+                return; /* the connection is gone; the next one probes again */
+        (void) qb_call(q, "query-balloon", NULL, on_probe_balloon);
+}
+
+static void qb_probe_stats(QmpBackend *q) {
+        json_object *args = json_object_new_object();
+
+        if (!args) {
+                log_oom();
+                return;
+        }
+        json_object_object_add(args, "path", json_object_new_string(q->balloon_qom_path));
+        json_object_object_add(args, "property", json_object_new_string("guest-stats-polling-interval"));
+        json_object_object_add(args, "value", json_object_new_int64((int64_t)
+                               MAX(q->backend.vm->manager->config->stats_interval_usec / USEC_PER_SEC, 1u)));
+        (void) qb_call(q, "qom-set", args, on_probe_stats_interval);
+}
+
+static void qb_probe_devices(QmpBackend *q, const char *container);
+
+static void on_probe_devices(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
+        QmpBackend *q = userdata;
+        /* Which container was listed: remembered in balloon_qom_path until the device is found. */
+        bool anon = q->balloon_qom_path && streq(q->balloon_qom_path, "/machine/peripheral-anon");
+
+        if (qb_reply_failed(q, "qom-list", error, desc))
+                return;
+
+        size_t n = json_object_is_type(result, json_type_array) ? json_object_array_length(result) : 0;
+        for (size_t i = 0; i < n; i++) {
+                json_object *child = json_object_array_get_idx(result, i), *name, *type;
+
+                if (!json_object_object_get_ex(child, "name", &name) ||
+                    !json_object_object_get_ex(child, "type", &type))
+                        continue;
+                /* "child<virtio-balloon-pci>", "child<virtio-balloon-ccw>", "child<virtio-balloon-device>" */
+                if (!startswith(json_object_get_string(type), "child<virtio-balloon"))
+                        continue;
+
+                _cleanup_free_ char *path = NULL;
+                if (asprintf(&path, "%s/%s", q->balloon_qom_path, json_object_get_string(name)) < 0) {
+                        log_oom();
+                        return;
+                }
+                free(q->balloon_qom_path);
+                q->balloon_qom_path = TAKE_PTR(path);
+                qb_probe_stats(q);
+                return;
+        }
+
+        if (!anon) {
+                qb_probe_devices(q, "/machine/peripheral-anon");
+                return;
+        }
+
+        vm_backend_unsupported(q->backend.vm, "no virtio-balloon device in this VM (add -device virtio-balloon-pci)");
+}
+
+static void qb_probe_devices(QmpBackend *q, const char *container) {
+        json_object *args = json_object_new_object();
+        char *p = strdup(container);
+
+        if (!args || !p) {
+                json_object_put(args);
+                free(p);
+                log_oom();
+                return;
+        }
+        free(q->balloon_qom_path);
+        q->balloon_qom_path = p;
+        json_object_object_add(args, "path", json_object_new_string(container));
+        (void) qb_call(q, "qom-list", args, on_probe_devices);
+}
+
+static void on_probe_memory(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
+        QmpBackend *q = userdata;
+        json_object *base;
+
+        if (qb_reply_failed(q, "query-memory-size-summary", error, desc))
+                return;
+        if (!json_object_object_get_ex(result, "base-memory", &base) || !json_object_is_type(base, json_type_int)) {
+                log_warning("%s: malformed query-memory-size-summary reply", name_of(q));
+                return;
+        }
+        q->boot_memory = json_object_get_uint64(base);
+        qb_probe_devices(q, "/machine/peripheral");
+}
+
+static void on_qmp_state(QmpClient *c, QmpState state, int error, void *userdata) {
+        QmpBackend *q = userdata;
+
+        switch (state) {
+        case QMP_READY:
+                vm_backend_probing(q->backend.vm);
+                (void) qb_call(q, "query-memory-size-summary", NULL, on_probe_memory);
+                break;
+        case QMP_DISCONNECTED:
+                /* qmp.c already warned with the details. */
+                vm_backend_lost(q->backend.vm, error);
+                break;
+        case QMP_CONNECTING:
+                break;
+        }
+}
+
+static void on_qmp_event(QmpClient *c, const char *event, json_object *data, void *userdata) {
+        QmpBackend *q = userdata;
+        GuestPressureEvent e;
+        json_object *v;
+
+        if (streq(event, "BALLOON_CHANGE")) {
+                if (json_object_object_get_ex(data, "actual", &v) && json_object_is_type(v, json_type_int))
+                        vm_backend_balloon_moved(q->backend.vm, json_object_get_uint64(v));
+                return;
+        }
+
+        if (streq(event, "BALLOON_GUEST_PRESSURE")) {
+                if (qmp_parse_guest_pressure(data, &e) < 0)
+                        log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", name_of(q));
+                else
+                        vm_backend_guest_pressure(q->backend.vm, &e);
+                return;
+        }
+
+        log_debug("%s: QMP event %s", name_of(q), event);
+}
+
+static void on_refresh_balloon(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
+        QmpBackend *q = userdata;
+        uint64_t actual;
+
+        if (!qb_reply_failed(q, "query-balloon", error, desc) && qmp_parse_query_balloon(result, &actual) >= 0)
+                vm_backend_balloon_moved(q->backend.vm, actual);
+        vm_backend_refresh_done(q->backend.vm);
+}
+
+static void on_refresh_stats(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
+        QmpBackend *q = userdata;
+        GuestStats s;
+
+        if (!qb_reply_failed(q, "reading guest stats", error, desc))
+                vm_backend_stats(q->backend.vm, qmp_parse_guest_stats(result, &s) >= 0 ? &s : NULL);
+        vm_backend_refresh_done(q->backend.vm);
+}
+
+static unsigned qb_refresh(Backend *b) {
+        QmpBackend *q = (QmpBackend *) b;
+        unsigned n = 0;
+        json_object *args;
+
+        if (qb_call(q, "query-balloon", NULL, on_refresh_balloon) >= 0)
+                n++;
+
+        args = json_object_new_object();
+        if (!args) {
+                log_oom();
+                return n;
+        }
+        json_object_object_add(args, "path", json_object_new_string(q->balloon_qom_path));
+        json_object_object_add(args, "property", json_object_new_string("guest-stats"));
+        if (qb_call(q, "qom-get", args, on_refresh_stats) >= 0)
+                n++;
+
+        return n;
+}
+
+static void on_balloon_reply(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
+        (void) qb_reply_failed(userdata, "balloon", error, desc);
+}
+
+static int qb_set_target(Backend *b, uint64_t bytes) {
+        QmpBackend *q = (QmpBackend *) b;
+        json_object *args = json_object_new_object();
+
+        if (!args)
+                return log_oom();
+        json_object_object_add(args, "value", json_object_new_int64((int64_t) bytes));
+        return qb_call(q, "balloon", args, on_balloon_reply);
+}
+
+static int qb_start(Backend *b) {
+        QmpBackend *q = (QmpBackend *) b;
+        int r = qmp_client_start(q->qmp);
+
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot start QMP client: %m", name_of(q));
+        return 0;
+}
+
+static void qb_free(Backend *b) {
+        QmpBackend *q = (QmpBackend *) b;
+
+        /* Pending replies are cancelled here and see -ECANCELED. */
+        qmp_client_free(q->qmp);
+        free(q->balloon_qom_path);
+        free(q);
+}
+
+static const BackendOps qmp_backend_ops = {
+        .name = "QMP",
+        .start = qb_start,
+        .free = qb_free,
+        .refresh = qb_refresh,
+        .set_target = qb_set_target,
+};
+
+int vm_new_qmp(Manager *m, const char *name, VM **ret) {
+        _cleanup_(vm_freep) VM *vm = NULL;
+        _cleanup_free_ char *cgpath = NULL, *socket_path = NULL;
+        QmpBackend *q;
+        int r;
+
+        r = cg_vm_path(m->config->parent_slice, name, &cgpath);
+        if (r < 0)
+                return log_error_errno(r, "%s: invalid VM name: %m", name);
+        if (asprintf(&socket_path, "%s/qmp/%s.sock", m->runtime_dir, name) < 0)
+                return log_oom();
+
+        r = vm_new(m, name, cgpath, &vm);
+        if (r < 0)
+                return r;
+
+        q = new0(QmpBackend, 1);
+        if (!q)
+                return log_oom();
+        q->backend = (Backend) { .ops = &qmp_backend_ops, .vm = vm };
+        vm->backend = &q->backend;
+
+        r = qmp_client_new(m->event, socket_path, &q->qmp);
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot create QMP client: %m", name);
+        qmp_client_set_handlers(q->qmp, on_qmp_event, on_qmp_state, q);
+
+        r = vm_start(vm);
+        if (r < 0)
+                return r;
+        log_info("%s: found slice %s, connecting to %s", name, cgpath, socket_path);
+        *ret = TAKE_PTR(vm);
+        return 0;
+}

@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Debian packages for the setup and build scripts, which source this file after defining their own
+# log MESSAGE and die MESSAGE.
+
+apt_updated=0
+
+# apt-get update, once per script; "apt_update again" also after it ran (new sources, stale lists).
+apt_update() {
+        [[ ${1:-} == again ]] && apt_updated=0
+        ((apt_updated)) && return 0
+        log "apt-get update"
+        apt-get update -qq >/dev/null || die "apt-get update failed"
+        apt_updated=1
+}
+
+# The version of an installed package, or nothing.
+pkg_version() {
+        dpkg-query -W -f='${Version}' "$1" 2>/dev/null
+}
+
+# Installs those of the packages that are missing.
+ensure_packages() {
+        local missing=() p
+        for p; do
+                [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
+                        missing+=("$p")
+        done
+        ((${#missing[@]})) || return 0
+        [[ $EUID == 0 ]] || die "missing packages ${missing[*]}: run as root to install them"
+        log "installing ${missing[*]}"
+        apt_update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+                >/dev/null || die "apt-get install ${missing[*]} failed"
+}

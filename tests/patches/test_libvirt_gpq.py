@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The guest pressure queue through libvirt: the patched guest on the patched QEMU as a libvirt
+domain; its BALLOON_GUEST_PRESSURE reaches autoballoond as a QEMU monitor event relayed by libvirt
+(libvirt-qemu), and the daemon decides on it at once, as on QMP."""
+
+import time
+
+import pytest
+
+import abtest
+import gpq
+from abvirt import adopted
+
+pytestmark = pytest.mark.usefixtures("require_root")
+
+MiB = abtest.MiB
+
+
+def test_guest_pressure_event_through_libvirt(lv, patched_kernels, patched_qemu):
+    loop = lv.setup({"lv1": "MinMemory=128M\nMaxMemory=384M\n"})
+    g = lv.domain("lv1", ready=False, emulator=patched_qemu.binary, bios_dir=patched_qemu.bios_dir,
+                  kernel=patched_kernels.patched, balloon_props={"guest-pressure": "on"})
+    g.wait_ready(120)
+    assert gpq.feature_bit(g.virtio_balloon_status(), "guest-features"), "the patched driver did not negotiate"
+    d = loop.daemon.start()
+    abtest.wait_until(lambda: adopted(d, "lv1"), 30, what="the daemon to adopt the domain")
+    abtest.wait_until(lambda: g.query_balloon() == 384 * MiB, 60, 0.2, what="lv1 inflated to its MaxMemory")
+    assert not d.saw("Cannot follow QEMU's BALLOON_GUEST_PRESSURE"), d.log_tail()
+
+    g.qmp_events().clear()
+    mark = time.monotonic()
+    gpq.squeeze(g)
+    abtest.wait_until(lambda: g.qmp("query-status") is not None and
+                      [e for e in g.qmp_events() if e["event"] == gpq.EVENT], 30, 0.2,
+                      what=f"a {gpq.EVENT} event from the device")
+    decided = abtest.wait_until(
+        lambda: [x for x in d.decisions_for("lv1", since=mark) if x.reason.startswith("guest driver event")],
+        20, 0.1, what="the daemon's decision on the event relayed by libvirt")[0]
+    assert decided.action in ("deflate", "cancel", "hold"), decided
+    assert not d.saw("malformed BALLOON_GUEST_PRESSURE"), d.log_tail()
+    g.cmd_ok("free squeeze")
+    assert g.vmstat("oom_kill")["oom_kill"] == 0
+    assert d.stop() == 0

@@ -13,13 +13,15 @@ tests/lab/run.sh with tests/bench/overcommit-lab.py as its payload (in $LAB_RUN_
 <cache>/lab/bench); the results go to --out (default tests/bench/results). --analyze redoes the table
 and plots from a finished run directory without running anything. Installs gnuplot-nox if missing.
 
-The scaled scenario (SCENARIO below, printed at the start and written next to the results):
+The scaled scenario (scenario() below, printed at the start and written next to the results):
   RFC: host 2 GB, two 1.3 GB guests; vm-down runs ebizzy with 1024, 824, 624, 424, 224 chunks of 1 MB,
   60 s each; vm-up the reverse, starting 60 s later.
-  Here: the host is balloon.slice with MemoryMax=394M (guest / host = 256 / 394 = 0.65, as 1.3 / 2);
-  two 256 MiB guests; the chunk counts are the RFC's divided by 8, rounded (128, 103, 78, 53, 28),
-  60 s phases after the chunks are filled, vm-up one phase later. The working set is scaled more than
-  the guest because a small guest's kernel needs the same ~60 MiB as a big one's.
+  Here: two 256 MiB guests; the host is balloon.slice with MemoryMax=532M: the RFC's proportion for
+  the guests' memory (256 / 394 = 1.3 / 2) plus QEMU's own ~69 MiB per VM under TCG (see
+  QEMU_OVERHEAD_MIB). The chunk counts are the RFC's divided by 6.4, rounded (160, 129, 98, 66, 35):
+  1024 chunks are ~82% of what a 1.3 GB guest has available, 160 the same share of our guest's
+  ~196 MiB. The working set is scaled more than the guest because a small guest's kernel needs the
+  same ~60 MiB as a big one's. 60 s phases after the chunks are filled, vm-up one phase later.
 """
 
 import argparse

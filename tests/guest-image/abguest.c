@@ -310,20 +310,6 @@ static int spawn_toucher(enum worker_mode mode, size_t size, bool once, pid_t *r
         return 0;
 }
 
-static int parse_mb(const char *s, size_t *ret) {
-        char *end;
-        unsigned long v;
-
-        if (!s)
-                return -EINVAL;
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno != 0 || *end != '\0' || end == s || v == 0 || v > (SIZE_MAX >> 20))
-                return -EINVAL;
-        *ret = (size_t) v << 20;
-        return 0;
-}
-
 static int parse_uint(const char *s, unsigned long max, unsigned long *ret) {
         char *end;
         unsigned long v;
@@ -335,6 +321,17 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *ret) {
         if (errno != 0 || *end != '\0' || end == s || v == 0 || v > max)
                 return -EINVAL;
         *ret = v;
+        return 0;
+}
+
+static int parse_mb(const char *s, size_t *ret) {
+        unsigned long v;
+        int r;
+
+        r = parse_uint(s, SIZE_MAX >> 20, &v);
+        if (r < 0)
+                return r;
+        *ret = (size_t) v << 20;
         return 0;
 }
 

@@ -73,22 +73,7 @@ die() {
         exit 1
 }
 
-pkg_version() {
-        dpkg-query -W -f='${Version}' "$1" 2>/dev/null
-}
-
-ensure_packages() {
-        local missing=() p
-        for p in "${HOST_PACKAGES[@]}"; do
-                [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
-                        missing+=("$p")
-        done
-        ((${#missing[@]} == 0)) && return 0
-        log "installing ${missing[*]}"
-        apt-get update -qq || die "apt-get update failed"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
-                die "apt-get install ${missing[*]} failed"
-}
+. "$TOP/tests/lib/debian.sh"
 
 # Runs a command, showing its output only if it fails.
 quiet() {
@@ -318,7 +303,7 @@ main() {
                 exec 9>"$LAB/.lock"
                 flock 9
         fi
-        ensure_packages
+        ensure_packages "${HOST_PACKAGES[@]}"
         log "guest image (tests/guest-image/build.sh)"
         "$TOP/tests/guest-image/build.sh" 2>&1 | sed -u 's/^/lab-build:   /'
         ((PIPESTATUS[0] == 0)) || die "the guest image build failed"

@@ -207,7 +207,7 @@ install_guest_files() {
 # $1: the variant (l2.py), empty for the scenario's guest.
 build_l2_state() {
         local v=${1:-} name=l2${1:+-$1} stamp
-        stamp=$(printf '%s\n' "$ROOTFS_STAMP" "$(<"$GUEST/stamp")" "$(/usr/bin/python3 "$SRC_DIR/l2.py" $v)" \
+        stamp=$(printf '%s\n' "$ROOTFS_STAMP" "$(<"$GUEST/stamp")" "$(/usr/bin/python3 "$SRC_DIR/l2.py" ${v:+"$v"})" \
                 "$(sha <"$SRC_DIR/save-l2-state.py")" | sha)
         if stamp_ok "$LAB/$name.stamp" "$stamp" && [[ -f $LAB/$name.state ]]; then
                 log "L2 state ${v:+of $v }cached ($(du -h "$LAB/$name.state" | cut -f1))"
@@ -215,7 +215,7 @@ build_l2_state() {
         fi
         log "booting L2 ${v:+($v) }once with L1's QEMU (chroot) to save its state"
         rm -f "$LAB/$name.stamp"
-        /usr/bin/python3 "$SRC_DIR/save-l2-state.py" "$STAGE" "$LAB/.$name.state" $v 2>&1 |
+        /usr/bin/python3 "$SRC_DIR/save-l2-state.py" "$STAGE" "$LAB/.$name.state" ${v:+"$v"} 2>&1 |
                 sed -u 's/^/lab-build:   /'
         ((PIPESTATUS[0] == 0)) || die "saving the L2 state ${v:+of $v }failed"
         mv "$LAB/.$name.state" "$LAB/$name.state"
@@ -243,7 +243,7 @@ install_autoballoon() {
 }
 
 configure_image() {
-        local etc=$STAGE/etc lib=$STAGE/usr/lib/autoballoon-lab u f v
+        local etc=$STAGE/etc lib=$STAGE/usr/lib/autoballoon-lab f v
         install -m 755 "$SRC_DIR/scenario.py" "$lib/scenario.py"
         install -m 644 "$TOP/tests/lib/abtest.py" "$lib/abtest.py"
         install -m 644 "$SRC_DIR/lab-scenario.service" "$etc/systemd/system/lab-scenario.service"

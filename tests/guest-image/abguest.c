@@ -19,7 +19,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <linux/futex.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -29,20 +31,41 @@
 #define NAME_LEN 32
 #define LINE_MAX_LEN 1024
 #define REPLY_MAX_LEN 4096
+#define CHUNK_SIZE ((size_t) 1 << 20)
+#define CHUNK_RECORDS (CHUNK_SIZE / sizeof(uint64_t))
+/* Address space an ebizzy worker reserves for its chunks (nothing is allocated until used). */
+#define EBIZZY_MAX_CHUNKS 16384
+#define HUGE_PAGE ((size_t) 2 << 20)
+#define USEC_PER_SEC UINT64_C(1000000)
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 enum worker_mode {
         MODE_HOLD,
         MODE_THRASH,
+        MODE_EBIZZY,
 };
 
 struct worker {
         char name[NAME_LEN];
         pid_t pid;
+        enum worker_mode mode;
         bool used;
         bool alive;
 };
 
+/* An ebizzy worker's run: asked for by the agent, done by the worker, in memory they share. */
+struct ebizzy_stats {
+        uint64_t chunks, seconds; /* the run asked for */
+        uint32_t generation;      /* the agent bumps it (a futex) to start a run */
+        uint32_t done;            /* the run is over: the worker waits for the next one */
+        uint64_t records;
+        uint64_t fill_usec;       /* how long resizing the working set took; 0 until then */
+        uint64_t elapsed_usec;    /* since the run's start, at the last record */
+};
+
 static struct worker workers[MAX_WORKERS];
+/* MAX_WORKERS entries, one per worker slot, mapped shared before the first ebizzy fork. */
+static struct ebizzy_stats *ebizzy_stats;
 static int in_fd = -1, out_fd = -1;
 
 static int write_all(int fd, const char *buf, size_t len) {
@@ -177,6 +200,29 @@ static struct worker *new_worker_slot(const char *name) {
         return NULL;
 }
 
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static uint64_t xorshift(uint64_t *x) {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        return *x;
+}
+
+/* In a forked worker: dies with the agent, leaves the console alone, is the OOM killer's pick. */
+static void worker_init(void) {
+        /* Memory held for a dead agent would be a leak nobody can free. */
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (in_fd > STDERR_FILENO)
+                close(in_fd);
+        (void) set_oom_score_adj(1000);
+}
+
 /* Writes to every page so that the guest really backs it with RAM. */
 static void touch_pages(volatile char *p, size_t size, size_t page) {
         for (size_t off = 0; off < size; off += page)
@@ -189,7 +235,6 @@ static _Noreturn void worker_main(enum worker_mode mode, size_t size, int notify
         volatile char *p;
         uint64_t x = 0x9e3779b97f4a7c15ULL ^ (uint64_t) getpid();
 
-        (void) set_oom_score_adj(1000);
         /* MAP_NORESERVE: past the guest's RAM the OOM killer answers, not mmap(). */
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED)
@@ -206,12 +251,8 @@ static _Noreturn void worker_main(enum worker_mode mode, size_t size, int notify
         /* Niced so that the agent stays responsive on a single vCPU. */
         (void) setpriority(PRIO_PROCESS, 0, 10);
         pages = size / page;
-        for (;;) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                p[(x % pages) * page] += 1;
-        }
+        for (;;)
+                p[(xorshift(&x) % pages) * page] += 1;
 }
 
 /*
@@ -237,15 +278,11 @@ static int spawn_toucher(enum worker_mode mode, size_t size, bool once, pid_t *r
                 return r;
         }
         if (pid == 0) {
-                /* Memory held for a dead agent would be a leak nobody can free. */
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                worker_init();
                 close(pfd[0]);
-                if (in_fd > STDERR_FILENO)
-                        close(in_fd);
                 if (once) {
                         void *p;
 
-                        (void) set_oom_score_adj(1000);
                         p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
                         if (p == MAP_FAILED)
@@ -273,7 +310,7 @@ static int spawn_toucher(enum worker_mode mode, size_t size, bool once, pid_t *r
         return 0;
 }
 
-static int parse_mb(const char *s, size_t *ret) {
+static int parse_uint(const char *s, unsigned long max, unsigned long *ret) {
         char *end;
         unsigned long v;
 
@@ -281,8 +318,19 @@ static int parse_mb(const char *s, size_t *ret) {
                 return -EINVAL;
         errno = 0;
         v = strtoul(s, &end, 10);
-        if (errno != 0 || *end != '\0' || end == s || v == 0 || v > (SIZE_MAX >> 20))
+        if (errno != 0 || *end != '\0' || end == s || v == 0 || v > max)
                 return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_mb(const char *s, size_t *ret) {
+        unsigned long v;
+        int r;
+
+        r = parse_uint(s, SIZE_MAX >> 20, &v);
+        if (r < 0)
+                return r;
         *ret = (size_t) v << 20;
         return 0;
 }
@@ -305,6 +353,7 @@ static void cmd_alloc(enum worker_mode mode, char *name, char *mb) {
                 /* A worker that died while touching stays listed, dead. */
                 snprintf(w->name, sizeof(w->name), "%s", name);
                 w->pid = pid;
+                w->mode = mode;
                 w->used = true;
                 w->alive = r == 0;
         }
@@ -313,6 +362,156 @@ static void cmd_alloc(enum worker_mode mode, char *name, char *mb) {
         if (r < 0)
                 return reply("err worker failed: %s", strerror(-r));
         reply("ok pid %d", (int) pid);
+}
+
+static int record_cmp(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+        return (x > y) - (x < y);
+}
+
+static void futex_wait(uint32_t *addr, uint32_t val) {
+        (void) syscall(SYS_futex, addr, FUTEX_WAIT, val, NULL, NULL, 0);
+}
+
+static void futex_wake(uint32_t *addr) {
+        (void) syscall(SYS_futex, addr, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+/*
+ * The loop of the ebizzy benchmark (Debian has no package of it), run after run: a run resizes the
+ * working set to 'chunks' chunks of 1 MiB filled with sorted records, then for 'seconds' picks a chunk
+ * at random, copies it, looks a random record up in the copy by binary search and writes it back to
+ * the chunk; that is one record. As in ebizzy a run lasts 'seconds' after the filling, so slow memory
+ * shows in the elapsed time. Unlike ebizzy, whose runs are processes of their own, a worker keeps its
+ * chunks from one run to the next: a smaller run frees the chunks beyond its size (as the guest
+ * frees an exiting ebizzy's memory), a bigger one fills only the new ones. The memory the host sees
+ * is the same; what is saved is refilling all of it, which under nested TCG (page zeroing at a few
+ * MiB/s) would take most of a run. The copy buffer is reused rather than allocated per record, and new
+ * chunks are filled by copying the first one, faster under TCG than storing each record.
+ */
+static _Noreturn void ebizzy_main(struct ebizzy_stats *st) {
+        uint64_t x = 0x9e3779b97f4a7c15ULL ^ (uint64_t) getpid(), *mem, *copy;
+        uint32_t generation = 0;
+        size_t have = 0;
+        char *base;
+
+        (void) setpriority(PRIO_PROCESS, 0, 10);
+        /* 2 MiB aligned, so that the chunks are faulted in as huge pages when THP is on. */
+        base = mmap(NULL, EBIZZY_MAX_CHUNKS * CHUNK_SIZE + HUGE_PAGE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        copy = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED || copy == MAP_FAILED)
+                _exit(2);
+        mem = (uint64_t *) (((uintptr_t) base + HUGE_PAGE - 1) & ~(uintptr_t) (HUGE_PAGE - 1));
+
+        for (;;) {
+                uint64_t start, deadline, records = 0;
+                size_t chunks;
+
+                while (__atomic_load_n(&st->generation, __ATOMIC_ACQUIRE) == generation)
+                        futex_wait(&st->generation, generation);
+                generation = __atomic_load_n(&st->generation, __ATOMIC_ACQUIRE);
+                chunks = st->chunks;
+                start = now_usec();
+
+                if (chunks < have)
+                        (void) madvise(mem + chunks * CHUNK_RECORDS, (have - chunks) * CHUNK_SIZE, MADV_DONTNEED);
+                if (have == 0)
+                        for (size_t j = 0; j < CHUNK_RECORDS; j++)
+                                mem[j] = j;
+                for (size_t c = MAX(have, (size_t) 1); c < chunks; c++)
+                        memcpy(mem + c * CHUNK_RECORDS, mem, CHUNK_SIZE);
+                have = chunks;
+                deadline = now_usec() + st->seconds * USEC_PER_SEC;
+                __atomic_store_n(&st->fill_usec, (now_usec() - start) ?: 1, __ATOMIC_RELAXED);
+
+                while (now_usec() < deadline) {
+                        uint64_t *chunk = mem + xorshift(&x) % chunks * CHUNK_RECORDS;
+                        uint64_t key = xorshift(&x) % CHUNK_RECORDS;
+                        const uint64_t *found;
+
+                        memcpy(copy, chunk, CHUNK_SIZE);
+                        found = bsearch(&key, copy, CHUNK_RECORDS, sizeof(uint64_t), record_cmp);
+                        if (!found)
+                                _exit(4); /* memory corruption */
+                        chunk[key] = *found;
+                        __atomic_store_n(&st->records, ++records, __ATOMIC_RELAXED);
+                        __atomic_store_n(&st->elapsed_usec, now_usec() - start, __ATOMIC_RELAXED);
+                }
+                __atomic_store_n(&st->done, 1, __ATOMIC_RELEASE);
+        }
+}
+
+/* Starts a run: of the worker's own when it waits for one, else of a new worker. */
+static void cmd_ebizzy(char *name, char *chunks_s, char *seconds_s) {
+        unsigned long chunks, seconds;
+        struct ebizzy_stats *st;
+        struct worker *w;
+        pid_t pid;
+
+        if (!name || strlen(name) >= NAME_LEN || parse_uint(chunks_s, EBIZZY_MAX_CHUNKS, &chunks) < 0 ||
+            parse_uint(seconds_s, 86400, &seconds) < 0)
+                return reply("err usage: ebizzy NAME CHUNKS SECONDS (CHUNKS 1-%d)", EBIZZY_MAX_CHUNKS);
+        reap_workers();
+        w = find_worker(name);
+        if (w && w->alive && w->mode == MODE_EBIZZY) {
+                st = &ebizzy_stats[w - workers];
+                if (!__atomic_load_n(&st->done, __ATOMIC_ACQUIRE))
+                        return reply("err %s is running", name);
+                st->chunks = chunks;
+                st->seconds = seconds;
+                st->records = st->fill_usec = st->elapsed_usec = 0;
+                st->done = 0;
+                __atomic_add_fetch(&st->generation, 1, __ATOMIC_RELEASE);
+                futex_wake(&st->generation);
+                return reply("ok pid %d", (int) w->pid);
+        }
+
+        w = new_worker_slot(name);
+        if (!w)
+                return reply("err worker %s exists or too many workers", name);
+        st = &ebizzy_stats[w - workers];
+        *st = (struct ebizzy_stats) {
+                .chunks = chunks,
+                .seconds = seconds,
+                .generation = 1,
+        };
+        pid = fork();
+        if (pid < 0)
+                return reply("err fork: %s", strerror(errno));
+        if (pid == 0) {
+                worker_init();
+                ebizzy_main(st);
+        }
+        *w = (struct worker) {
+                .pid = pid,
+                .mode = MODE_EBIZZY,
+                .used = true,
+                .alive = true,
+        };
+        snprintf(w->name, sizeof(w->name), "%s", name);
+        reply("ok pid %d", (int) pid);
+}
+
+static void cmd_records(char *name) {
+        const struct ebizzy_stats *st;
+        struct worker *w;
+        uint32_t done;
+
+        if (!name)
+                return reply("err usage: records NAME");
+        reap_workers();
+        w = find_worker(name);
+        if (!w || w->mode != MODE_EBIZZY)
+                return reply("err no ebizzy worker %s", name);
+        st = &ebizzy_stats[w - workers];
+        done = __atomic_load_n(&st->done, __ATOMIC_ACQUIRE);
+        reply("ok records=%llu fill_ms=%llu elapsed_ms=%llu running=%d done=%d",
+              (unsigned long long) __atomic_load_n(&st->records, __ATOMIC_RELAXED),
+              (unsigned long long) __atomic_load_n(&st->fill_usec, __ATOMIC_RELAXED) / 1000,
+              (unsigned long long) __atomic_load_n(&st->elapsed_usec, __ATOMIC_RELAXED) / 1000,
+              w->alive && !done, done);
 }
 
 static void cmd_free(char *name) {
@@ -336,14 +535,11 @@ static void cmd_prefault(char *pct_s) {
         unsigned long pct;
         pid_t pid = 0;
         size_t size;
-        char *end;
         int r;
 
         if (!pct_s)
                 return reply("err usage: prefault PCT");
-        errno = 0;
-        pct = strtoul(pct_s, &end, 10);
-        if (errno != 0 || *end != '\0' || end == pct_s || pct == 0 || pct > 100)
+        if (parse_uint(pct_s, 100, &pct) < 0)
                 return reply("err usage: prefault PCT (1-100)");
         if (meminfo_kb("MemAvailable", &avail_kb) < 0)
                 return reply("err cannot read MemAvailable");
@@ -390,13 +586,38 @@ static void cmd_vmstat(char **saveptr) {
         reply("%s", out);
 }
 
-static void cmd_pressure(void) {
-        char buf[512];
+static void cmd_pressure(const char *kind) {
+        char buf[512], *line;
 
+        kind = kind ?: "some";
+        if (strcmp(kind, "some") != 0 && strcmp(kind, "full") != 0)
+                return reply("err usage: pressure [some|full]");
         if (read_file("/proc/pressure/memory", buf, sizeof(buf)) < 0)
                 return reply("err cannot read /proc/pressure/memory");
-        buf[strcspn(buf, "\n")] = '\0';
-        reply("ok %s", buf);
+        for (line = buf; line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+                if (strncmp(line, kind, strlen(kind)) == 0 && line[strlen(kind)] == ' ') {
+                        line[strcspn(line, "\n")] = '\0';
+                        return reply("ok %s", line);
+                }
+        reply("err no %s line in /proc/pressure/memory", kind);
+}
+
+/* Transparent huge pages: the kernel turns them off on guests under 512 MiB, where the bench's
+ * guests are; its workload faults its memory in 2 MiB at a time with them. */
+static void cmd_thp(const char *mode) {
+        static const char path[] = "/sys/kernel/mm/transparent_hugepage/enabled";
+        int fd, r;
+
+        if (!mode || (strcmp(mode, "always") != 0 && strcmp(mode, "madvise") != 0 && strcmp(mode, "never") != 0))
+                return reply("err usage: thp always|madvise|never");
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return reply("err cannot open %s: %s", path, strerror(errno));
+        r = write_all(fd, mode, strlen(mode));
+        close(fd);
+        if (r < 0)
+                return reply("err cannot write %s: %s", path, strerror(-r));
+        reply("ok");
 }
 
 static void cmd_workers(void) {
@@ -443,7 +664,13 @@ static void handle_line(char *line) {
         else if (strcmp(cmd, "meminfo") == 0)
                 cmd_meminfo();
         else if (strcmp(cmd, "pressure") == 0)
-                cmd_pressure();
+                cmd_pressure(a);
+        else if (strcmp(cmd, "ebizzy") == 0)
+                cmd_ebizzy(a, b, strtok_r(NULL, " \t", &saveptr));
+        else if (strcmp(cmd, "records") == 0)
+                cmd_records(a);
+        else if (strcmp(cmd, "thp") == 0)
+                cmd_thp(a);
         else if (strcmp(cmd, "workers") == 0)
                 cmd_workers();
         else
@@ -485,6 +712,12 @@ int main(int argc, char *argv[]) {
         }
         if (set_oom_score_adj(-1000) < 0)
                 fprintf(stderr, "abguest: cannot set oom_score_adj: %m\n");
+        ebizzy_stats = mmap(NULL, MAX_WORKERS * sizeof(struct ebizzy_stats), PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (ebizzy_stats == MAP_FAILED) {
+                fprintf(stderr, "abguest: cannot map the ebizzy statistics: %m\n");
+                return EXIT_FAILURE;
+        }
         reply("abguest ready");
 
         for (;;) {

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from abtest import MiB, Guest, PageCacheHog, make_run_dir, wait_until
+from abtest import MiB, Guest, PageCacheHog, make_run_dir, parse_kv, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
@@ -109,6 +109,27 @@ def test_oom_kill_is_visible(guest):
     assert guest.vmstat("oom_kill")["oom_kill"] > oom0
     assert guest.cmd("ping after") == "ok pong after"
     assert guest.cmd("free big") == "ok"
+
+
+def test_ebizzy_workload(guest):
+    # The overcommit benchmark's workload: chunks filled, then records for the given seconds; the
+    # worker waits for its next run, which resizes the working set.
+    assert guest.cmd_ok("pressure full").startswith("full avg10=")
+    assert guest.cmd("thp always") == "ok"
+    pid = guest.cmd_ok("ebizzy eb 16 2")
+    assert pid.startswith("pid ")
+    assert guest.cmd("ebizzy eb 8 1").startswith("err")  # still running
+    for seconds in (2, 1):
+        r = wait_until(lambda: (r := parse_kv(guest.cmd("records eb")))["running"] == 0 and r, 60, 0.2,
+                       "the run to end")
+        assert r["done"] == 1 and r["records"] > 0
+        assert 0 < r["fill_ms"] and r["fill_ms"] + 1000 * seconds <= r["elapsed_ms"] < r["fill_ms"] + 1000 * (seconds + 1)
+        assert guest.workers()["eb"][1] is True
+        if seconds == 2:
+            assert guest.cmd_ok("ebizzy eb 8 1") == pid
+    assert guest.cmd("records nosuch").startswith("err")
+    assert guest.cmd("free eb") == "ok"
+    assert guest.cmd("thp never") == "ok"
 
 
 def test_inflate_returns_host_memory(test_cgroup, guest_factory):

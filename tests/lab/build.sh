@@ -9,10 +9,17 @@
 #                    initramfs that loads virtio_blk and mounts /dev/vda
 #   l2.state         the L2 guest booted once and saved (QEMU migration state), made with L1's
 #                    own QEMU binary in a chroot of the rootfs (stamp: rootfs, guest image,
-#                    command line)
+#                    command line); l2-VARIANT.state the same for each of $LAB_L2_VARIANTS
 # Per run (cheap, always rebuilt) in $LAB_RUN_DIR (default <cache>/lab/run):
 #   root.img         ext4 (mkfs.ext4 -d, no loop mount): rootfs + autoballoon + guest + payload
 #   swap.img         swap disk
+#
+# Environment, for other payloads than the lab scenario (tests/bench/overcommit.py); unset, the image
+# is the lab scenario's:
+#   LAB_PAYLOAD        the Python program lab-scenario.service runs (default: scenario.py)
+#   LAB_PAYLOAD_FILES  more files for /usr/lib/autoballoon-lab, space-separated
+#   LAB_L2_VARIANTS    more saved L2 guests (l2.py's variant names: MIB or MIB-nofpr), space-separated
+#   LAB_SWAP_SIZE      the swap disk (default 1G)
 set -euo pipefail
 
 usage() {
@@ -35,7 +42,10 @@ GUEST=$CACHE_ROOT/guest
 RUN=${LAB_RUN_DIR:-$LAB/run}
 BUILD_DIR=$TOP/build/lab
 IMAGE_SIZE=3G
-SWAP_SIZE=1G
+SWAP_SIZE=${LAB_SWAP_SIZE:-1G}
+PAYLOAD=${LAB_PAYLOAD:-$SRC_DIR/scenario.py}
+read -r -a PAYLOAD_FILES <<<"${LAB_PAYLOAD_FILES:-}"
+read -r -a L2_VARIANTS <<<"${LAB_L2_VARIANTS:-}"
 
 SUITE=bookworm
 MIRRORS=(
@@ -63,22 +73,7 @@ die() {
         exit 1
 }
 
-pkg_version() {
-        dpkg-query -W -f='${Version}' "$1" 2>/dev/null
-}
-
-ensure_packages() {
-        local missing=() p
-        for p in "${HOST_PACKAGES[@]}"; do
-                [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
-                        missing+=("$p")
-        done
-        ((${#missing[@]} == 0)) && return 0
-        log "installing ${missing[*]}"
-        apt-get update -qq || die "apt-get update failed"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
-                die "apt-get install ${missing[*]} failed"
-}
+. "$TOP/tests/lib/debian.sh"
 
 # Runs a command, showing its output only if it fails.
 quiet() {
@@ -209,22 +204,23 @@ install_guest_files() {
 }
 
 # The state must come from the QEMU that restores it: L1's, run in a chroot of the staged rootfs.
+# $1: the variant (l2.py), empty for the scenario's guest.
 build_l2_state() {
-        local stamp
-        stamp=$(printf '%s\n' "$ROOTFS_STAMP" "$(<"$GUEST/stamp")" "$(/usr/bin/python3 "$SRC_DIR/l2.py")" \
+        local v=${1:-} name=l2${1:+-$1} stamp
+        stamp=$(printf '%s\n' "$ROOTFS_STAMP" "$(<"$GUEST/stamp")" "$(/usr/bin/python3 "$SRC_DIR/l2.py" ${v:+"$v"})" \
                 "$(sha <"$SRC_DIR/save-l2-state.py")" | sha)
-        if stamp_ok "$LAB/l2.stamp" "$stamp" && [[ -f $LAB/l2.state ]]; then
-                log "L2 state cached ($(du -h "$LAB/l2.state" | cut -f1))"
+        if stamp_ok "$LAB/$name.stamp" "$stamp" && [[ -f $LAB/$name.state ]]; then
+                log "L2 state ${v:+of $v }cached ($(du -h "$LAB/$name.state" | cut -f1))"
                 return 0
         fi
-        log "booting L2 once with L1's QEMU (chroot) to save its state"
-        rm -f "$LAB/l2.stamp"
-        /usr/bin/python3 "$SRC_DIR/save-l2-state.py" "$STAGE" "$LAB/.l2.state" 2>&1 |
+        log "booting L2 ${v:+($v) }once with L1's QEMU (chroot) to save its state"
+        rm -f "$LAB/$name.stamp"
+        /usr/bin/python3 "$SRC_DIR/save-l2-state.py" "$STAGE" "$LAB/.$name.state" ${v:+"$v"} 2>&1 |
                 sed -u 's/^/lab-build:   /'
-        ((PIPESTATUS[0] == 0)) || die "saving the L2 state failed"
-        mv "$LAB/.l2.state" "$LAB/l2.state"
-        echo "$stamp" >"$LAB/l2.stamp"
-        log "L2 state saved ($(du -h "$LAB/l2.state" | cut -f1))"
+        ((PIPESTATUS[0] == 0)) || die "saving the L2 state ${v:+of $v }failed"
+        mv "$LAB/.$name.state" "$LAB/$name.state"
+        echo "$stamp" >"$LAB/$name.stamp"
+        log "L2 state ${v:+of $v }saved ($(du -h "$LAB/$name.state" | cut -f1))"
 }
 
 install_autoballoon() {
@@ -247,14 +243,26 @@ install_autoballoon() {
 }
 
 configure_image() {
-        local etc=$STAGE/etc u
-        install -m 755 "$SRC_DIR/scenario.py" "$STAGE/usr/lib/autoballoon-lab/scenario.py"
-        install -m 644 "$TOP/tests/lib/abtest.py" "$STAGE/usr/lib/autoballoon-lab/abtest.py"
+        local etc=$STAGE/etc lib=$STAGE/usr/lib/autoballoon-lab f v
+        install -m 755 "$SRC_DIR/scenario.py" "$lib/scenario.py"
+        install -m 644 "$TOP/tests/lib/abtest.py" "$lib/abtest.py"
         install -m 644 "$SRC_DIR/lab-scenario.service" "$etc/systemd/system/lab-scenario.service"
+        if [[ $(realpath "$PAYLOAD") != $(realpath "$SRC_DIR/scenario.py") ]]; then
+                install -m 755 "$PAYLOAD" "$lib/${PAYLOAD##*/}"
+                mkdir -p "$etc/systemd/system/lab-scenario.service.d"
+                printf '[Service]\nExecStart=\nExecStart=/usr/bin/python3 %s\n' "/usr/lib/autoballoon-lab/${PAYLOAD##*/}" \
+                        >"$etc/systemd/system/lab-scenario.service.d/payload.conf"
+        fi
+        for f in "${PAYLOAD_FILES[@]}"; do
+                install -m 644 "$f" "$lib/${f##*/}"
+        done
         # As a package would: enabled through their [Install] sections.
         systemctl --root="$STAGE" --quiet enable autoballoond.service lab-scenario.service
         install -D -m 644 "$SRC_DIR/lab.conf" "$etc/autoballoon/autoballoon.conf.d/50-lab.conf"
         install -D -m 644 "$LAB/l2.state" "$STAGE/var/lib/autoballoon-lab/l2.state"
+        for v in "${L2_VARIANTS[@]}"; do
+                install -m 644 "$LAB/l2-$v.state" "$STAGE$(/usr/bin/python3 "$SRC_DIR/l2.py" --state-path "$v")"
+        done
         mkdir -p "$STAGE/var/lib/autoballoon-lab/out"
 
         echo lab >"$etc/hostname"
@@ -295,7 +303,7 @@ main() {
                 exec 9>"$LAB/.lock"
                 flock 9
         fi
-        ensure_packages
+        ensure_packages "${HOST_PACKAGES[@]}"
         log "guest image (tests/guest-image/build.sh)"
         "$TOP/tests/guest-image/build.sh" 2>&1 | sed -u 's/^/lab-build:   /'
         ((PIPESTATUS[0] == 0)) || die "the guest image build failed"
@@ -308,6 +316,9 @@ main() {
         stage_rootfs
         install_guest_files
         build_l2_state
+        for v in "${L2_VARIANTS[@]}"; do
+                build_l2_state "$v"
+        done
         install_autoballoon
         configure_image
         make_disks

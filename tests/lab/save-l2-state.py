@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""save-l2-state.py ROOTFS OUTPUT: boots the lab's L2 guest with the QEMU binary of the staged L1
-rootfs (chroot in a private mount namespace) on the host, where it boots in seconds instead of
-~2.5 min of nested TCG, and saves its migration state to OUTPUT. The scenario in L1 restores
-guests from it with the same binary and command line (l2.py)."""
+"""save-l2-state.py ROOTFS OUTPUT [VARIANT]: boots the lab's L2 guest (of l2.py's VARIANT, default the
+scenario's) with the QEMU binary of the staged L1 rootfs (chroot in a private mount namespace) on
+the host, where it boots in seconds instead of ~2.5 min of nested TCG, and saves its migration
+state to OUTPUT. The scenario in L1 restores guests from it with the same binary and command line
+(l2.py). A variant without free page reporting has its free memory ballooned out and back first, as
+the reporting would have done: the state, and a restored guest's resident memory, then hold what
+the guest uses rather than all that booting it touched."""
 
 import os
 import shutil
@@ -16,24 +19,39 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "lib"))
 import l2  # noqa: E402
-from abtest import QMP  # noqa: E402
+from abtest import QMP, parse_kv, wait_until  # noqa: E402
 
 NAME = "save"
 BOOT_TIMEOUT = 120
 # Let the guest finish what it does after boot (deferred work, first balloon stats) first.
 SETTLE_SECONDS = 3
+# Left free by the squeeze: past its free memory the balloon makes the guest OOM-kill.
+SQUEEZE_LEAVE = 32 << 20
+
+
+def squeeze(qmp, agent):
+    """Balloons the guest's free memory out (QEMU discards those pages) and gives it back."""
+    full = qmp.execute("query-balloon")["actual"]
+    free = parse_kv(agent.cmd("meminfo"))["MemFree"] << 10
+    target = full - max(free - SQUEEZE_LEAVE, 0)
+    for value in (target, full):
+        qmp.execute("balloon", {"value": value})
+        wait_until(lambda: abs(qmp.execute("query-balloon")["actual"] - value) < (1 << 20), 60, 0.2,
+                   f"the balloon at {value >> 20} MiB")
+    print(f"squeezed: balloon {full >> 20} -> {target >> 20} -> {full >> 20} MiB", flush=True)
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: save-l2-state.py ROOTFS OUTPUT")
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: save-l2-state.py ROOTFS OUTPUT [VARIANT]")
     root = Path(sys.argv[1]).resolve()
     output = Path(sys.argv[2])
+    spec = sys.argv[3] if len(sys.argv) == 4 else None
     inside = lambda p: root / p.lstrip("/")  # noqa: E731  a chroot path seen from the host
     new_state = l2.STATE + ".new"
     for d in (l2.RUN_DIR, l2.QMP_DIR, os.path.dirname(l2.STATE)):
         inside(d).mkdir(parents=True, exist_ok=True)
-    qemu = [l2.QEMU, *l2.qemu_args(NAME, restore=False), *l2.qmp_args(NAME)]
+    qemu = [l2.QEMU, *l2.qemu_args(NAME, restore=False, spec=spec), *l2.qmp_args(NAME)]
     # /dev and /proc of the host, mounted only in QEMU's own mount namespace.
     script = 'mount --rbind /dev "$1/dev" && mount -t proc proc "$1/proc" && root=$1 && shift && ' \
              'exec chroot "$root" "$@"'
@@ -51,6 +69,8 @@ def main():
               f"({agent.cmd('meminfo')})", flush=True)
         time.sleep(SETTLE_SECONDS)
         qmp = QMP(inside(f"{l2.RUN_DIR}/{NAME}.hqmp"))
+        if not l2.variant(spec)[1]:
+            squeeze(qmp, agent)
         # Live, not stopped: a state saved from a paused VM restores paused.
         qmp.execute("migrate", {"uri": f"exec:cat > {new_state}"})
         deadline = time.monotonic() + 120

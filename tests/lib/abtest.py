@@ -777,6 +777,10 @@ class PageCacheHog:
             os.fsync(f.fileno())
             # Pages cached now are charged to us: the hog must fault them in itself.
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        return self.resume()
+
+    def resume(self):
+        """Starts the readers (again, after pause())."""
         # More concurrent readers: more stalled time per second ("some" and "full").
         script = 'i=0; while [ $i -lt $1 ]; do i=$((i+1)); while :; do cat "$2" >/dev/null; done & done; wait'
         _check_procs_paths(self.procs_paths)
@@ -786,7 +790,8 @@ class PageCacheHog:
             preexec_fn=_join_cgroups(self.procs_paths))
         return self
 
-    def stop(self):
+    def pause(self):
+        """Stops the readers and drops the file's cached pages: the cgroup holds what it held before."""
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -794,6 +799,12 @@ class PageCacheHog:
                 pass
             self.proc.wait()
             self.proc = None
+        if self.path.exists():
+            with open(self.path) as f:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def stop(self):
+        self.pause()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):

@@ -131,7 +131,9 @@ VMS = (("vm1", 100), ("vm2", 100), ("vm3", 200))
 GUEST_MEM = 512 * MIB
 MIN_MEMORY = 128 * MIB
 
-CONFIG = f"""\
+def make_config(vms):
+    """The closed-loop scenario's autoballoond configuration for vms ((name, weight), ...)."""
+    return f"""\
 # autoballoond configuration of the closed-loop scenario
 [Daemon]
 HostPressure=system
@@ -143,16 +145,23 @@ GuestMinAvailable=48M
 MaxStep=256M
 MaxRate=128M
 DeflateStep=128M
-""" + "".join(f"\n[VM {name}]\nWeight={weight}\nMinMemory={MIN_MEMORY // MIB}M\n" for name, weight in VMS)
+""" + "".join(f"\n[VM {name}]\nWeight={weight}\nMinMemory={MIN_MEMORY // MIB}M\n" for name, weight in vms)
+
+
+CONFIG = make_config(VMS)
 
 
 class ClosedLoop:
-    """Three guests, a daemon and the pressure knobs. Use as a context manager."""
+    """Three guests (or vms of guest_mem each), a daemon and the pressure knobs. Use as a context
+    manager."""
 
-    def __init__(self, run_dir, image=None, config=CONFIG, on_line=None, log=print, libvirt=False):
+    def __init__(self, run_dir, image=None, config=CONFIG, on_line=None, log=print, vms=VMS,
+                 guest_mem=GUEST_MEM, libvirt=False):
         self.run_dir = Path(run_dir)
         self.image = image
         self.log = log
+        self.vms = vms
+        self.guest_mem = guest_mem
         self.cgroup = abtest.TestCgroup()
         # No D-Bus API: on a host with a system bus it belongs to the real autoballoond, if any.
         self.daemon = Daemon(self.run_dir, self.cgroup.unified_root, config, extra_args=["--bus=none"],
@@ -179,23 +188,24 @@ class ClosedLoop:
     def slice_of(vm):
         return f"balloon.slice/balloon-{vm}.slice"
 
-    def start_guests(self):
-        for name, _ in VMS:
+    def start_guests(self, prefault=True, timeout=90):
+        for name, _ in self.vms:
             self.guests[name] = abtest.Guest.start(
-                name, self.run_dir, mem=f"{GUEST_MEM // MIB}M", qmp_path=self.daemon.qmp_path(name),
+                name, self.run_dir, mem=f"{self.guest_mem // MIB}M", qmp_path=self.daemon.qmp_path(name),
                 cgroups=self.cgroup.procs_paths(self.slice_of(name)), image=self.image,
                 free_page_reporting=False)
         for g in self.guests.values():
-            g.wait_ready(90)
+            g.wait_ready(timeout)
         # Make guest RAM resident on the host, so that inflating a balloon really returns memory.
         for g in self.guests.values():
-            g.cmd_ok("prefault 90", timeout=120)
+            if prefault:
+                g.cmd_ok("prefault 90", timeout=120)
         self.log(f"guests ready: {', '.join(self.guests)}; host-side usage "
                  f"{self.cgroup.usage() // MIB} MiB")
 
     def start_daemon(self):
         self.daemon.start()
-        abtest.wait_until(lambda: all(self.daemon.saw(rf"{vm}: adopted") for vm, _ in VMS), 30,
+        abtest.wait_until(lambda: all(self.daemon.saw(rf"{vm}: adopted") for vm, _ in self.vms), 30,
                           what="the daemon to adopt every VM")
 
     def host_pressure_on(self, headroom=32 * MIB, hog_mb=256):
@@ -226,7 +236,7 @@ class ClosedLoop:
     def sample(self):
         """One timeline row per VM: actual, last target and reason, slice pressure."""
         rows = []
-        for vm, weight in VMS:
+        for vm, weight in self.vms:
             last = self.daemon.decisions_for(vm)
             d = last[-1] if last else None
             psi = self.cgroup.pressure(self.slice_of(vm))["some"]["avg10"]

@@ -20,6 +20,7 @@
 #include "backend-libvirt.h"
 #include "cgroup.h"
 #include "domain-xml.h"
+#include "json-util.h"
 #include "log.h"
 #include "manager.h"
 #include "util.h"
@@ -169,18 +170,32 @@ static bool lb_migrating(LibvirtBackend *b) {
                IN_SET(op, VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT);
 }
 
+/* Not managed while a migration holds the domain. libvirt says when one succeeds (JOB_COMPLETED, or the
+ * domain resumes) but not always when one fails or is cancelled: look again, less and less often. */
+static void lb_wait_migration(LibvirtBackend *b) {
+        vm_backend_unsupported(b->backend.vm, "migration in progress (checked again until it ends)");
+        lb_schedule_probe(b, b->probe_backoff_usec);
+        b->probe_backoff_usec = MIN(b->probe_backoff_usec * 2, BACKOFF_MAX_USEC);
+}
+
 /* Reads the XML: whether it can balloon, and the metadata. Returns false when it cannot. */
 static bool lb_read_xml(LibvirtBackend *b) {
         VM *vm = b->backend.vm;
         _cleanup_free_ char *xml = NULL;
         DomainInfo info;
+        int r;
 
         xml = virDomainGetXMLDesc(b->dom, 0);
         if (!xml) {
                 lb_retry(b, "reading the domain XML");
                 return false;
         }
-        if (domain_xml_parse(xml, vm->name, &info) < 0) {
+        r = domain_xml_parse(xml, vm->name, &info);
+        if (r == -ENOMEM) {
+                lb_retry(b, "parsing the domain XML");
+                return false;
+        }
+        if (r < 0) {
                 vm_backend_unsupported(vm, "libvirt gave XML that is not a domain's");
                 return false;
         }
@@ -222,12 +237,12 @@ static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
                         lb_retry(b, "checking the domain");
                 return 0; /* stopped: its lifecycle event drops it */
         }
-        vm_backend_probing(vm);
-
         if (lb_migrating(b)) {
-                vm_backend_unsupported(vm, "migration in progress (checked again at its next lifecycle event)");
+                lb_wait_migration(b);
                 return 0;
         }
+        vm_backend_probing(vm);
+
         if (!lb_read_xml(b))
                 return 0;
 
@@ -289,7 +304,7 @@ static unsigned lb_refresh(Backend *backend) {
         int n;
 
         if (lb_migrating(b)) {
-                vm_backend_unsupported(vm, "migration in progress (checked again at its next lifecycle event)");
+                lb_wait_migration(b);
                 return 0;
         }
         if (lb_memory_stats(b, stats, &n) < 0) {
@@ -492,14 +507,10 @@ static void on_metadata_change(virConnectPtr conn, virDomainPtr dom, int type, c
                 log_info("%s: metadata changed: weight %" PRIu64, b->backend.vm->name, b->backend.vm->config.weight);
 }
 
-static void json_object_putp(json_object **o) {
-        json_object_put(*o);
-}
-
 static void on_qemu_event(virConnectPtr conn, virDomainPtr dom, const char *event, long long seconds,
                           unsigned micros, const char *details, void *opaque) {
         LibvirtBackend *b = lv_find(opaque, dom);
-        _cleanup_(json_object_putp) json_object *data = NULL;
+        _cleanup_json_ json_object *data = NULL;
         GuestPressureEvent e;
 
         if (!b)

@@ -11,6 +11,7 @@
 
 #include "bus.h"
 #include "config-paths.h"
+#include "json-util.h"
 #include "util.h"
 
 static bool arg_json = false;
@@ -75,10 +76,6 @@ static int parse_failed(int r) {
 }
 
 /* ---- values */
-
-static void json_object_putp(json_object **o) {
-        json_object_put(*o);
-}
 
 static json_object *json_u64(uint64_t v) {
         return json_object_new_uint64(v);
@@ -287,7 +284,7 @@ static bool prop_bool(json_object *props, const char *key) {
 
 static int status(sd_bus *bus) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(json_object_putp) json_object *props = json_object_new_object(), *vms = json_object_new_array();
+        _cleanup_json_ json_object *props = json_object_new_object(), *vms = json_object_new_array();
         Table table = { .n_columns = 11 };
         char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
         json_object *pressure;
@@ -348,7 +345,7 @@ static int status(sd_bus *bus) {
                 return parse_failed(r);
 
         if (arg_json) {
-                _cleanup_(json_object_putp) json_object *out = json_object_new_object();
+                _cleanup_json_ json_object *out = json_object_new_object();
 
                 if (!out)
                         return oom();
@@ -476,7 +473,7 @@ static void print_snapshot_entry(const char *key, json_object *v) {
 
 static int explain(sd_bus *bus, const char *name) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(json_object_putp) json_object *snapshot = json_object_new_object(),
+        _cleanup_json_ json_object *snapshot = json_object_new_object(),
                 *decisions = json_object_new_array();
         Table table = { .n_columns = 6 };
         char a[FORMAT_BYTES_MAX];
@@ -516,7 +513,7 @@ static int explain(sd_bus *bus, const char *name) {
         }
 
         if (arg_json) {
-                _cleanup_(json_object_putp) json_object *out = json_object_new_object();
+                _cleanup_json_ json_object *out = json_object_new_object();
 
                 if (!out)
                         return oom();

@@ -6,14 +6,10 @@
 
 #include "domain-xml.h"
 #include "log.h"
+#include "macro.h"
 
-static void xmlFreeDocp(xmlDoc **d) {
-        xmlFreeDoc(*d);
-}
-
-static void xmlXPathFreeContextp(xmlXPathContext **c) {
-        xmlXPathFreeContext(*c);
-}
+DEFINE_TRIVIAL_CLEANUP_FUNC(xmlDoc *, xmlFreeDoc);
+DEFINE_TRIVIAL_CLEANUP_FUNC(xmlXPathContext *, xmlXPathFreeContext);
 
 /* The string value of the first node 'expr' selects (XPath string()), NULL when none or empty. */
 static int xpath_string(xmlXPathContext *ctx, const char *expr, char **ret) {

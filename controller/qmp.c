@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include "log.h"
+#include "json-util.h"
 #include "macro.h"
 #include "qmp.h"
 
@@ -19,10 +20,6 @@
 #define QMP_HANDSHAKE_TIMEOUT_USEC (15 * USEC_PER_SEC)
 #define QMP_READ_SIZE (64 * 1024)
 
-static void json_object_putp(json_object **o) {
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
 
 /* json_object_object_add() leaves 'v' with the caller on failure: consume it in all cases. */
 static int object_add(json_object *o, const char *key, json_object *v) {

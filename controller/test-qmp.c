@@ -14,14 +14,10 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "json-util.h"
 #include "log.h"
 #include "macro.h"
 #include "qmp.h"
-
-static void json_putp(json_object **o) {
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_putp)
 
 static void parser_freep(QmpParser **p) {
         qmp_parser_free(*p);

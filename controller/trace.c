@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "macro.h"
+#include "json-util.h"
 #include "trace.h"
 
 /* One table per struct, read by both directions, so the format has a single definition. */
@@ -84,10 +85,6 @@ static const Field vm_fields[] = {
         FIELD(PolicyVM, last_inflate_usec, FIELD_U64),
 };
 
-static void json_putp(json_object **o) {
-        json_object_put(*o);
-}
-
 static int add_field(json_object *o, const Field *f, const void *base) {
         const void *p = (const uint8_t *) base + f->offset;
         json_object *v = NULL;
@@ -125,7 +122,7 @@ static int add_field(json_object *o, const Field *f, const void *base) {
 }
 
 static int new_struct(const Field *fields, size_t n, const void *base, json_object **ret) {
-        _cleanup_(json_putp) json_object *o = json_object_new_object();
+        _cleanup_json_ json_object *o = json_object_new_object();
         int r;
 
         if (!o)
@@ -150,7 +147,7 @@ static int add_object(json_object *o, const char *key, json_object *v) {
 
 static int trace_build(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
                        json_object **ret) {
-        _cleanup_(json_putp) json_object *o = json_object_new_object();
+        _cleanup_json_ json_object *o = json_object_new_object();
         json_object *v, *a;
         int r;
 
@@ -184,7 +181,7 @@ static int trace_build(const PolicyParams *p, const PolicyHost *host, const Poli
 }
 
 int trace_format(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n, char **ret) {
-        _cleanup_(json_putp) json_object *o = NULL;
+        _cleanup_json_ json_object *o = NULL;
         char *s;
         int r;
 
@@ -199,7 +196,7 @@ int trace_format(const PolicyParams *p, const PolicyHost *host, const PolicyVM *
 }
 
 int trace_write(FILE *f, const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n) {
-        _cleanup_(json_putp) json_object *o = NULL;
+        _cleanup_json_ json_object *o = NULL;
         const char *s;
         int r;
 
@@ -300,7 +297,7 @@ static void json_tokener_freep(json_tokener **t) {
 
 int trace_parse(const char *line, TraceRecord *ret) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
-        _cleanup_(json_putp) json_object *o = NULL;
+        _cleanup_json_ json_object *o = NULL;
         _cleanup_free_ PolicyVM *vms = NULL;
         json_object *version, *params, *host, *a;
         PolicyParams p = {};

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import abtest
 from abtest import Guest, wait_until
-from scenario import ClosedLoop
+from scenario import ClosedLoop, daemon_config
 
 QEMU_CONF = """\
 user = "root"
@@ -88,10 +88,11 @@ def _read_pid(path):
 class Libvirtd:
     """virtlogd + libvirtd with a private config; start(), restart(), stop()."""
 
-    def __init__(self, run_dir, cgroups=()):
+    def __init__(self, run_dir):
         self.dir = Path(run_dir) / "lv"
         self.etc = self.dir / "etc"
-        self.cgroups = list(cgroups)
+        self.cgroups = []
+        self.domains = set()   # the names DomainGuest defined: the only domains stop() destroys
         self.socket = self.dir / "libvirt-sock"
         self.uri = f"qemu:///system?socket={self.socket}"
         self.conf = self.dir / "libvirtd.conf"
@@ -109,9 +110,9 @@ class Libvirtd:
     def start(self):
         _ensure_system()
         self.dir.mkdir(parents=True, exist_ok=True)
-        if not self.etc.exists():
-            shutil.copytree("/etc/libvirt", self.etc)
-            (self.etc / "qemu.conf").write_text(QEMU_CONF)
+        # Only our qemu.conf: nothing of the host's libvirt (its domains, networks, autostart links).
+        self.etc.mkdir(exist_ok=True)
+        (self.etc / "qemu.conf").write_text(QEMU_CONF)
         self.conf.write_text(
             f'unix_sock_dir = "{self.dir}"\n'
             'auth_unix_ro = "none"\nauth_unix_rw = "none"\n'
@@ -126,7 +127,7 @@ class Libvirtd:
                      'mount --bind "$1" /etc/libvirt && exec libvirtd -d -f "$2" -p "$3"',
                      "sh", str(self.etc), str(self.conf), str(self.pid_file)])
         self.pid = wait_until(lambda: _read_pid(self.pid_file), 30, what="libvirtd's pid file")
-        wait_until(lambda: self.virsh_ok("version"), 60, 0.2, what="libvirtd to answer")
+        wait_until(lambda: self.virsh("version", check=False), 60, 0.2, what="libvirtd to answer")
         return self
 
     def _kill(self, pid, timeout=20):
@@ -151,36 +152,27 @@ class Libvirtd:
         except FileNotFoundError:
             pass
 
-    def restart(self):
-        self.stop_daemon()
-        return self.start()
-
     def virsh(self, *args, check=True, timeout=60):
+        """virsh's output; on failure raises, or with check=False returns "" (virsh version prints
+        something on success)."""
         out = subprocess.run(["virsh", "-c", self.uri, *args], capture_output=True, text=True,
                              timeout=timeout)
-        if check and out.returncode != 0:
-            raise RuntimeError(f"virsh {' '.join(args)}: {out.stderr.strip()}")
+        if out.returncode != 0:
+            if check:
+                raise RuntimeError(f"virsh {' '.join(args)}: {out.stderr.strip()}")
+            return ""
         return out.stdout
 
-    def virsh_ok(self, *args):
-        return subprocess.run(["virsh", "-c", self.uri, *args], capture_output=True,
-                              timeout=30).returncode == 0
-
     def stop(self):
-        """Destroys every domain, stops libvirtd and virtlogd."""
+        """Destroys the domains it defined, stops libvirtd and virtlogd."""
         if self.pid is not None and _pid_alive(self.pid):
-            for name in self.virsh("list", "--all", "--name", check=False).split():
+            for name in self.domains:
                 self.virsh("destroy", name, check=False)
                 self.virsh("undefine", name, check=False)
+        self.domains.clear()
         self.stop_daemon()
         self._kill(self.virtlogd_pid)
         self.virtlogd_pid = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def _q(s):
@@ -191,13 +183,13 @@ class DomainGuest(Guest):
     """A Guest of the test image that libvirt runs as domain 'name'.
 
     metadata: {"weight": "200", "min-memory": "256M", ...} for autoballoon's <metadata>;
-    partition: <resource><partition>; balloon: "virtio" or "none" (the memballoon model);
-    emulator, kernel, bios_dir, balloon_props: another QEMU and its firmware, another kernel,
+    balloon: "virtio" or "none" (the memballoon model);
+    qemu, kernel, bios_dir, balloon_props: another QEMU and its firmware, another kernel,
     more virtio-balloon-pci properties (as abtest.Guest.start takes them).
     """
 
     def __init__(self, libvirtd, name, run_dir, mem="512M", image=None, metadata=None,
-                 partition=None, balloon="virtio", free_page_reporting=True, emulator=None,
+                 balloon="virtio", free_page_reporting=True, qemu=None,
                  kernel=None, balloon_props=None, bios_dir=None):
         self.libvirtd = libvirtd
         self._setup(name, run_dir, mem, image, kernel)
@@ -208,7 +200,6 @@ class DomainGuest(Guest):
                     + "".join(f"<ab:{k}>{xml.sax.saxutils.escape(str(v))}</ab:{k}>"
                               for k, v in metadata.items())
                     + "</ab:vm></metadata>")
-        resource = f"<resource><partition>{partition}</partition></resource>" if partition else ""
         if balloon == "none":
             memballoon = "<memballoon model='none'/>"
         else:
@@ -226,7 +217,6 @@ class DomainGuest(Guest):
   <memory unit='MiB'>{mib}</memory>
   <currentMemory unit='MiB'>{mib}</currentMemory>
   <vcpu>1</vcpu>
-  {resource}
   <os>
     <type arch='x86_64'>hvm</type>
     <kernel>{self.kernel}</kernel>
@@ -237,7 +227,7 @@ class DomainGuest(Guest):
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
-    <emulator>{emulator or shutil.which(abtest.QEMU)}</emulator>
+    <emulator>{shutil.which(qemu or abtest.QEMU)}</emulator>
     <serial type='file'><source path={_q(self.console_log)}/><target port='0'/></serial>
     <console type='unix'><source mode='bind' path={_q(self.ctl_path)}/><target type='virtio' port='0'/></console>
     <controller type='usb' model='none'/>
@@ -249,6 +239,7 @@ class DomainGuest(Guest):
         xml_path = self.run_dir / f"{name}.xml"
         xml_path.write_text(self.xml)
         libvirtd.virsh("define", str(xml_path))
+        libvirtd.domains.add(name)
         self.boot()
         abtest.GUESTS.append(self)
 
@@ -276,7 +267,12 @@ class DomainGuest(Guest):
 
     def destroy(self):
         self.libvirtd.virsh("destroy", self.name, check=False)
-        wait_until(lambda: not self.alive(), 30, what=f"{self.name}'s QEMU to exit")
+        try:
+            wait_until(lambda: not self.alive(), 30, what=f"{self.name}'s QEMU to exit")
+        except TimeoutError:
+            # libvirtd down (a test failed while it was stopped): QEMU must go all the same.
+            os.kill(self._pid, signal.SIGKILL)
+            wait_until(lambda: not self.alive(), 10, what=f"{self.name}'s QEMU to die")
         self._close_sockets()
 
     def kill(self):
@@ -298,10 +294,8 @@ def adopted(daemon, vm, n=1):
 
 def config(uri, vms, reclaim_step="640M"):
     """The closed-loop scenario's settings, libvirt at uri; vms: {name: "Key=Value\\n..."}."""
-    return (f"[Daemon]\nHostPressure=system\nReclaimStep={reclaim_step}\nStatsIntervalSec=1\n"
-            "HysteresisSec=60\nGuestReserve=64M\nGuestMinAvailable=48M\nMaxStep=256M\nMaxRate=128M\n"
-            f"DeflateStep=128M\nLibvirtURI={uri}\n"
-            + "".join(f"\n[VM {name}]\n{body}" for name, body in vms.items()))
+    return daemon_config(reclaim_step, f"LibvirtURI={uri}\n") + "".join(f"\n[VM {name}]\n{body}"
+                                                                      for name, body in vms.items())
 
 
 class LibvirtLoop:

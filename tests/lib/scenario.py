@@ -131,13 +131,13 @@ VMS = (("vm1", 100), ("vm2", 100), ("vm3", 200))
 GUEST_MEM = 512 * MIB
 MIN_MEMORY = 128 * MIB
 
-def make_config(vms):
-    """The closed-loop scenario's autoballoond configuration for vms ((name, weight), ...)."""
+def daemon_config(reclaim_step="640M", extra=""):
+    """The [Daemon] section of the closed-loop scenario's configuration, with extra lines."""
     return f"""\
 # autoballoond configuration of the closed-loop scenario
 [Daemon]
 HostPressure=system
-ReclaimStep=640M
+ReclaimStep={reclaim_step}
 StatsIntervalSec=1
 HysteresisSec=60
 GuestReserve=64M
@@ -145,7 +145,13 @@ GuestMinAvailable=48M
 MaxStep=256M
 MaxRate=128M
 DeflateStep=128M
-""" + "".join(f"\n[VM {name}]\nWeight={weight}\nMinMemory={MIN_MEMORY // MIB}M\n" for name, weight in vms)
+{extra}"""
+
+
+def make_config(vms, reclaim_step="640M", extra=""):
+    """The closed-loop scenario's autoballoond configuration for vms ((name, weight), ...)."""
+    return daemon_config(reclaim_step, extra) + "".join(f"\n[VM {name}]\nWeight={weight}\nMinMemory={MIN_MEMORY // MIB}M\n"
+                                     for name, weight in vms)
 
 
 CONFIG = make_config(VMS)

@@ -12,12 +12,9 @@ import pytest
 import abtest
 import abvirt
 from abvirt import adopted
-from scenario import MIB
+from scenario import GUEST_MEM, MIB, MIN_MEMORY
 
 pytestmark = pytest.mark.usefixtures("require_root")
-
-GUEST_MEM = 512 * MIB
-MIN_MEMORY = 128 * MIB
 
 
 def test_host_and_guest_pressure(lv):

@@ -18,8 +18,7 @@ MiB = abtest.MiB
 
 def test_guest_pressure_event_through_libvirt(lv, patched_kernels, patched_qemu):
     loop = lv.setup({"lv1": "MinMemory=128M\nMaxMemory=384M\n"})
-    g = lv.domain("lv1", ready=False, emulator=patched_qemu.binary, bios_dir=patched_qemu.bios_dir,
-                  kernel=patched_kernels.patched, balloon_props={"guest-pressure": "on"})
+    g = lv.domain("lv1", ready=False, **gpq.guest_kwargs(patched_kernels, patched_qemu, "patched", "on"))
     g.wait_ready(120)
     assert gpq.feature_bit(g.virtio_balloon_status(), "guest-features"), "the patched driver did not negotiate"
     d = loop.daemon.start()
@@ -30,9 +29,7 @@ def test_guest_pressure_event_through_libvirt(lv, patched_kernels, patched_qemu)
     g.qmp_events().clear()
     mark = time.monotonic()
     gpq.squeeze(g)
-    abtest.wait_until(lambda: g.qmp("query-status") is not None and
-                      [e for e in g.qmp_events() if e["event"] == gpq.EVENT], 30, 0.2,
-                      what=f"a {gpq.EVENT} event from the device")
+    g.wait_qmp_event(gpq.EVENT, 30)
     decided = abtest.wait_until(
         lambda: [x for x in d.decisions_for("lv1", since=mark) if x.reason.startswith("guest driver event")],
         20, 0.1, what="the daemon's decision on the event relayed by libvirt")[0]

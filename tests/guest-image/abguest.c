@@ -509,8 +509,9 @@ static void cmd_records(char *name) {
         done = __atomic_load_n(&st->done, __ATOMIC_ACQUIRE);
         reply("ok records=%llu fill_ms=%llu elapsed_ms=%llu running=%d done=%d",
               (unsigned long long) __atomic_load_n(&st->records, __ATOMIC_RELAXED),
-              (unsigned long long) __atomic_load_n(&st->fill_usec, __ATOMIC_RELAXED) / 1000,
-              (unsigned long long) __atomic_load_n(&st->elapsed_usec, __ATOMIC_RELAXED) / 1000,
+              /* Both rounded up: fill_ms 0 means "not filled yet", however fast the fill. */
+              (unsigned long long) (__atomic_load_n(&st->fill_usec, __ATOMIC_RELAXED) + 999) / 1000,
+              (unsigned long long) (__atomic_load_n(&st->elapsed_usec, __ATOMIC_RELAXED) + 999) / 1000,
               w->alive && !done, done);
 }
 

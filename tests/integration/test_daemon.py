@@ -10,11 +10,9 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-import abtest
 from abtest import MiB, Guest, PageCacheHog, wait_until
 from scenario import Daemon, daemon_binary
 

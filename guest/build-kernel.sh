@@ -58,8 +58,12 @@ candidate() { apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p'
 check_pin() {
         local cand
         cand=$(candidate)
-        if [[ -z $cand || $cand == "(none)" || ${1:-} == update ]]; then
+        # No candidate: lists never fetched (once per script is enough); a failed download: stale ones.
+        if [[ ${1:-} == update ]]; then
                 apt_update again
+                cand=$(candidate)
+        elif [[ -z $cand || $cand == "(none)" ]]; then
+                apt_update
                 cand=$(candidate)
         fi
         [[ $cand == "$pin" ]] || die "apt offers $pkg ${cand:-nothing}, guest/linux-version pins" \

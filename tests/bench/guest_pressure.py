@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "patches"))
 
 import abtest  # noqa: E402
+from abtest import percentile  # noqa: E402
 import gpq  # noqa: E402
 from scenario import DECISION_RE, Daemon  # noqa: E402
 
@@ -73,11 +74,6 @@ TRACE_RE = re.compile(r"^\d+@(\d+)\.(\d{6}):(virtio_balloon_\w+) (.*)$")
 PRESSURE_RE = re.compile(r"num_pages: (\d+) action: (\w+)")
 SET_CONFIG_RE = re.compile(r"actual: (\d+) oldactual: (\d+)")
 STAMP_RE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
-
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def traces(path):

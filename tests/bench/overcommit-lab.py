@@ -31,9 +31,9 @@ from pathlib import Path
 import sys
 sys.path.insert(0, "/usr/lib/autoballoon-lab")
 import l2  # noqa: E402
-from abtest import QMP, PageCacheHog, parse_kv, psi  # noqa: E402
+from abtest import QMP, PageCacheHog, parse_kv, proc_rss_kib, proc_stat, psi  # noqa: E402
 from scenario import CGROUP, CONF_D, OUT, UNIT, journal, log, memory_high, messages, monotonic_usec, \
-    run, slice_dir, unit_prop, wait_for  # noqa: E402
+    run, unit_prop, wait_for  # noqa: E402
 
 CONFIG = Path("/usr/lib/autoballoon-lab/overcommit.json")
 RESULTS = OUT / "bench"
@@ -57,26 +57,6 @@ def vmstat(keys, path="/proc/vmstat"):
         if k in keys:
             out[k] = int(v)
     return out
-
-
-def meminfo_kb(key):
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def proc_stat(pid):
-    """(major faults, CPU seconds) of a process from /proc/PID/stat."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(f[9]), (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_rss(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) << 10
-    return 0
 
 
 def psi_totals(path):
@@ -166,18 +146,10 @@ class Guest:
         return self.start_at if self.todo else None
 
     def sample(self):
-        m = parse_kv(self.agent.cmd("meminfo"))
-        cur = self.current()
-        records = parse_kv(self.agent.cmd(f"records {WORKER}"))["records"] if cur else 0
+        """What the plots show of the guest; no more, to disturb the workload the least."""
         return {
             "actual": self.qmp.execute("query-balloon")["actual"],
             "memory_high": memory_high(self.name),
-            "memory_current": read_int(slice_dir(self.name) / "memory.current"),
-            "rss": proc_rss(self.pid),
-            "majflt": proc_stat(self.pid)[0],
-            "available": m["MemAvailable"] << 10,
-            "phase": len(self.phases) if cur else 0,
-            "records": records,
             "psi": guest_psi(self.agent),
         }
 
@@ -194,9 +166,7 @@ def host_sample():
         "current": read_int(HOST / "memory.current"),
         "swap": read_int(HOST / "memory.swap.current"),
         "psi": s,
-        "l1_psi": psi_totals("/proc/pressure/memory"),
         "vmstat": vmstat(("pswpin", "pswpout")),
-        "l1_available": meminfo_kb("MemAvailable") << 10,
     }
 
 
@@ -309,7 +279,7 @@ def one_run(cfg, index, policy, rep):
         end_host = host_sample()
         end_guest = {g.name: g.counters() for g in guests}
         daemon_cpu = proc_stat(daemon_pid)[1] - start_daemon_cpu
-        daemon_rss = proc_rss(daemon_pid)
+        daemon_rss_kib = proc_rss_kib(daemon_pid)
         events = {g.name: balloon_events(g) for g in guests}
         realtime_offset_usec = int((time.time() - time.monotonic()) * 1e6)
     decisions, latencies = daemon_log(invocation, start_usec)
@@ -319,7 +289,7 @@ def one_run(cfg, index, policy, rep):
         "host": {"start": start_host, "end": end_host},
         "guests": {g.name: {"start": start_guest[g.name], "end": end_guest[g.name], "phases": g.phases}
                    for g in guests},
-        "daemon": {"cpu": daemon_cpu, "rss": daemon_rss},
+        "daemon": {"cpu": daemon_cpu, "rss_kib": daemon_rss_kib},
         "samples": samples, "balloon_events": events, "decisions": decisions, "latencies": latencies,
     }
     (RESULTS / f"run-{index + 1}.json").write_text(json.dumps(result))

@@ -36,6 +36,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parents[1]
+sys.path.insert(0, str(TOP / "tests" / "lib"))
+from abtest import percentile  # noqa: E402  (nearest rank, as the other benchmarks)
 MIB = 1 << 20
 PAGE = 4096
 POLICIES = ("none", "rfc", "proxmox", "autoballoon")
@@ -86,13 +88,13 @@ def run_lab(cfg, run_dir):
 
 
 def ensure_gnuplot():
+    """gnuplot-nox, through tests/lib/debian.sh as the setup scripts install their packages."""
     if shutil.which("gnuplot"):
         return
-    print("overcommit: installing gnuplot-nox", flush=True)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "gnuplot-nox"], check=True,
-                   env=env)
+    script = ('log() { echo "overcommit: $*"; }; die() { echo "overcommit: $*" >&2; exit 1; }; '
+              '. "$1" && ensure_packages gnuplot-nox')
+    if subprocess.run(["bash", "-c", script, "bash", str(TOP / "tests" / "lib" / "debian.sh")]).returncode != 0:
+        sys.exit("overcommit: gnuplot is needed for the plots")
 
 
 # ---------------------------------------------------------------------------- figures
@@ -111,12 +113,12 @@ def delta(run, path):
 def phase_rate(p):
     """Records per second of a phase, as ebizzy reports it; a killed phase reports nothing."""
     run_ms = p["elapsed_ms"] - p["fill_ms"]
-    return p["records"] * 1000 / run_ms if p["done"] and p["fill_ms"] and run_ms > 0 else 0.0
+    return p["records"] * 1000 / run_ms if p["done"] and run_ms > 0 else 0.0
 
 
 def metrics(run):
     g = run["guests"]
-    return {
+    m = {
         "swapout": delta(run, ("host", "vmstat", "pswpout")),
         "swapin": delta(run, ("host", "vmstat", "pswpin")),
         "qemu_majflt": delta(run, ("guests", "qemu_majflt")),
@@ -137,6 +139,8 @@ def metrics(run):
         "thp_fallback": delta(run, ("guests", "thp_fault_fallback")),
         "daemon_cpu": run["daemon"]["cpu"],
     }
+    m["recs"] = m["recs_down"] + m["recs_up"]
+    return m
 
 
 COLUMNS = (  # key, header, format
@@ -144,7 +148,7 @@ COLUMNS = (  # key, header, format
     ("swapin", "host swap-in (pages)", "{:.0f}"),
     ("qemu_majflt", "QEMU major faults", "{:.0f}"),
     ("oom", "guest OOM kills", "{:.0f}"),
-    ("recs", "records/s (down + up)", "{:.0f}"),
+    ("recs", "records/s (the phases' rates summed)", "{:.0f}"),
     ("host_some", "host stall some / full (s)", "{:.1f}"),
     ("guest_some", "guest stall some / full (s)", "{:.1f}"),
     ("elapsed", "elapsed down / up (s)", "{:.0f}"),
@@ -152,7 +156,7 @@ COLUMNS = (  # key, header, format
     ("guest_swap", "guest swap in / out (pages)", "{:.0f}"),
 )
 # Columns showing two figures: the second key of each.
-PAIRS = {"recs": ("recs_down", "recs_up"), "host_some": ("host_some", "host_full"),
+PAIRS = {"host_some": ("host_some", "host_full"),
          "guest_some": ("guest_some", "guest_full"), "elapsed": ("elapsed_down", "elapsed_up"),
          "guest_swap": ("guest_swapin", "guest_swapout")}
 
@@ -166,8 +170,6 @@ def spread(values, fmt):
 
 
 def cell(ms, key, fmt):
-    if key == "recs":
-        return spread([m["recs_down"] + m["recs_up"] for m in ms], fmt)
     if key in PAIRS:
         a, b = PAIRS[key]
         return f"{spread([m[a] for m in ms], fmt)} / {spread([m[b] for m in ms], fmt)}"
@@ -182,20 +184,15 @@ def table(by_policy):
     return "\n".join(lines)
 
 
-def run_table(runs):
+def run_table(runs, ms):
     keys = ("swapout", "swapin", "qemu_majflt", "oom", "killed", "recs_down", "recs_up", "host_some",
             "host_full", "guest_some", "guest_full", "elapsed_down", "elapsed_up", "fill", "thp_fallback",
             "daemon_cpu")
     lines = ["| run | policy | " + " | ".join(keys) + " |", "|--:|---|" + "--:|" * len(keys)]
-    for r in runs:
-        m = metrics(r)
+    for r, m in zip(runs, ms):
         lines.append(f"| {r['index']} | {r['policy']} | " +
                      " | ".join(f"{m[k]:.1f}" if isinstance(m[k], float) else str(m[k]) for k in keys) + " |")
     return "\n".join(lines)
-
-
-def percentile(values, p):
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else values[0]
 
 
 def reaction(runs):
@@ -325,19 +322,19 @@ def analyze(run_dir, out_dir):
     for r in runs:
         by_policy.setdefault(r["policy"], []).append(r)
     by_policy = {p: by_policy[p] for p in POLICIES if p in by_policy}
-    ms = {p: [metrics(r) for r in rs] for p, rs in by_policy.items()}
+    run_metrics = [metrics(r) for r in runs]
+    ms = {p: [m for r, m in zip(runs, run_metrics) if r["policy"] == p] for p in by_policy}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ensure_gnuplot()
     plots = {}
     for policy, rs in by_policy.items():
         # The run with the median host swap-out (the lower one of an even count).
-        rep = sorted(rs, key=lambda r: metrics(r)["swapout"])[(len(rs) - 1) // 2]
+        rep, m = sorted(zip(rs, ms[policy]), key=lambda rm: rm[1]["swapout"])[(len(rs) - 1) // 2]
         png = out_dir / f"overcommit-{policy}.png"
-        m = metrics(rep)
         plot(rep, bench / f"run-{rep['index']}.trace", png,
              f"Policy={policy} (run {rep['index']}): host swap-out {m['swapout']} pages, "
-             f"guest OOM kills {m['oom']}, {m['recs_down'] + m['recs_up']:.0f} records/s")
+             f"guest OOM kills {m['oom']}, {m['recs']:.0f} records/s")
         plots[policy] = png
 
     reaction_path = bench / "reaction.json"
@@ -362,7 +359,7 @@ def analyze(run_dir, out_dir):
         "",
         "Every run:",
         "",
-        run_table(runs),
+        run_table(runs, run_metrics),
         "",
     ]
     criteria = check_criteria(ms)
@@ -382,7 +379,7 @@ def check_criteria(ms):
         return []
 
     def med(policy, key):
-        return statistics.median(m["recs_down"] + m["recs_up"] if key == "recs" else m[key] for m in ms[policy])
+        return statistics.median(m[key] for m in ms[policy])
 
     def verdict(ok):
         return "met" if ok else "NOT met"

@@ -25,29 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import abtest  # noqa: E402
+from abtest import percentile, proc_rss_kib, proc_stat  # noqa: E402
 from scenario import MIB, GUEST_MEM, VMS, ClosedLoop, make_config  # noqa: E402
 
 
 def bench_config(vms):
     # Every trigger counts, and small steps so that many rounds fit between two resets.
-    return make_config(vms).replace("ReclaimStep=640M", "ReclaimStep=96M\nReclaimSettleSec=0")
-
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
-def proc_cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / abtest.os.sysconf("SC_CLK_TCK")
-
-
-def proc_rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return make_config(vms, reclaim_step="96M", extra="ReclaimSettleSec=0\n")
 
 
 def measure_reaction(loop, events):
@@ -92,12 +76,14 @@ def main():
     ap.add_argument("--events", type=int, default=100)
     ap.add_argument("--idle", type=int, default=60)
     ap.add_argument("--guests", type=int, help="only the idle cost, with this many guests")
-    ap.add_argument("--guest-mem", default="160M", help="with --guests: their memory (default 160M)")
+    ap.add_argument("--guest-mem", help="with --guests: their memory (default 160M)")
     args = ap.parse_args()
+    if args.guest_mem and not args.guests:
+        ap.error("--guest-mem goes with --guests")
 
     vms, mem = VMS, GUEST_MEM
     if args.guests:
-        vms, mem = tuple((f"vm{i + 1}", 100) for i in range(args.guests)), abtest.parse_size(args.guest_mem)
+        vms, mem = tuple((f"vm{i + 1}", 100) for i in range(args.guests)), abtest.parse_size(args.guest_mem or "160M")
     run_dir = abtest.make_run_dir("abbench-")
     with ClosedLoop(run_dir, image=abtest.build_image(), config=bench_config(vms), log=print, vms=vms,
                     guest_mem=mem) as loop:
@@ -106,9 +92,9 @@ def main():
         loop.start_daemon()
         pid = loop.daemon.proc.pid
 
-        cpu0, t0 = proc_cpu_seconds(pid), time.monotonic()
+        cpu0, t0 = proc_stat(pid)[1], time.monotonic()
         time.sleep(args.idle)
-        cpu = proc_cpu_seconds(pid) - cpu0
+        cpu = proc_stat(pid)[1] - cpu0
         idle_seconds = time.monotonic() - t0
         print(f"idle: {len(vms)} guests of {mem // MIB} MiB, {idle_seconds:.0f} s: daemon CPU {cpu:.3f} s "
               f"({100 * cpu / idle_seconds:.3f}%), RSS {proc_rss_kib(pid)} KiB")

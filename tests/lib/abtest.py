@@ -43,6 +43,26 @@ class QMPError(Exception):
 
 # ---------------------------------------------------------------------------- helpers
 
+def proc_stat(pid):
+    """(major faults, CPU seconds) of a process, from /proc/PID/stat."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(f[9]), (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_kib(pid):
+    """A process' resident memory (VmRSS), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values, p):
+    """The p-th percentile (nearest rank) of values."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
 def wait_until(fn, timeout, interval=0.1, what=None):
     """Calls fn() until it returns a true value (returned) or raises TimeoutError."""
     deadline = time.monotonic() + timeout

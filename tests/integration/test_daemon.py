@@ -22,7 +22,8 @@ GiB = 1024 * MiB
 
 
 def tool(name):
-    return str(daemon_binary().parent / f"test-{name}")
+    """A helper program of tests/helpers, as built next to the daemon."""
+    return str(daemon_binary().parent.parent / "tests" / "helpers" / name)
 
 
 def slice_of(vm):

@@ -49,12 +49,12 @@ class PrivateBus:
 
 
 class FakeSystemd:
-    """controller/test-fake-systemd: owns org.freedesktop.systemd1 on the bus and knows 'units' only;
+    """tests/helpers/fake-systemd: owns org.freedesktop.systemd1 on the bus and knows 'units' only;
     every call it answers is a line in self.calls."""
 
     def __init__(self, bus, units):
         self.calls = []
-        self.proc = subprocess.Popen([str(built("controller/test-fake-systemd")), *units],
+        self.proc = subprocess.Popen([str(built("tests/helpers/fake-systemd")), *units],
                                      env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus.address},
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline() == "ready\n", "the fake systemd did not start"

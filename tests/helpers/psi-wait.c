@@ -2,7 +2,7 @@
 
 /* Integration test helper: arms a PSI trigger with psi.c and reports its events.
  *
- *   test-psi-wait FILE STALL_MS WINDOW_MS TIMEOUT_S [COUNT]
+ *   psi-wait FILE STALL_MS WINDOW_MS TIMEOUT_S [COUNT]
  *
  * Prints "fired <n> after <ms> ms window=<effective window ms>" for each event. Exit status: 0 after
  * COUNT events (default 1); 1 ("timeout") if fewer than COUNT arrived within TIMEOUT_S in total;
@@ -27,7 +27,7 @@ static uint64_t now_usec(void) {
 
 static int parse_arg(const char *name, const char *s, uint64_t *ret) {
         if (safe_atou64(s, ret) < 0) {
-                fprintf(stderr, "test-psi-wait: %s must be a non-negative integer, got \"%s\"\n", name, s);
+                fprintf(stderr, "psi-wait: %s must be a non-negative integer, got \"%s\"\n", name, s);
                 return -EINVAL;
         }
         return 0;
@@ -51,32 +51,32 @@ int main(int argc, char *argv[]) {
                 return 2;
         if (count == 0 || stall_ms > UINT64_MAX / USEC_PER_MSEC || window_ms > UINT64_MAX / USEC_PER_MSEC ||
             timeout_s > UINT32_MAX) {
-                fprintf(stderr, "test-psi-wait: COUNT must be at least 1; times out of range\n");
+                fprintf(stderr, "psi-wait: COUNT must be at least 1; times out of range\n");
                 return 2;
         }
 
         r = psi_trigger_open_at(AT_FDCWD, path, PSI_SOME, stall_ms * USEC_PER_MSEC, window_ms * USEC_PER_MSEC,
                                 &window_usec, &fd);
         if (r == -EINVAL) {
-                fprintf(stderr, "test-psi-wait: %s: trigger \"some %" PRIu64 " %" PRIu64 "\" refused (EINVAL), "
+                fprintf(stderr, "psi-wait: %s: trigger \"some %" PRIu64 " %" PRIu64 "\" refused (EINVAL), "
                         "also with the window rounded up to a multiple of 2 s: the window must be 500ms..10s "
                         "and a multiple of 2 s without CAP_SYS_RESOURCE, the stall > 0 and <= the window.\n",
                         path, stall_ms * USEC_PER_MSEC, window_ms * USEC_PER_MSEC);
                 return 2;
         }
         if (IN_SET(r, -EOPNOTSUPP, -ENOENT)) {
-                fprintf(stderr, "test-psi-wait: %s: %s: PSI is not available; the kernel needs CONFIG_PSI and, "
+                fprintf(stderr, "psi-wait: %s: %s: PSI is not available; the kernel needs CONFIG_PSI and, "
                         "if built with PSI off by default, psi=1 on its command line (or the file is not a "
                         "pressure file of a mounted cgroup2).\n", path, strerror(-r));
                 return 2;
         }
         if (r < 0) {
-                fprintf(stderr, "test-psi-wait: %s: cannot arm trigger: %s\n", path, strerror(-r));
+                fprintf(stderr, "psi-wait: %s: cannot arm trigger: %s\n", path, strerror(-r));
                 return 2;
         }
 
         setvbuf(stdout, NULL, _IOLBF, 0);
-        fprintf(stderr, "test-psi-wait: armed \"some %" PRIu64 " %" PRIu64 "\" on %s\n",
+        fprintf(stderr, "psi-wait: armed \"some %" PRIu64 " %" PRIu64 "\" on %s\n",
                 stall_ms * USEC_PER_MSEC, window_usec, path);
 
         start = now_usec();
@@ -94,13 +94,13 @@ int main(int argc, char *argv[]) {
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
-                        fprintf(stderr, "test-psi-wait: poll: %m\n");
+                        fprintf(stderr, "psi-wait: poll: %m\n");
                         return 2;
                 }
                 if (r == 0)
                         continue;
                 if (p.revents & (POLLERR|POLLNVAL)) {
-                        fprintf(stderr, "test-psi-wait: %s: trigger gone (cgroup removed?)\n", path);
+                        fprintf(stderr, "psi-wait: %s: trigger gone (cgroup removed?)\n", path);
                         return 3;
                 }
                 if (p.revents & POLLPRI) {

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* Drives a real QEMU through qmp.c for the integration tests:
- *   test-qmp-tool SOCKET balloon SIZE             -> "actual <bytes> after <ms> ms"
- *   test-qmp-tool SOCKET query-balloon            -> "actual <bytes>"
- *   test-qmp-tool SOCKET stats QOMPATH INTERVAL_S -> "stat-name value" lines
- *   test-qmp-tool SOCKET events SECONDS           -> one event name per line */
+ *   qmp-tool SOCKET balloon SIZE             -> "actual <bytes> after <ms> ms"
+ *   qmp-tool SOCKET query-balloon            -> "actual <bytes>"
+ *   qmp-tool SOCKET stats QOMPATH INTERVAL_S -> "stat-name value" lines
+ *   qmp-tool SOCKET events SECONDS           -> one event name per line */
 
 #include <errno.h>
 #include <inttypes.h>

@@ -516,7 +516,7 @@ static void on_qemu_event(virConnectPtr conn, virDomainPtr dom, const char *even
         if (!b)
                 return;
         data = details ? json_tokener_parse(details) : NULL;
-        if (!data || qmp_parse_guest_pressure(data, &e) < 0) {
+        if (!data || guest_pressure_parse(data, &e) < 0) {
                 log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", b->backend.vm->name);
                 return;
         }

@@ -9,6 +9,7 @@
 #include "cgroup.h"
 #include "log.h"
 #include "manager.h"
+#include "qmp.h"
 #include "util.h"
 #include "vm.h"
 
@@ -180,7 +181,7 @@ static void on_qmp_event(QmpClient *c, const char *event, json_object *data, voi
         }
 
         if (streq(event, "BALLOON_GUEST_PRESSURE")) {
-                if (qmp_parse_guest_pressure(data, &e) < 0)
+                if (guest_pressure_parse(data, &e) < 0)
                         log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", name_of(q));
                 else
                         vm_backend_guest_pressure(q->backend.vm, &e);
@@ -204,7 +205,7 @@ static void on_refresh_stats(QmpClient *c, int error, json_object *result, const
         GuestStats s;
 
         if (!qb_reply_failed(q, "reading guest stats", error, desc))
-                vm_backend_stats(q->backend.vm, qmp_parse_guest_stats(result, &s) >= 0 ? &s : NULL);
+                vm_backend_stats(q->backend.vm, guest_stats_parse(result, &s) >= 0 ? &s : NULL);
         vm_backend_refresh_done(q->backend.vm);
 }
 

@@ -3,7 +3,7 @@
 
 #include <stdint.h>
 
-#include "qmp.h"
+#include "guest-stats.h"
 
 /* How a VM's balloon is driven and its guest stats read: over QEMU's QMP socket (backend-qmp.c) or
  * through libvirt (backend-libvirt.c). vm.c and the manager only see this interface; a backend

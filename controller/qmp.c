@@ -32,14 +32,6 @@ static int object_add(json_object *o, const char *key, json_object *v) {
         return 0;
 }
 
-/* JSON integers that fit in 0..UINT64_MAX, exactly: json-c keeps values above INT64_MAX as uint64. */
-static int json_get_u64(json_object *v, uint64_t *ret) {
-        if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
-                return -EBADMSG;
-        *ret = json_object_get_uint64(v);
-        return 0;
-}
-
 /* ---- Message splitter ---- */
 
 struct QmpParser {
@@ -746,97 +738,8 @@ int qmp_client_call(QmpClient *c, const char *command, json_object *arguments, u
         return 0;
 }
 
-/* ---- Guest statistics ---- */
-
-static const char *const guest_stat_names[_GUEST_STAT_MAX] = {
-        [GUEST_STAT_SWAP_IN]          = "stat-swap-in",
-        [GUEST_STAT_SWAP_OUT]         = "stat-swap-out",
-        [GUEST_STAT_MAJOR_FAULTS]     = "stat-major-faults",
-        [GUEST_STAT_MINOR_FAULTS]     = "stat-minor-faults",
-        [GUEST_STAT_FREE_MEMORY]      = "stat-free-memory",
-        [GUEST_STAT_TOTAL_MEMORY]     = "stat-total-memory",
-        [GUEST_STAT_AVAILABLE_MEMORY] = "stat-available-memory",
-        [GUEST_STAT_DISK_CACHES]      = "stat-disk-caches",
-        [GUEST_STAT_HTLB_PGALLOC]     = "stat-htlb-pgalloc",
-        [GUEST_STAT_HTLB_PGFAIL]      = "stat-htlb-pgfail",
-        [GUEST_STAT_OOM_KILLS]        = "stat-oom-kills",
-        [GUEST_STAT_ALLOC_STALLS]     = "stat-alloc-stalls",
-        [GUEST_STAT_ASYNC_SCANS]      = "stat-async-scans",
-        [GUEST_STAT_DIRECT_SCANS]     = "stat-direct-scans",
-        [GUEST_STAT_ASYNC_RECLAIMS]   = "stat-async-reclaims",
-        [GUEST_STAT_DIRECT_RECLAIMS]  = "stat-direct-reclaims",
-};
-
-int guest_stat_from_name(const char *name) {
-        for (size_t i = 0; i < _GUEST_STAT_MAX; i++)
-                if (streq_ptr(guest_stat_names[i], name))
-                        return (int) i;
-        return -1;
-}
-
-const char *guest_stat_to_name(GuestStat i) {
-        if ((unsigned) i >= _GUEST_STAT_MAX)
-                return NULL;
-        return guest_stat_names[i];
-}
-
-int qmp_parse_guest_stats(json_object *result, GuestStats *ret) {
-        GuestStats s = {};
-        json_object *stats, *v;
-        int r;
-
-        if (!json_object_is_type(result, json_type_object) ||
-            !json_object_object_get_ex(result, "stats", &stats) ||
-            !json_object_is_type(stats, json_type_object) ||
-            !json_object_object_get_ex(result, "last-update", &v))
-                return -EBADMSG;
-        r = json_get_u64(v, &s.last_update);
-        if (r < 0)
-                return r;
-
-        json_object_object_foreach(stats, name, value) {
-                int i = guest_stat_from_name(name);
-                uint64_t x;
-
-                if (i < 0)
-                        continue; /* a stat from a newer QEMU */
-                r = json_get_u64(value, &x);
-                if (r < 0)
-                        return r;
-                if (x == UINT64_MAX)
-                        continue; /* the guest does not report it */
-                s.value[i] = x;
-                s.valid |= UINT32_C(1) << i;
-        }
-
-        *ret = s;
-        return 0;
-}
-
-
-static int json_member_u64(json_object *o, const char *key, uint64_t *ret) {
-        json_object *v;
-
-        if (!json_object_object_get_ex(o, key, &v))
-                return -EBADMSG;
-        return json_get_u64(v, ret);
-}
+/* ---- Replies ---- */
 
 int qmp_parse_query_balloon(json_object *result, uint64_t *ret_actual) {
         return json_member_u64(result, "actual", ret_actual);
-}
-
-int qmp_parse_guest_pressure(json_object *data, GuestPressureEvent *ret) {
-        GuestPressureEvent e = {};
-        uint64_t level;
-        json_object *action;
-
-        if (json_member_u64(data, "actual", &e.actual) < 0 || json_member_u64(data, "target", &e.target) < 0 ||
-            json_member_u64(data, "level", &level) < 0 || level > 2 ||
-            !json_object_object_get_ex(data, "action", &action) || !json_object_is_type(action, json_type_string))
-                return -EBADMSG;
-        e.level = (int) level;
-        (void) snprintf(e.action, sizeof e.action, "%s", json_object_get_string(action));
-        *ret = e;
-        return 0;
 }

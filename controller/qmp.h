@@ -63,61 +63,8 @@ const char *qmp_client_get_path(QmpClient *c);
 int qmp_client_call(QmpClient *c, const char *command, json_object *arguments, uint64_t timeout_usec,
                     qmp_reply_t callback, void *userdata);
 
-/* Guest statistics as reported by the virtio-balloon stats queue, in bytes where the stat is an
- * amount of memory. A stat the guest does not report is absent from 'valid'. */
-typedef enum GuestStat {
-        GUEST_STAT_SWAP_IN,
-        GUEST_STAT_SWAP_OUT,
-        GUEST_STAT_MAJOR_FAULTS,
-        GUEST_STAT_MINOR_FAULTS,
-        GUEST_STAT_FREE_MEMORY,
-        GUEST_STAT_TOTAL_MEMORY,
-        GUEST_STAT_AVAILABLE_MEMORY,
-        GUEST_STAT_DISK_CACHES,
-        GUEST_STAT_HTLB_PGALLOC,
-        GUEST_STAT_HTLB_PGFAIL,
-        /* Linux >= 6.12 guests, QEMU >= 9.1 */
-        GUEST_STAT_OOM_KILLS,
-        GUEST_STAT_ALLOC_STALLS,
-        GUEST_STAT_ASYNC_SCANS,
-        GUEST_STAT_DIRECT_SCANS,
-        GUEST_STAT_ASYNC_RECLAIMS,
-        GUEST_STAT_DIRECT_RECLAIMS,
-        _GUEST_STAT_MAX,
-} GuestStat;
-
-typedef struct GuestStats {
-        uint64_t value[_GUEST_STAT_MAX];
-        uint32_t valid;        /* bit (1 << GuestStat) */
-        uint64_t last_update;  /* seconds since the epoch, from QEMU; 0 when the guest never reported */
-} GuestStats;
-
-static inline bool guest_stat_valid(const GuestStats *s, GuestStat i) {
-        return s->valid & (UINT32_C(1) << i);
-}
-
-/* "stat-free-memory" -> GUEST_STAT_FREE_MEMORY; -1 for unknown names. */
-int guest_stat_from_name(const char *name);
-const char *guest_stat_to_name(GuestStat i);
-
-/* Parses the result of "qom-get <balloon> guest-stats": {"stats": {...}, "last-update": N}. QEMU's
- * 18446744073709551615 means "not reported" and leaves the stat invalid. */
-int qmp_parse_guest_stats(json_object *result, GuestStats *ret);
-
 /* Parses the result of "query-balloon": {"actual": N}. */
 int qmp_parse_query_balloon(json_object *result, uint64_t *ret_actual);
-
-/* A guest pressure message relayed by the patched device (docs/guest-pressure-protocol.md): the
- * device has already cancelled an inflation or deflated a step. */
-typedef struct GuestPressureEvent {
-        uint64_t actual, target;
-        int level;              /* 0 low, 1 medium, 2 critical */
-        char action[16];        /* "cancel", "deflate", "none" */
-} GuestPressureEvent;
-
-/* Parses the data of the BALLOON_GUEST_PRESSURE event, as QEMU sends it and libvirt relays it:
- * {"actual": N, "target": N, "level": 0..2, "action": "..."}. -EBADMSG when malformed. */
-int qmp_parse_guest_pressure(json_object *data, GuestPressureEvent *ret);
 
 /* Incremental message splitter used by the client, exposed for tests: feed bytes as they arrive,
  * take complete JSON objects out. QMP messages are separated by "\r\n"; an object is complete when

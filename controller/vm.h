@@ -8,7 +8,7 @@
 #include "backend.h"
 #include "config.h"
 #include "policy.h"
-#include "qmp.h"
+#include "guest-stats.h"
 #include "systemd.h"
 
 typedef struct Manager Manager;

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "guest-stats.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -195,7 +196,7 @@ static void on_stats(QmpClient *c, int error, json_object *result, const char *d
 
         if (reply_failed(t, "qom-get guest-stats", error, desc))
                 return;
-        r = qmp_parse_guest_stats(result, &s);
+        r = guest_stats_parse(result, &s);
         if (r < 0) {
                 tool_fail(t, r, "malformed guest-stats: %s", json_object_to_json_string(result));
                 return;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* What the policy modes (policy.c, policy-rfc.c, policy-proxmox.c) share: saturating arithmetic,
- * balloon pages, reasons, guest pressure, the safety caps and water-filling. Not for the rest of the
- * daemon, which sees policy.h only. */
+/* What the policy modes (policy-autoballoon.c, policy-rfc.c, policy-proxmox.c, and "none" in policy.c)
+ * share: saturating arithmetic, balloon pages, reasons, guest pressure, the safety caps (policy.c) and
+ * water-filling (policy-fill.c). Not for the rest of the daemon, which sees policy.h only. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,6 +55,9 @@ void policy_decision_init(PolicyDecision *d, const PolicyParams *p, const Policy
 void policy_summary_init(PolicySummary *s, const PolicyHost *host);
 /* Appends "N inflate, M held" for the decisions, or "nothing to do", after 'sep'. */
 void policy_reason_add_counts(char *reason, const PolicyDecision *out, size_t n, const char *sep);
+/* Appends "host pressure (trigger, available 100M < reserve 256M)", or "no host pressure"; returns
+ * whether there is. */
+bool policy_reason_add_host(char *reason, const PolicyParams *p, const PolicyHost *host);
 
 /* When the guest driver's message is the only signal, the patched device has already cancelled an
  * inflation or deflated a step at its own rate: the decision follows the device's target. */
@@ -109,7 +112,9 @@ typedef struct FillOps {
 
 void policy_fill(unsigned __int128 budget, size_t n, double tax_rate, const FillOps *ops);
 
-/* The modes other than autoballoon's own; 'summary' is never NULL, 'out' holds policy_decision_init(). */
+/* The modes; 'summary' is never NULL, 'out' holds policy_decision_init(). */
+void policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                               PolicyDecision *out, PolicySummary *summary);
 void policy_decide_none(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
                         PolicyDecision *out, PolicySummary *summary);
 void policy_decide_rfc(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,

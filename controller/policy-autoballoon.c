@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* Policy=autoballoon, the default: host pressure sets a reclaim goal shared by weighted water-filling
+ * with the idle memory tax, slice pressure inflates the VM that stalls against its memory.high,
+ * guest pressure deflates with hysteresis, memory.high follows the balloon, stalled balloons are
+ * backed off. docs/design.md ("Where each decision is made") walks through it. */
+
+#include <inttypes.h>
+
+#include "policy-internal.h"
+
+/* Slice pressure takes at least this much, so a VM just over its memory.high is not nudged by a
+ * few pages per trigger. */
+#define SLICE_MIN_STEP (16 * MIB)
+/* memory.high is only lowered when it is this far above where it should be (no churn). */
+#define HIGH_SLACK MIB
+/* Stall back-off doubles per stall up to 2^4 = 16x. */
+#define BACKOFF_MAX_SHIFT 4U
+
+static uint64_t u128_sat(unsigned __int128 v) {
+        return v > UINT64_MAX ? UINT64_MAX : (uint64_t) v;
+}
+
+typedef struct DecideContext {
+        const PolicyParams *p;
+        const PolicyHost *host;
+        const PolicyVM *vms;
+        PolicyDecision *out;
+        bool host_pressure;   /* trigger fired or reserve missing: guests under pressure are held */
+        bool settling;        /* the trigger fired, but the last reclaim has not had time to work */
+        uint64_t goal;        /* 0 when nothing is to be reclaimed this round */
+        uint64_t planned;
+} DecideContext;
+
+static bool vm_stalled(const PolicyParams *p, uint64_t now, const PolicyVM *vm) {
+        return vm->target != vm->actual && vm->last_progress_usec != 0 &&
+                sub_sat(now, vm->last_progress_usec) >= p->stall_usec;
+}
+
+/* Why the VM may not be inflated now, guest pressure and stalls aside (they get their own decision). */
+static InflateBlock inflate_block(uint64_t now, const PolicyVM *vm) {
+        if (vm->actual <= vm_min(vm))
+                return BLOCK_FLOOR;
+        if (!vm->has_stats)
+                return BLOCK_NO_STATS;
+        if (now < vm->hysteresis_until_usec)
+                return BLOCK_HYSTERESIS;
+        if (now < vm->backoff_until_usec)
+                return BLOCK_BACKOFF;
+        return BLOCK_NONE;
+}
+
+/* 'd' holds the VM's guest pressure already (policy_decision_init), which the water-filling's
+ * bisection would otherwise compute again at every step. */
+static bool inflate_eligible(const PolicyParams *p, uint64_t now, const PolicyVM *vm, const PolicyDecision *d) {
+        return !vm_stalled(p, now, vm) && d->guest_pressure == 0 && inflate_block(now, vm) == BLOCK_NONE;
+}
+
+static void decide_fill_get(const void *userdata, size_t i, FillItem *ret) {
+        const DecideContext *c = userdata;
+        const PolicyVM *vm = &c->vms[i];
+
+        if (!inflate_eligible(c->p, c->host->now_usec, vm, &c->out[i])) {
+                *ret = (FillItem) { .weight = 1 };
+                return;
+        }
+        *ret = (FillItem) {
+                .weight = vm->weight,
+                .floor = vm_min(vm),
+                .ceil = vm->actual,
+                .idle = MIN(vm->guest_free, vm->actual - vm_min(vm)),
+        };
+}
+
+static void decide_fill_put(void *userdata, size_t i, uint64_t alloc) {
+        DecideContext *c = userdata;
+
+        c->out[i].share = alloc;
+}
+
+/* The raise that must come before the balloon gives memory back, so the host does not reclaim at
+ * once what the guest just got. */
+static void raise_high_for(const PolicyParams *p, const PolicyVM *vm, uint64_t target, PolicyDecision *d) {
+        uint64_t high = add_sat(target, p->memory_high_overhead);
+
+        if (vm->memory_high_known && high > vm->memory_high) {
+                d->memory_high = high;
+                d->raise_high_first = true;
+        }
+}
+
+static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
+        const PolicyParams *p = c->p;
+        uint64_t min = vm_min(vm), t;
+        bool floor = vm->actual < min;
+
+        if (d->guest_pressure == GUEST_PRESSURE_EVENT && !floor) {
+                policy_follow_device(vm, d);
+                raise_high_for(p, vm, vm->target, d);
+                goto finish;
+        }
+
+        policy_reason_add_signals(d->reason, vm, d->guest_pressure);
+
+        if (policy_cancel_inflate(vm, d))
+                goto finish;
+
+        if (!floor && c->host_pressure) {
+                /* Above its floor the guest competes by weight: it keeps what it has, and is exempt
+                 * from reclaim while in hysteresis. */
+                d->action = POLICY_HOLD;
+                reason_add(d->reason, ": host under pressure too (goal %s), holding at %s", FB(c->goal),
+                           FB(vm->actual));
+                goto finish;
+        }
+
+        if (floor) {
+                /* The floor is guaranteed: up to min at once, whatever the host state. */
+                t = MIN(add_sat(vm->actual, p->max_step), min);
+                t = MIN(page_up(t), vm->max);
+        } else
+                t = page_down(MIN(add_sat(vm->actual, MIN(p->deflate_step, p->max_step)), vm->max));
+
+        if (t <= vm->actual) {
+                reason_add(d->reason, ": at max %s", FB(vm->max));
+                goto finish;
+        }
+        if (vm->target >= t) {
+                reason_add(d->reason, ": deflate to %s in flight", FB(vm->target));
+                goto finish;
+        }
+
+        d->action = POLICY_DEFLATE;
+        d->target = t;
+        reason_add(d->reason, ": deflate %s%s", FB(t - vm->actual), floor ? " up to the floor" : "");
+
+        raise_high_for(p, vm, t, d);
+
+finish:
+        reason_add(d->reason, ", hysteresis %s", FU(p->hysteresis_usec));
+}
+
+static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
+        const PolicyParams *p = c->p;
+        uint64_t now = c->host->now_usec, min = vm_min(vm);
+        bool slice = vm->slice_pressure && vm->memory_high_known && vm->memory_current >= vm->memory_high;
+        bool above_max = vm->actual > vm->max;
+        uint64_t want_host = 0, want_slice = 0, want_max = 0, want, red, t;
+        InflateBlock b;
+
+        if (c->goal == 0 && !slice && !above_max)
+                return;
+
+        b = inflate_block(now, vm);
+        if (b != BLOCK_NONE) {
+                d->action = POLICY_HOLD;
+                if (c->goal > 0)
+                        reason_add(d->reason, "host pressure: goal %s", FB(c->goal));
+                else if (slice)
+                        reason_add(d->reason, "slice pressure: current %s >= memory.high %s",
+                                   FB(vm->memory_current), FB(vm->memory_high));
+                else
+                        reason_add(d->reason, "above max %s", FB(vm->max));
+                reason_add(d->reason, "; held: ");
+                policy_reason_add_block(d->reason, now, vm, b);
+                return;
+        }
+
+        if (c->goal > 0)
+                want_host = vm->actual - d->share;
+        if (slice)
+                want_slice = MAX(vm->memory_current - vm->memory_high + SLICE_MIN_STEP, SLICE_MIN_STEP);
+        if (above_max)
+                want_max = vm->actual - vm->max;
+        want = MAX(want_host, MAX(want_slice, want_max));
+
+        /* The reason names what asked for the most. */
+        if (want == want_max && above_max)
+                reason_add(d->reason, "above max %s by %s", FB(vm->max), FB(want_max));
+        else if (want == want_slice && slice)
+                reason_add(d->reason, "slice pressure: current %s >= memory.high %s, excess %s%s",
+                           FB(vm->memory_current), FB(vm->memory_high), FB(want_slice),
+                           c->goal > 0 ? " (more than the host share)" : "");
+        else
+                reason_add(d->reason, "host pressure: goal %s, share %s of %s by weight %" PRIu64
+                           ", idle %s taxed at %.2f",
+                           FB(c->goal), FB(d->share), FB(vm->actual), vm->weight ?: 1,
+                           FB(MIN(vm->guest_free, vm->actual - min)), p->tax_rate);
+
+        if (want == 0) {
+                reason_add(d->reason, ": nothing to give");
+                return;
+        }
+
+        /* The caps, the tightest of which is named. */
+        uint64_t cap_rate = UINT64_MAX, since = 0;
+        InflateCap cap;
+        if (vm->last_inflate_usec != 0) {
+                since = sub_sat(now, vm->last_inflate_usec);
+                cap_rate = u128_sat((unsigned __int128) p->max_rate * since / USEC_PER_SEC);
+        }
+        red = policy_cap_inflate(vm, want, MIN(p->max_step, cap_rate), &cap);
+        if (cap == CAP_MODE && red == cap_rate)
+                reason_add(d->reason, "; capped by rate %s/s (%s since the last inflate)", FB(p->max_rate), FU(since));
+        else if (cap == CAP_MODE)
+                reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
+        else
+                policy_reason_add_cap(d->reason, vm, cap);
+
+        t = policy_inflate_target(vm, red);
+        if (t >= vm->actual) {
+                d->action = POLICY_HOLD;
+                reason_add(d->reason, "; held: nothing left under the caps");
+                return;
+        }
+
+        c->planned += vm->actual - MIN(t, vm->target);
+
+        if (vm->target < vm->actual && vm->target <= t) {
+                /* Do not stack: what is already asked covers this round. */
+                reason_add(d->reason, "; inflate to %s in flight", FB(vm->target));
+                return;
+        }
+
+        d->action = POLICY_INFLATE;
+        d->target = t;
+        d->last_inflate_usec = now;
+}
+
+static void decide_high(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
+        uint64_t high = add_sat(vm->actual, c->p->memory_high_overhead);
+
+        /* Not while in hysteresis: the guest just won memory back and is exempt from reclaim. */
+        if (!vm->memory_high_known || vm->target != vm->actual || c->host->now_usec < vm->hysteresis_until_usec ||
+            vm->memory_high <= add_sat(high, HIGH_SLACK))
+                return;
+
+        d->action = POLICY_SET_HIGH;
+        d->memory_high = high;
+        d->reason[0] = 0;
+        reason_add(d->reason, "memory.high follows the balloon: %s -> %s (balloon %s + overhead %s)",
+                   FB(vm->memory_high), FB(high), FB(vm->actual), FB(c->p->memory_high_overhead));
+}
+
+static void decide_vm(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
+        const PolicyParams *p = c->p;
+        uint64_t now = c->host->now_usec;
+
+        if (d->guest_pressure != 0)
+                d->hysteresis_until_usec = add_sat(now, p->hysteresis_usec);
+
+        /* A move completed: but not the stop a stall ordered itself (progress before the back-off
+         * ended), or the back-off would never grow. */
+        if (vm->actual == vm->target && vm->last_progress_usec >= vm->backoff_until_usec)
+                d->stall_count = 0;
+
+        if (vm_stalled(p, now, vm)) {
+                unsigned shift = MIN(vm->stall_count, BACKOFF_MAX_SHIFT);
+                uint64_t backoff = p->stall_backoff_usec > (UINT64_MAX >> shift) ?
+                        UINT64_MAX : p->stall_backoff_usec << shift;
+
+                d->action = POLICY_STALL;
+                d->target = vm->actual;
+                d->stall_count = vm->stall_count + 1;
+                d->backoff_until_usec = add_sat(now, backoff);
+                reason_add(d->reason, "balloon stalled: no progress towards %s for %s (at %s); back-off %s (stall %u)",
+                           FB(vm->target), FU(now - vm->last_progress_usec), FB(vm->actual), FU(backoff),
+                           d->stall_count);
+                return;
+        }
+
+        if (d->guest_pressure != 0)
+                decide_guest_pressure(c, vm, d);
+        else
+                decide_inflate(c, vm, d);
+
+        if (d->action == POLICY_NONE)
+                decide_high(c, vm, d);
+}
+
+static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
+        ret->host_pressure = c->host_pressure;
+        ret->goal = c->goal;
+        ret->planned = c->planned;
+
+        for (size_t i = 0; i < n && c->goal > 0; i++)
+                if (c->out[i].action == POLICY_INFLATE) {
+                        ret->last_reclaim_usec = c->host->now_usec;
+                        break;
+                }
+
+        if (policy_reason_add_host(ret->reason, c->p, c->host)) {
+                reason_add(ret->reason, ": goal %s, planned %s", FB(c->goal), FB(c->planned));
+                if (c->settling)
+                        reason_add(ret->reason, ", settling: last reclaim %s ago",
+                                   FU(c->host->now_usec - c->host->last_reclaim_usec));
+        }
+        policy_reason_add_counts(ret->reason, c->out, n, c->host_pressure ? "; " : ": ");
+}
+
+void policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                               PolicyDecision *out, PolicySummary *summary) {
+        uint64_t now = host->now_usec;
+        DecideContext c = {
+                .p = p,
+                .host = host,
+                .vms = vms,
+                .out = out,
+        };
+
+        /* What the balloons already in flight will return counts against the missing reserve. */
+        uint64_t inflight = 0;
+        for (size_t i = 0; i < n; i++)
+                if (vms[i].target < vms[i].actual)
+                        inflight = add_sat(inflight, vms[i].actual - vms[i].target);
+        if (host->available < p->host_reserve)
+                c.goal = sub_sat(p->host_reserve - host->available, inflight);
+
+        /* A trigger reports stalls over its whole window: one firing right after a reclaim mostly
+         * measures the time before the reclaim. Each trigger asks for ReclaimStep= only once the last
+         * reclaim had reclaim_settle_usec to take effect, so goals do not stack up. */
+        c.settling = host->pressure && host->last_reclaim_usec != 0 &&
+                now < add_sat(host->last_reclaim_usec, p->reclaim_settle_usec);
+        if (host->pressure && !c.settling)
+                c.goal = MAX(c.goal, p->reclaim_step);
+        c.host_pressure = host->pressure || host->available < p->host_reserve;
+
+        if (c.goal > 0) {
+                /* The eligible VMs share what they have minus the goal. */
+                unsigned __int128 total = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (inflate_eligible(p, now, &vms[i], &out[i]))
+                                total += vms[i].actual;
+
+                FillOps ops = {
+                        .get = decide_fill_get,
+                        .put = decide_fill_put,
+                        .userdata = &c,
+                };
+                policy_fill(total > c.goal ? total - c.goal : 0, n, p->tax_rate, &ops);
+        }
+
+        for (size_t i = 0; i < n; i++)
+                decide_vm(&c, &vms[i], &out[i]);
+
+        summarize(&c, n, summary);
+}

@@ -284,13 +284,13 @@ static int append_snapshot(sd_bus_message *reply, Manager *m, VM *vm, uint64_t n
                 ENTRY("guest_reserve_bytes", "t", p.guest_reserve);
                 ENTRY("guest_min_available_bytes", "t", p.guest_min_available);
         }
-        ENTRY("hysteresis_left_usec", "t", time_left(p.hysteresis_until_usec, now));
-        ENTRY("backoff_left_usec", "t", time_left(p.backoff_until_usec, now));
-        ENTRY("stall_count", "u", p.stall_count);
+        ENTRY("hysteresis_left_usec", "t", time_left(p.carry.hysteresis_until_usec, now));
+        ENTRY("backoff_left_usec", "t", time_left(p.carry.backoff_until_usec, now));
+        ENTRY("stall_count", "u", p.carry.stall_count);
         if (p.last_progress_usec > 0)
                 ENTRY("since_progress_usec", "t", now - MIN(now, p.last_progress_usec));
-        if (p.last_inflate_usec > 0)
-                ENTRY("since_inflate_usec", "t", now - MIN(now, p.last_inflate_usec));
+        if (p.carry.last_inflate_usec > 0)
+                ENTRY("since_inflate_usec", "t", now - MIN(now, p.carry.last_inflate_usec));
 #undef ENTRY
 
         return sd_bus_message_close_container(reply);

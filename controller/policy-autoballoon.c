@@ -43,9 +43,9 @@ static InflateBlock inflate_block(uint64_t now, const PolicyVM *vm) {
                 return BLOCK_FLOOR;
         if (!vm->has_stats)
                 return BLOCK_NO_STATS;
-        if (now < vm->hysteresis_until_usec)
+        if (now < vm->carry.hysteresis_until_usec)
                 return BLOCK_HYSTERESIS;
-        if (now < vm->backoff_until_usec)
+        if (now < vm->carry.backoff_until_usec)
                 return BLOCK_BACKOFF;
         return BLOCK_NONE;
 }
@@ -195,8 +195,8 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         /* The caps, the tightest of which is named. */
         uint64_t cap_rate = UINT64_MAX, since = 0;
         InflateCap cap;
-        if (vm->last_inflate_usec != 0) {
-                since = sub_sat(now, vm->last_inflate_usec);
+        if (vm->carry.last_inflate_usec != 0) {
+                since = sub_sat(now, vm->carry.last_inflate_usec);
                 cap_rate = u128_sat((unsigned __int128) p->max_rate * since / USEC_PER_SEC);
         }
         red = policy_cap_inflate(vm, want, MIN(p->max_step, cap_rate), &cap);
@@ -224,14 +224,14 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
 
         d->action = POLICY_INFLATE;
         d->target = t;
-        d->last_inflate_usec = now;
+        d->carry.last_inflate_usec = now;
 }
 
 static void decide_high(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         uint64_t high = add_sat(vm->actual, c->p->memory_high_overhead);
 
         /* Not while in hysteresis: the guest just won memory back and is exempt from reclaim. */
-        if (!vm->memory_high_known || vm->target != vm->actual || c->host->now_usec < vm->hysteresis_until_usec ||
+        if (!vm->memory_high_known || vm->target != vm->actual || c->host->now_usec < vm->carry.hysteresis_until_usec ||
             vm->memory_high <= add_sat(high, HIGH_SLACK))
                 return;
 
@@ -247,25 +247,25 @@ static void decide_vm(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         uint64_t now = c->host->now_usec;
 
         if (d->guest_pressure != 0)
-                d->hysteresis_until_usec = add_sat(now, p->hysteresis_usec);
+                d->carry.hysteresis_until_usec = add_sat(now, p->hysteresis_usec);
 
         /* A move completed: but not the stop a stall ordered itself (progress before the back-off
          * ended), or the back-off would never grow. */
-        if (vm->actual == vm->target && vm->last_progress_usec >= vm->backoff_until_usec)
-                d->stall_count = 0;
+        if (vm->actual == vm->target && vm->last_progress_usec >= vm->carry.backoff_until_usec)
+                d->carry.stall_count = 0;
 
         if (vm_stalled(p, now, vm)) {
-                unsigned shift = MIN(vm->stall_count, BACKOFF_MAX_SHIFT);
+                unsigned shift = MIN(vm->carry.stall_count, BACKOFF_MAX_SHIFT);
                 uint64_t backoff = p->stall_backoff_usec > (UINT64_MAX >> shift) ?
                         UINT64_MAX : p->stall_backoff_usec << shift;
 
                 d->action = POLICY_STALL;
                 d->target = vm->actual;
-                d->stall_count = vm->stall_count + 1;
-                d->backoff_until_usec = add_sat(now, backoff);
+                d->carry.stall_count = vm->carry.stall_count + 1;
+                d->carry.backoff_until_usec = add_sat(now, backoff);
                 reason_add(d->reason, "balloon stalled: no progress towards %s for %s (at %s); back-off %s (stall %u)",
                            FB(vm->target), FU(now - vm->last_progress_usec), FB(vm->actual), FU(backoff),
-                           d->stall_count);
+                           d->carry.stall_count);
                 return;
         }
 

@@ -131,7 +131,7 @@ static void pve_decide_vm(const ProxmoxContext *c, size_t i, uint64_t now, const
         d->action = t < vm->actual ? POLICY_INFLATE : POLICY_DEFLATE;
         d->target = t;
         if (t < vm->actual)
-                d->last_inflate_usec = now;
+                d->carry.last_inflate_usec = now;
 }
 
 void policy_decide_proxmox(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,

@@ -21,7 +21,7 @@
 static void rfc_guest_pressure(uint64_t now, const PolicyVM *vm, PolicyDecision *d) {
         uint64_t t;
 
-        d->hysteresis_until_usec = add_sat(now, RFC_HYSTERESIS_USEC);
+        d->carry.hysteresis_until_usec = add_sat(now, RFC_HYSTERESIS_USEC);
 
         if (d->guest_pressure == GUEST_PRESSURE_EVENT) {
                 /* The patched device took the RFC's step itself. */
@@ -53,7 +53,7 @@ static void rfc_inflate(uint64_t now, const PolicyVM *vm, PolicyDecision *d) {
         reason_add(d->reason, "host pressure event: inflate %s", FB(RFC_STEP));
 
         /* The RFC's "guest in pressure": the event is skipped. */
-        if (now < vm->hysteresis_until_usec) {
+        if (now < vm->carry.hysteresis_until_usec) {
                 d->action = POLICY_HOLD;
                 reason_add(d->reason, "; held: ");
                 policy_reason_add_block(d->reason, now, vm, BLOCK_HYSTERESIS);
@@ -74,7 +74,7 @@ static void rfc_inflate(uint64_t now, const PolicyVM *vm, PolicyDecision *d) {
         }
         d->action = POLICY_INFLATE;
         d->target = t;
-        d->last_inflate_usec = now;
+        d->carry.last_inflate_usec = now;
 }
 
 void policy_decide_rfc(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,

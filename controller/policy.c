@@ -159,11 +159,11 @@ void policy_reason_add_block(char *reason, uint64_t now, const PolicyVM *vm, Inf
                 break;
         case BLOCK_HYSTERESIS:
                 reason_add(reason, "in hysteresis after guest pressure, %s left",
-                           FU(vm->hysteresis_until_usec - now));
+                           FU(vm->carry.hysteresis_until_usec - now));
                 break;
         case BLOCK_BACKOFF:
-                reason_add(reason, "balloon backed off after %u stall%s, %s left", vm->stall_count,
-                           vm->stall_count == 1 ? "" : "s", FU(vm->backoff_until_usec - now));
+                reason_add(reason, "balloon backed off after %u stall%s, %s left", vm->carry.stall_count,
+                           vm->carry.stall_count == 1 ? "" : "s", FU(vm->carry.backoff_until_usec - now));
                 break;
         case BLOCK_NONE:
                 break;
@@ -195,10 +195,7 @@ void policy_decision_init(PolicyDecision *d, const PolicyParams *p, const Policy
                 .target = vm->target,
                 .memory_high = vm->memory_high,
                 .guest_pressure = policy_guest_pressure(p, vm),
-                .hysteresis_until_usec = vm->hysteresis_until_usec,
-                .backoff_until_usec = vm->backoff_until_usec,
-                .stall_count = vm->stall_count,
-                .last_inflate_usec = vm->last_inflate_usec,
+                .carry = vm->carry,
         };
 }
 

@@ -8,7 +8,7 @@
 /* The policy: pure C. A snapshot of the host and the VMs goes in, one decision per VM comes out with
  * a human-readable reason. No I/O, no clock (the time is part of the snapshot), no allocation.
  * State that must survive between decisions (hysteresis, stall back-off, rate cap) is carried by the
- * caller: it is read from PolicyVM and the new values are returned in PolicyDecision.
+ * caller: it is read from PolicyVM.carry and the new values are returned in PolicyDecision.carry.
  * trace.c writes and reads every field of PolicyParams, PolicyHost and PolicyVM: a new one goes
  * into its tables too. */
 
@@ -54,6 +54,16 @@ typedef struct PolicyHost {
         uint64_t last_cycle_usec;     /* PolicySummary.last_cycle_usec of the previous decision */
 } PolicyHost;
 
+/* What a VM carries from one decision to the next: the policy reads it from PolicyVM.carry and
+ * returns the new values in PolicyDecision.carry, which the caller keeps for the next snapshot.
+ * 0 means "never". */
+typedef struct PolicyCarry {
+        uint64_t hysteresis_until_usec; /* no inflation before this: guest pressure was seen */
+        uint64_t backoff_until_usec;    /* no inflation before this: the balloon stalled */
+        uint64_t last_inflate_usec;     /* when the last inflation was ordered (rate cap) */
+        unsigned stall_count;           /* stalls in a row: the back-off doubles with each */
+} PolicyCarry;
+
 /* Why a guest is considered under pressure; several may hold at once. */
 typedef enum GuestPressure {
         GUEST_PRESSURE_AVAILABLE     = 1 << 0, /* available memory below its floor */
@@ -88,12 +98,10 @@ typedef struct PolicyVM {
         const char *pressure_event_action; /* what the device did: "cancel", "deflate" or "none" */
         bool slice_pressure;          /* the slice's trigger fired since the last decision */
 
-        /* Carried state, as returned in the previous PolicyDecision. 0 means "never". */
-        uint64_t hysteresis_until_usec;
-        uint64_t backoff_until_usec;
-        unsigned stall_count;
-        uint64_t last_progress_usec;  /* caller: last time actual moved towards target or target changed */
-        uint64_t last_inflate_usec;   /* when the last inflation was ordered (rate cap) */
+        PolicyCarry carry;            /* as returned in the previous PolicyDecision */
+        /* The caller's observation, not carried by the policy: the last time actual moved towards
+         * target or target changed (0: never). */
+        uint64_t last_progress_usec;
 } PolicyVM;
 
 typedef enum PolicyAction {
@@ -123,11 +131,7 @@ typedef struct PolicyDecision {
         GuestPressure guest_pressure; /* signals seen */
         uint64_t share;               /* the VM's water-filling allocation this round (0 if none) */
 
-        /* New carried state. */
-        uint64_t hysteresis_until_usec;
-        uint64_t backoff_until_usec;
-        unsigned stall_count;
-        uint64_t last_inflate_usec;
+        PolicyCarry carry;            /* to pass back in the next PolicyVM */
 
         char reason[POLICY_REASON_MAX];
 } PolicyDecision;

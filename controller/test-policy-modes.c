@@ -55,8 +55,8 @@ static void test_none_never_acts(void **state) {
                 for (size_t i = 0; i < s.n; i++) {
                         assert_int_equal(s.out[i].action, POLICY_NONE);
                         assert_changes_nothing(&s, i);
-                        assert_int_equal(s.out[i].hysteresis_until_usec, 0);
-                        assert_int_equal(s.out[i].backoff_until_usec, 0);
+                        assert_int_equal(s.out[i].carry.hysteresis_until_usec, 0);
+                        assert_int_equal(s.out[i].carry.backoff_until_usec, 0);
                         assert_reason(&s.out[i], "policy none");
                 }
                 assert_reason(&s.out[0], "ignored: guest pressure (swap-in 10M/s, guest driver event)");
@@ -174,7 +174,7 @@ static void test_rfc_guest_pressure(void **state) {
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_CANCEL);
         assert_int_equal(s.out[0].target, s.vm[0].actual);
-        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
+        assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
         assert_reason(&s.out[0], "hysteresis 60s");
 
         /* Otherwise 32 MiB back, on top of the target; memory.high is not touched. */
@@ -188,12 +188,12 @@ static void test_rfc_guest_pressure(void **state) {
         assert_int_equal(s.out[0].target, 2 * GIB + 32 * MIB);
         assert_int_equal(s.out[0].memory_high, 2 * GIB + 256 * MIB);
         assert_false(s.out[0].raise_high_first);
-        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
+        assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
         /* The next one stacks too. */
         s.host.now_usec += USEC_PER_SEC;
         sim_tick(&s);
         assert_int_equal(s.out[0].target, 2 * GIB + 64 * MIB);
-        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + 61 * USEC_PER_SEC);
+        assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + 61 * USEC_PER_SEC);
 }
 
 static void test_rfc_hysteresis(void **state) {
@@ -222,7 +222,7 @@ static void test_rfc_device_event(void **state) {
                 s.host.pressure = true;
                 sim_tick(&s);
                 assert_int_equal(s.vm[0].target, s.vm[0].actual + 32 * MIB);
-                assert_int_equal(s.out[0].hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
+                assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
                 assert_reason(&s.out[0], "guest driver event");
         }
 }

@@ -87,10 +87,7 @@ static inline void sim_apply(Sim *s) {
                 PolicyVM *vm = &s->vm[i];
                 const PolicyDecision *d = &s->out[i];
 
-                vm->hysteresis_until_usec = d->hysteresis_until_usec;
-                vm->backoff_until_usec = d->backoff_until_usec;
-                vm->stall_count = d->stall_count;
-                vm->last_inflate_usec = d->last_inflate_usec;
+                vm->carry = d->carry;
                 vm->memory_high = d->memory_high;
                 if (d->target != vm->target) {
                         vm->target = d->target;

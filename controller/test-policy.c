@@ -192,7 +192,7 @@ static void test_decide_host_split(void **state) {
         assert_int_equal(s.summary.goal, GIB);
         for (size_t i = 0; i < 2; i++) {
                 assert_int_equal(s.out[i].action, POLICY_INFLATE);
-                assert_int_equal(s.out[i].last_inflate_usec, T0);
+                assert_int_equal(s.out[i].carry.last_inflate_usec, T0);
                 assert_true(s.out[i].target % POLICY_PAGE_SIZE == 0);
                 /* memory.high goes down only once the balloon got there. */
                 assert_int_equal(s.out[i].memory_high, s.vm[i].memory_high);
@@ -289,7 +289,7 @@ static void test_decide_hysteresis(void **state) {
         s.vm[0].swap_in_rate = 2 * MIB;
         sim_tick(&s);
         assert_int_equal(s.out[0].action, POLICY_DEFLATE);
-        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
+        assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
         s.vm[0].swap_in_rate = 0;
 
         assert_int_equal(sim_first_inflate(&s), T0 + 60 * USEC_PER_SEC);
@@ -310,11 +310,11 @@ static void test_decide_stall_backoff(void **state) {
                 sim_tick(&s);
                 if (s.out[0].action == POLICY_STALL) {
                         assert_int_equal(s.out[0].target, s.vm[0].actual);
-                        assert_int_equal(s.out[0].stall_count, n_stalls + 1);
+                        assert_int_equal(s.out[0].carry.stall_count, n_stalls + 1);
                         assert_reason(&s.out[0], "stalled");
                         stalled_at[n_stalls] = s.host.now_usec;
-                        backoffs[n_stalls++] = s.out[0].backoff_until_usec - s.host.now_usec;
-                } else if (n_stalls > 0 && s.host.now_usec < s.vm[0].backoff_until_usec)
+                        backoffs[n_stalls++] = s.out[0].carry.backoff_until_usec - s.host.now_usec;
+                } else if (n_stalls > 0 && s.host.now_usec < s.vm[0].carry.backoff_until_usec)
                         /* No retry during the back-off. */
                         assert_int_equal(s.out[0].action, POLICY_HOLD);
                 s.host.now_usec += USEC_PER_SEC;
@@ -327,14 +327,14 @@ static void test_decide_stall_backoff(void **state) {
         assert_int_equal(backoffs[5], 16 * 30 * USEC_PER_SEC);
 
         /* The balloon works again: after a completed move the count starts over. */
-        s.host.now_usec = s.vm[0].backoff_until_usec;
+        s.host.now_usec = s.vm[0].carry.backoff_until_usec;
         s.host.pressure = true;
         sim_tick(&s);
         assert_int_equal(s.out[0].action, POLICY_INFLATE);
         s.host.now_usec += USEC_PER_SEC;
         sim_move(&s, 0);
         sim_tick(&s);
-        assert_int_equal(s.out[0].stall_count, 0);
+        assert_int_equal(s.out[0].carry.stall_count, 0);
 }
 
 static void test_decide_floor_wins(void **state) {
@@ -345,7 +345,7 @@ static void test_decide_floor_wins(void **state) {
         s.host.available = 0;
         for (size_t i = 0; i < 2; i++) {
                 s.vm[i].guest_available = 10 * MIB;
-                s.vm[i].hysteresis_until_usec = T0 + USEC_PER_SEC;
+                s.vm[i].carry.hysteresis_until_usec = T0 + USEC_PER_SEC;
         }
         s.vm[0].actual = s.vm[0].target = s.vm[0].min - 200 * MIB;
         s.vm[1].actual = s.vm[1].target = s.vm[1].min - 400 * MIB;
@@ -373,7 +373,7 @@ static void test_decide_hold_above_floor(void **state) {
         assert_int_equal(s.out[0].action, POLICY_HOLD);
         assert_int_equal(s.out[0].target, s.vm[0].actual);
         assert_int_equal(s.out[0].guest_pressure, GUEST_PRESSURE_SWAP_IN);
-        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + s.p.hysteresis_usec);
+        assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + s.p.hysteresis_usec);
         assert_reason(&s.out[0], "host under pressure too");
         assert_reason(&s.out[0], "swap-in 3M/s");
 }
@@ -492,7 +492,7 @@ static void test_decide_rate_cap(void **state) {
         s.p.max_step = 2 * GIB;
         s.vm[0].actual = s.vm[0].target = 4 * GIB;
         s.vm[0].guest_available = 3 * GIB;
-        s.vm[0].last_inflate_usec = T0; /* an inflate was just ordered */
+        s.vm[0].carry.last_inflate_usec = T0; /* an inflate was just ordered */
 
         /* Ten trigger events in the next second. */
         for (unsigned k = 1; k <= 10; k++) {
@@ -625,7 +625,7 @@ static void test_decide_device_event(void **state) {
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_DEFLATE);
         assert_int_equal(s.out[0].target, s.vm[0].target);
-        assert_int_equal(s.out[0].hysteresis_until_usec, T0 + s.p.hysteresis_usec);
+        assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + s.p.hysteresis_usec);
         assert_true(s.out[0].raise_high_first);
         assert_int_equal(s.out[0].memory_high, s.vm[0].target + s.p.memory_high_overhead);
         assert_reason(&s.out[0], "guest driver event (level 2)");

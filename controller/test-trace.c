@@ -60,11 +60,13 @@ static PolicyVM sample_vm(const char *name, uint64_t base) {
                 .pressure_event_level = 2,
                 .pressure_event_action = "cancel",
                 .slice_pressure = true,
-                .hysteresis_until_usec = base + 16,
-                .backoff_until_usec = base + 17,
-                .stall_count = 18,
+                .carry = {
+                        .hysteresis_until_usec = base + 16,
+                        .backoff_until_usec = base + 17,
+                        .stall_count = 18,
+                        .last_inflate_usec = base + 20,
+                },
                 .last_progress_usec = base + 19,
-                .last_inflate_usec = base + 20,
         };
 }
 
@@ -95,11 +97,11 @@ static void assert_vm_equal(const PolicyVM *a, const PolicyVM *b) {
         else
                 assert_null(a->pressure_event_action);
         assert_int_equal(a->slice_pressure, b->slice_pressure);
-        assert_int_equal(a->hysteresis_until_usec, b->hysteresis_until_usec);
-        assert_int_equal(a->backoff_until_usec, b->backoff_until_usec);
-        assert_int_equal(a->stall_count, b->stall_count);
+        assert_int_equal(a->carry.hysteresis_until_usec, b->carry.hysteresis_until_usec);
+        assert_int_equal(a->carry.backoff_until_usec, b->carry.backoff_until_usec);
+        assert_int_equal(a->carry.stall_count, b->carry.stall_count);
         assert_int_equal(a->last_progress_usec, b->last_progress_usec);
-        assert_int_equal(a->last_inflate_usec, b->last_inflate_usec);
+        assert_int_equal(a->carry.last_inflate_usec, b->carry.last_inflate_usec);
 }
 
 static void test_round_trip(void **state) {
@@ -198,6 +200,27 @@ static void test_missing_and_unknown_fields(void **state) {
         assert_false(r.vms[0].has_stats);
 }
 
+/* The carried state is flat in the VM's object, as in traces recorded before PolicyCarry. */
+static void test_carry_is_flat(void **state) {
+        static const char *const old =
+                "{\"version\":1,\"params\":{},\"host\":{},\"vms\":[{\"name\":\"x\",\"hysteresis_until_usec\":5,"
+                "\"backoff_until_usec\":6,\"stall_count\":7,\"last_progress_usec\":8,\"last_inflate_usec\":9}]}";
+        _cleanup_(trace_record_donep) TraceRecord r = {};
+        _cleanup_free_ char *line = NULL;
+
+        assert_int_equal(trace_parse(old, &r), 0);
+        assert_int_equal(r.vms[0].carry.hysteresis_until_usec, 5);
+        assert_int_equal(r.vms[0].carry.backoff_until_usec, 6);
+        assert_int_equal(r.vms[0].carry.stall_count, 7);
+        assert_int_equal(r.vms[0].last_progress_usec, 8);
+        assert_int_equal(r.vms[0].carry.last_inflate_usec, 9);
+
+        assert_int_equal(trace_format(&r.params, &r.host, r.vms, r.n_vms, &line), 0);
+        assert_non_null(strstr(line, "\"hysteresis_until_usec\":5,\"backoff_until_usec\":6,\"stall_count\":7,"
+                                     "\"last_progress_usec\":8,\"last_inflate_usec\":9}"));
+        assert_null(strstr(line, "carry"));
+}
+
 static void test_bad_records(void **state) {
         static const char *const bad[] = {
                 "",
@@ -233,6 +256,7 @@ int main(void) {
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_write_appends_lines),
                 cmocka_unit_test(test_missing_and_unknown_fields),
+                cmocka_unit_test(test_carry_is_flat),
                 cmocka_unit_test(test_bad_records),
         };
 

@@ -27,6 +27,9 @@ typedef struct Field {
 } Field;
 
 #define FIELD(s, f, t) { #f, t, offsetof(s, f) }
+/* PolicyVM.carry's fields, flat in the VM's object as they were before they had a struct of their
+ * own: traces recorded then still read. */
+#define CARRY_FIELD(f, t) { #f, t, offsetof(PolicyVM, carry.f) }
 
 static const Field params_fields[] = {
         FIELD(PolicyParams, mode, FIELD_MODE),
@@ -78,11 +81,11 @@ static const Field vm_fields[] = {
         FIELD(PolicyVM, pressure_event_level, FIELD_INT),
         FIELD(PolicyVM, pressure_event_action, FIELD_STRING),
         FIELD(PolicyVM, slice_pressure, FIELD_BOOL),
-        FIELD(PolicyVM, hysteresis_until_usec, FIELD_U64),
-        FIELD(PolicyVM, backoff_until_usec, FIELD_U64),
-        FIELD(PolicyVM, stall_count, FIELD_UNSIGNED),
+        CARRY_FIELD(hysteresis_until_usec, FIELD_U64),
+        CARRY_FIELD(backoff_until_usec, FIELD_U64),
+        CARRY_FIELD(stall_count, FIELD_UNSIGNED),
         FIELD(PolicyVM, last_progress_usec, FIELD_U64),
-        FIELD(PolicyVM, last_inflate_usec, FIELD_U64),
+        CARRY_FIELD(last_inflate_usec, FIELD_U64),
 };
 
 static int add_field(json_object *o, const Field *f, const void *base) {

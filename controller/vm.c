@@ -355,11 +355,8 @@ void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
                 .pressure_event_level = vm->pressure_event_level,
                 .pressure_event_action = vm->pressure_event_action,
                 .slice_pressure = vm->slice_pressure,
-                .hysteresis_until_usec = vm->hysteresis_until_usec,
-                .backoff_until_usec = vm->backoff_until_usec,
-                .stall_count = vm->stall_count,
+                .carry = vm->carry,
                 .last_progress_usec = vm->last_progress_usec,
-                .last_inflate_usec = vm->last_inflate_usec,
         };
         if (p->min > p->max)
                 p->min = p->max;
@@ -421,10 +418,7 @@ static bool is_balloon_action(PolicyAction a) {
 void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_run) {
         bool high_changes = vm->memory_high_known && d->memory_high != vm->memory_high;
 
-        vm->hysteresis_until_usec = d->hysteresis_until_usec;
-        vm->backoff_until_usec = d->backoff_until_usec;
-        vm->stall_count = d->stall_count;
-        vm->last_inflate_usec = d->last_inflate_usec;
+        vm->carry = d->carry;
 
         if (d->action == POLICY_NONE) {
                 vm->last_action = POLICY_NONE;

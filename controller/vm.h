@@ -63,9 +63,10 @@ typedef struct VM {
         int pressure_event_level;
         char pressure_event_action[16];
 
-        /* Policy state carried between decisions. */
-        uint64_t hysteresis_until_usec, backoff_until_usec, last_progress_usec, last_inflate_usec;
-        unsigned stall_count;
+        /* Policy state carried between decisions, and the last time the balloon moved towards its
+         * target (or was given a new one), for the policy's stall detection. */
+        PolicyCarry carry;
+        uint64_t last_progress_usec;
         PolicyAction last_action;
         char last_reason[POLICY_REASON_MAX];
 

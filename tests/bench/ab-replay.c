@@ -48,8 +48,7 @@ static void help(void) {
 /* One VM as one run sees it: the mode's carried state and, in the closed loop, the modelled balloon. */
 typedef struct VMState {
         char *name;
-        uint64_t hysteresis_until_usec, backoff_until_usec, last_inflate_usec;
-        unsigned stall_count;
+        PolicyCarry carry;
         uint64_t actual, target, last_progress_usec, memory_high;
 } VMState;
 
@@ -136,10 +135,7 @@ static int run_map(Run *r, const TraceRecord *t) {
                 r->vms = l;
                 r->vms[r->n_vms + added] = (VMState) {
                         .name = strdup(vm->name),
-                        .hysteresis_until_usec = vm->hysteresis_until_usec,
-                        .backoff_until_usec = vm->backoff_until_usec,
-                        .last_inflate_usec = vm->last_inflate_usec,
-                        .stall_count = vm->stall_count,
+                        .carry = vm->carry,
                         .actual = vm->actual,
                         .target = vm->target,
                         .last_progress_usec = vm->last_progress_usec,
@@ -236,10 +232,7 @@ static int run_record(Run *r, const Options *o, const TraceRecord *t) {
                 const VMState *s = r->map[i];
                 PolicyVM *vm = &r->snapshot[i];
 
-                vm->hysteresis_until_usec = s->hysteresis_until_usec;
-                vm->backoff_until_usec = s->backoff_until_usec;
-                vm->last_inflate_usec = s->last_inflate_usec;
-                vm->stall_count = s->stall_count;
+                vm->carry = s->carry;
         }
         p.mode = r->mode;
         host.last_reclaim_usec = r->last_reclaim_usec;
@@ -279,10 +272,7 @@ static int run_record(Run *r, const Options *o, const TraceRecord *t) {
                 else
                         r->deflated += d->target - vm->target;
 
-                s->hysteresis_until_usec = d->hysteresis_until_usec;
-                s->backoff_until_usec = d->backoff_until_usec;
-                s->last_inflate_usec = d->last_inflate_usec;
-                s->stall_count = d->stall_count;
+                s->carry = d->carry;
                 if (d->target != s->target)
                         s->last_progress_usec = t->host.now_usec;
                 s->target = d->target;

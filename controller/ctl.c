@@ -282,7 +282,7 @@ static bool prop_bool(json_object *props, const char *key) {
         return json_object_object_get_ex(props, key, &v) && json_object_get_boolean(v);
 }
 
-static int status(sd_bus *bus) {
+static int verb_status(sd_bus *bus, char **args) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_json_ json_object *props = json_object_new_object(), *vms = json_object_new_array();
         Table table = { .n_columns = 11 };
@@ -471,7 +471,8 @@ static void print_snapshot_entry(const char *key, json_object *v) {
         printf("  %-28s %s\n", label, value);
 }
 
-static int explain(sd_bus *bus, const char *name) {
+static int verb_explain(sd_bus *bus, char **args) {
+        const char *name = args[0];
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_json_ json_object *snapshot = json_object_new_object(),
                 *decisions = json_object_new_array();
@@ -562,7 +563,7 @@ oom:
 
 /* ---- the rest */
 
-static int metrics(sd_bus *bus) {
+static int verb_metrics(sd_bus *bus, char **args) {
         _cleanup_free_ char *path = NULL, *text = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
@@ -583,8 +584,9 @@ static int metrics(sd_bus *bus) {
         return 0;
 }
 
-static int set_weight(sd_bus *bus, const char *vm, const char *weight) {
+static int verb_set_weight(sd_bus *bus, char **args) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *vm = args[0], *weight = args[1];
         uint64_t w;
 
         if (safe_atou64(weight, &w) < 0) {
@@ -599,6 +601,30 @@ static int simple(sd_bus *bus, const char *what, const char *method) {
 
         return call(bus, what, method, &reply, NULL) < 0 ? 1 : 0;
 }
+
+static int verb_pause(sd_bus *bus, char **args) {
+        return simple(bus, "pause", "Pause");
+}
+
+static int verb_resume(sd_bus *bus, char **args) {
+        return simple(bus, "resume", "Resume");
+}
+
+/* The commands: the arguments after the verb, and what runs them. */
+typedef struct Verb {
+        const char *name;
+        unsigned min_args, max_args;
+        int (*fn)(sd_bus *bus, char **args);
+} Verb;
+
+static const Verb verbs[] = {
+        { "status",     0, 0, verb_status },
+        { "set-weight", 2, 2, verb_set_weight },
+        { "pause",      0, 0, verb_pause },
+        { "resume",     0, 0, verb_resume },
+        { "explain",    1, 1, verb_explain },
+        { "metrics",    0, 0, verb_metrics },
+};
 
 static void help(void) {
         printf("autoballoonctl [OPTIONS...] COMMAND ...\n\n"
@@ -629,16 +655,10 @@ int main(int argc, char *argv[]) {
                 { "bus", required_argument, NULL, ARG_BUS },
                 {}
         };
-        static const struct {
-                const char *name;
-                int args;
-        } commands[] = {
-                { "status", 0 }, { "set-weight", 2 }, { "pause", 0 }, { "resume", 0 }, { "explain", 1 },
-                { "metrics", 0 },
-        };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        const char *verb;
-        int c, n_args = -1;
+        const Verb *verb = NULL;
+        unsigned n_args;
+        int c;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -672,20 +692,26 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "autoballoonctl: which command? (autoballoonctl --help lists them)\n");
                 return 2;
         }
-        verb = argv[optind++];
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                if (streq(verb, commands[i].name))
-                        n_args = commands[i].args;
-        if (n_args < 0) {
-                fprintf(stderr, "autoballoonctl: unknown command '%s' (autoballoonctl --help lists them)\n", verb);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[optind], verbs[i].name))
+                        verb = &verbs[i];
+        if (!verb) {
+                fprintf(stderr, "autoballoonctl: unknown command '%s' (autoballoonctl --help lists them)\n",
+                        argv[optind]);
                 return 2;
         }
-        if (argc - optind != n_args) {
-                fprintf(stderr, "autoballoonctl: %s takes %d argument%s, not %d\n", verb, n_args,
-                        n_args == 1 ? "" : "s", argc - optind);
+        optind++;
+        n_args = (unsigned) (argc - optind);
+        if (n_args < verb->min_args || n_args > verb->max_args) {
+                if (verb->min_args == verb->max_args)
+                        fprintf(stderr, "autoballoonctl: %s takes %u argument%s, not %u\n", verb->name,
+                                verb->min_args, verb->min_args == 1 ? "" : "s", n_args);
+                else
+                        fprintf(stderr, "autoballoonctl: %s takes %u to %u arguments, not %u\n", verb->name,
+                                verb->min_args, verb->max_args, n_args);
                 return 2;
         }
-        if (arg_runtime && !streq(verb, "set-weight")) {
+        if (arg_runtime && verb->fn != verb_set_weight) {
                 fprintf(stderr, "autoballoonctl: --runtime is for set-weight only\n");
                 return 2;
         }
@@ -693,15 +719,5 @@ int main(int argc, char *argv[]) {
         if (open_bus(&bus) < 0)
                 return 1;
 
-        if (streq(verb, "status"))
-                return status(bus);
-        if (streq(verb, "set-weight"))
-                return set_weight(bus, argv[optind], argv[optind + 1]);
-        if (streq(verb, "pause"))
-                return simple(bus, "pause", "Pause");
-        if (streq(verb, "resume"))
-                return simple(bus, "resume", "Resume");
-        if (streq(verb, "explain"))
-                return explain(bus, argv[optind]);
-        return metrics(bus);
+        return verb->fn(bus, argv + optind);
 }

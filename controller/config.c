@@ -3,42 +3,12 @@
 /*
  * Configuration: <dir>/autoballoon.conf, then <dir>/autoballoon.conf.d/\*.conf in lexical (strcmp)
  * order; a later assignment overrides an earlier one, an empty one ("Key=") restores the default.
- * systemd-style syntax: "[Section]", "Key=Value", comments start with '#' or ';'.
+ * systemd-style syntax: "[Section]", "Key=Value", comments start with '#' or ';'. Sections: [Daemon],
+ * and [VM <name>] with the name as in balloon-<name>.slice ([A-Za-z0-9_]+).
  *
- * [Daemon]
- *   Policy=autoballoon            autoballoon, none, rfc or proxmox: which algorithm decides
- *   ParentSlice=balloon.slice     slice (path under the cgroup root) holding balloon-<vm>.slice
- *   HostPressure=system|slice     host PSI and free memory from /proc, or from the parent slice
- *   HostReserve=5%                memory kept for the host; size or % of host memory
- *   HysteresisSec=60              no inflate of a VM this long after its guest pressure
- *   TaxRate=0.75                  idle memory tax, in [0, 1)
- *   ReclaimStep=128M              reclaim goal per host pressure event (> 0)
- *   ReclaimSettleSec=5            a trigger this soon after a reclaim sets no new goal
- *   MaxStep=256M                  largest balloon change per VM and decision (> 0)
- *   MaxRate=128M                  largest balloon change per VM and second (> 0)
- *   DeflateStep=128M              given back on guest pressure (> 0)
- *   GuestReserve=64M              available memory an inflate leaves the guest; size or % of the
- *                                 guest's current memory
- *   GuestMinAvailable=32M         below it the guest is under pressure; size or %, as GuestReserve=,
- *                                 and below it
- *   GuestSwapInRate=1M            guest swap-in, bytes per second, counted as pressure
- *   GuestMajorFaultRate=100       guest major faults per second counted as pressure
- *   MemoryHighOverhead=256M       slice memory.high = balloon size + this
- *   HostTriggerStallSec=0.1       host PSI trigger: stall (> 0, at most the window) ...
- *   SliceTriggerStallSec=0.1      per-VM slice PSI trigger: stall (> 0, at most the window) ...
- *   TriggerWindowSec=2            ... in this window, 0.5s..10s (the kernel's limits)
- *   StatsIntervalSec=2            guest stats refresh (> 0)
- *   BalloonStallSec=10            a balloon that does not move for this long is stalled (> 0)
- *   BalloonBackoffSec=30          and left alone this long (> 0)
- *   RuntimeDir=/run/autoballoon   absolute path
- *   Libvirt=yes                   also drive the domains of a libvirt daemon
- *   LibvirtURI=qemu:///system     its connection URI
- *   LibvirtPidDir=/run/libvirt/qemu  where it keeps <domain>.pid (QEMU's cgroup is found from it)
- *
- * [VM <name>]                     name as in balloon-<name>.slice: [A-Za-z0-9_]+
- *   Weight=100                    1..10000
- *   MinMemory=25%                 floor; size or % of the VM's boot memory
- *   MaxMemory=100%                ceiling (> 0); size or % of the VM's boot memory, >= MinMemory=
+ * The keys, their defaults and ranges are the tables daemon_keys and vm_keys below, and only there;
+ * autoballoon.conf(5) says what they mean. test-config checks that the shipped autoballoon.conf and
+ * the man page give the same defaults and list every key.
  *
  * Times take "us", "ms", "s", "min", "h" suffixes (seconds without one); sizes take K, M, G, T.
  */
@@ -135,6 +105,44 @@ static const ConfigKey *config_key_find(const ConfigKey *keys, size_t n, const c
 
 #define DAEMON_KEY_FIND(name) config_key_find(daemon_keys, ELEMENTSOF(daemon_keys), name)
 #define VM_KEY_FIND(name) config_key_find(vm_keys, ELEMENTSOF(vm_keys), name)
+
+const char *config_key_name(bool vm, size_t i) {
+        if (vm)
+                return i < ELEMENTSOF(vm_keys) ? vm_keys[i].name : NULL;
+        return i < ELEMENTSOF(daemon_keys) ? daemon_keys[i].name : NULL;
+}
+
+bool config_key_equal(bool vm, const char *key, const void *a, const void *b) {
+        const ConfigKey *k = vm ? VM_KEY_FIND(key) : DAEMON_KEY_FIND(key);
+
+        if (!k)
+                return false;
+        a = (const uint8_t *) a + k->offset;
+        b = (const uint8_t *) b + k->offset;
+
+        switch (k->type) {
+        case CONFIG_SIZE:
+        case CONFIG_TIME:
+        case CONFIG_UINT:
+                return *(const uint64_t *) a == *(const uint64_t *) b;
+        case CONFIG_SIZE_SPEC:
+                return ((const SizeSpec *) a)->bytes == ((const SizeSpec *) b)->bytes &&
+                        ((const SizeSpec *) a)->permyriad == ((const SizeSpec *) b)->permyriad;
+        case CONFIG_RATIO:
+                return *(const double *) a == *(const double *) b;
+        case CONFIG_SLICE:
+        case CONFIG_PATH:
+        case CONFIG_STRING:
+                return streq_ptr(*(char * const *) a, *(char * const *) b);
+        case CONFIG_HOST_PRESSURE:
+                return *(const HostPressureSource *) a == *(const HostPressureSource *) b;
+        case CONFIG_BOOL:
+                return *(const bool *) a == *(const bool *) b;
+        case CONFIG_POLICY:
+                return *(const PolicyMode *) a == *(const PolicyMode *) b;
+        }
+        return false;
+}
 
 static bool vm_name_is_valid(const char *s) {
         return *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == strlen(s);

@@ -25,11 +25,13 @@ typedef enum HostPressureSource {
         HOST_PRESSURE_SLICE,  /* the parent slice's memory.pressure, and memory.max/high - memory.current */
 } HostPressureSource;
 
+/* Each key's default and range are in config.c's tables; autoballoon.conf(5) says what it means. */
+
 typedef struct VMConfig {
         char *name;
-        uint64_t weight;       /* Weight=, 1..10000, default 100 */
-        SizeSpec min_memory;   /* MinMemory=, % of the VM's boot memory; default 25% */
-        SizeSpec max_memory;   /* MaxMemory=, % of the VM's boot memory; default 100% */
+        uint64_t weight;       /* Weight=, 1..10000 */
+        SizeSpec min_memory;   /* MinMemory=, % of the VM's boot memory */
+        SizeSpec max_memory;   /* MaxMemory=, % of the VM's boot memory */
         bool weight_set, min_set, max_set;
 } VMConfig;
 
@@ -44,34 +46,34 @@ typedef struct ConfigOrigin {
 
 typedef struct Config {
         /* [Daemon] */
-        PolicyMode policy;               /* Policy=autoballoon|none|rfc|proxmox */
-        char *parent_slice;              /* ParentSlice=balloon.slice */
-        HostPressureSource host_pressure;/* HostPressure=system|slice */
-        SizeSpec host_reserve;           /* HostReserve=, % of host memory; default 5% */
-        uint64_t hysteresis_usec;        /* HysteresisSec=60 */
-        double tax_rate;                 /* TaxRate=0.75, in [0, 1) */
-        uint64_t reclaim_step;           /* ReclaimStep=, reclaim goal per host pressure event; 128M */
-        uint64_t reclaim_settle_usec;    /* ReclaimSettleSec=5, no new goal this soon after a reclaim */
-        uint64_t max_step;               /* MaxStep=, per VM and decision; 256M */
-        uint64_t max_rate;               /* MaxRate=, per VM, bytes per second; 128M */
-        uint64_t deflate_step;           /* DeflateStep=, given back on guest pressure; 128M */
-        SizeSpec guest_reserve;          /* GuestReserve=, available memory an inflate leaves the guest; 64M;
+        PolicyMode policy;               /* Policy= */
+        char *parent_slice;              /* ParentSlice= */
+        HostPressureSource host_pressure;/* HostPressure= */
+        SizeSpec host_reserve;           /* HostReserve=, % of host memory */
+        uint64_t hysteresis_usec;        /* HysteresisSec= */
+        double tax_rate;                 /* TaxRate=, in [0, 1) */
+        uint64_t reclaim_step;           /* ReclaimStep=, reclaim goal per host pressure event */
+        uint64_t reclaim_settle_usec;    /* ReclaimSettleSec=, no new goal this soon after a reclaim */
+        uint64_t max_step;               /* MaxStep=, per VM and decision */
+        uint64_t max_rate;               /* MaxRate=, per VM, bytes per second */
+        uint64_t deflate_step;           /* DeflateStep=, given back on guest pressure */
+        SizeSpec guest_reserve;          /* GuestReserve=, available memory an inflate leaves the guest;
                                           * % of the guest's current memory */
-        SizeSpec guest_min_available;    /* GuestMinAvailable=, below it the guest is under pressure; 32M;
+        SizeSpec guest_min_available;    /* GuestMinAvailable=, below it the guest is under pressure;
                                           * % as GuestReserve= */
-        uint64_t guest_swapin_rate;      /* GuestSwapInRate=, bytes/s counted as pressure; 1M */
-        uint64_t guest_major_fault_rate; /* GuestMajorFaultRate=, faults/s counted as pressure; 100 */
-        uint64_t memory_high_overhead;   /* MemoryHighOverhead=, slice memory.high = balloon + this; 256M */
-        uint64_t host_trigger_stall_usec;  /* HostTriggerStallSec=0.1 (in a window) */
-        uint64_t slice_trigger_stall_usec; /* SliceTriggerStallSec=0.1 */
-        uint64_t trigger_window_usec;      /* TriggerWindowSec=2 */
-        uint64_t stats_interval_usec;      /* StatsIntervalSec=2 */
-        uint64_t stall_usec;               /* BalloonStallSec=10 */
-        uint64_t stall_backoff_usec;       /* BalloonBackoffSec=30 */
-        char *runtime_dir;                 /* RuntimeDir=/run/autoballoon */
-        bool libvirt;                      /* Libvirt=yes */
-        char *libvirt_uri;                 /* LibvirtURI=qemu:///system */
-        char *libvirt_pid_dir;             /* LibvirtPidDir=/run/libvirt/qemu */
+        uint64_t guest_swapin_rate;      /* GuestSwapInRate=, bytes/s counted as pressure */
+        uint64_t guest_major_fault_rate; /* GuestMajorFaultRate=, faults/s counted as pressure */
+        uint64_t memory_high_overhead;   /* MemoryHighOverhead=, slice memory.high = balloon + this */
+        uint64_t host_trigger_stall_usec;  /* HostTriggerStallSec= (in a window) */
+        uint64_t slice_trigger_stall_usec; /* SliceTriggerStallSec= */
+        uint64_t trigger_window_usec;      /* TriggerWindowSec= */
+        uint64_t stats_interval_usec;      /* StatsIntervalSec= */
+        uint64_t stall_usec;               /* BalloonStallSec= */
+        uint64_t stall_backoff_usec;       /* BalloonBackoffSec= */
+        char *runtime_dir;                 /* RuntimeDir= */
+        bool libvirt;                      /* Libvirt= */
+        char *libvirt_uri;                 /* LibvirtURI= */
+        char *libvirt_pid_dir;             /* LibvirtPidDir= */
 
         /* [VM <name>] sections, in order of first appearance; later files override earlier keys. */
         VMConfig *vms;
@@ -82,7 +84,7 @@ typedef struct Config {
         size_t n_origins;
 } Config;
 
-/* Fills in the defaults above. */
+/* Fills in the defaults. */
 int config_new(Config **ret);
 
 /* The policy's parameters from the [Daemon] keys; host_reserve is left 0, to be resolved against the
@@ -111,6 +113,13 @@ static inline void config_freep(Config **c) {
 
 /* Where 'key' ([VM <vm>] section, or [Daemon] for vm == NULL) was last assigned, or NULL if never. */
 const ConfigOrigin *config_find_origin(const Config *c, const char *vm, const char *key);
+
+/* The keys the parser knows, for the tests that hold the shipped file and the man page to them: the
+ * i-th key of [Daemon] (vm false) or of a [VM] section, NULL past the last. */
+const char *config_key_name(bool vm, size_t i);
+/* Whether 'a' and 'b' (two Config for a [Daemon] key, two VMConfig for a [VM] key) give the key the
+ * same value. False for an unknown key. */
+bool config_key_equal(bool vm, const char *key, const void *a, const void *b);
 
 /* The VM's section, or NULL: callers then use vm_config_defaults(). */
 const VMConfig *config_find_vm(const Config *c, const char *name);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -70,36 +71,12 @@ static char *load_capture(int *ret, Config **ret_config) {
         return text;
 }
 
+/* The defaults' values are checked against the man page and the shipped file below. */
 static void test_defaults(void **state) {
         _cleanup_(config_freep) Config *c = NULL;
         VMConfig vm;
 
         assert_int_equal(config_new(&c), 0);
-        assert_int_equal(c->policy, POLICY_MODE_AUTOBALLOON);
-        assert_string_equal(c->parent_slice, "balloon.slice");
-        assert_int_equal(c->host_pressure, HOST_PRESSURE_SYSTEM);
-        assert_true(c->host_reserve.bytes == 0 && c->host_reserve.permyriad == 500);
-        assert_true(c->hysteresis_usec == 60 * USEC_PER_SEC);
-        assert_true(c->tax_rate == 0.75);
-        assert_true(c->reclaim_step == 128 * MIB);
-        assert_true(c->max_step == 256 * MIB);
-        assert_true(c->max_rate == 128 * MIB);
-        assert_true(c->deflate_step == 128 * MIB);
-        assert_true(c->guest_reserve.bytes == 64 * MIB && c->guest_reserve.permyriad == 0);
-        assert_true(c->guest_min_available.bytes == 32 * MIB && c->guest_min_available.permyriad == 0);
-        assert_true(c->guest_swapin_rate == MIB);
-        assert_true(c->guest_major_fault_rate == 100);
-        assert_true(c->memory_high_overhead == 256 * MIB);
-        assert_true(c->host_trigger_stall_usec == 100 * USEC_PER_MSEC);
-        assert_true(c->slice_trigger_stall_usec == 100 * USEC_PER_MSEC);
-        assert_true(c->trigger_window_usec == 2 * USEC_PER_SEC);
-        assert_true(c->stats_interval_usec == 2 * USEC_PER_SEC);
-        assert_true(c->stall_usec == 10 * USEC_PER_SEC);
-        assert_true(c->stall_backoff_usec == 30 * USEC_PER_SEC);
-        assert_string_equal(c->runtime_dir, "/run/autoballoon");
-        assert_true(c->libvirt);
-        assert_string_equal(c->libvirt_uri, "qemu:///system");
-        assert_string_equal(c->libvirt_pid_dir, "/run/libvirt/qemu");
         assert_int_equal(c->n_vms, 0);
         assert_int_equal(c->n_origins, 0);
         assert_int_equal(config_validate(c, "defaults"), 0);
@@ -107,16 +84,14 @@ static void test_defaults(void **state) {
         memset(&vm, 0xff, sizeof vm);
         vm_config_defaults(&vm);
         assert_null(vm.name);
-        assert_true(vm.weight == 100);
-        assert_true(vm.min_memory.bytes == 0 && vm.min_memory.permyriad == 2500);
-        assert_true(vm.max_memory.bytes == 0 && vm.max_memory.permyriad == 10000);
         assert_false(vm.weight_set || vm.min_set || vm.max_set);
         assert_null(config_find_vm(c, "web"));
 
         /* A missing directory gives the defaults. */
         Config *d = NULL;
         assert_int_equal(config_load("/nonexistent/autoballoon", &d), 0);
-        assert_true(d->max_step == 256 * MIB);
+        for (size_t i = 0; config_key_name(false, i); i++)
+                assert_true(config_key_equal(false, config_key_name(false, i), c, d));
         config_free(d);
 }
 
@@ -452,6 +427,104 @@ static void test_parse_file(void **state) {
         assert_true(c->max_step == MIB);
 }
 
+/* Every key the parser knows is set in 'c' (in [Daemon], and in [VM web] for the VM keys) to its
+ * default: 'what' wrote the defaults out in full. */
+static void assert_all_defaults(const Config *c, const char *what) {
+        _cleanup_(config_freep) Config *d = NULL;
+        const VMConfig *vm = config_find_vm(c, "web");
+        VMConfig dv;
+        const char *key;
+
+        assert_int_equal(config_new(&d), 0);
+        vm_config_defaults(&dv);
+
+        for (size_t i = 0; (key = config_key_name(false, i)); i++) {
+                if (!config_find_origin(c, NULL, key))
+                        fail_msg("%s does not list %s=", what, key);
+                if (!config_key_equal(false, key, c, d))
+                        fail_msg("%s: %s=%s is not the default", what, key, config_find_origin(c, NULL, key)->value);
+        }
+        if (!vm)
+                fail_msg("%s has no [VM web] section", what);
+        for (size_t i = 0; (key = config_key_name(true, i)); i++) {
+                if (!config_find_origin(c, "web", key))
+                        fail_msg("%s does not list %s= in [VM web]", what, key);
+                if (!config_key_equal(true, key, vm, &dv))
+                        fail_msg("%s: %s=%s is not the default", what, key, config_find_origin(c, "web", key)->value);
+        }
+        assert_int_equal(c->n_vms, 1);
+}
+
+static char *read_source_file(const char *name) {
+        _cleanup_free_ char *path = NULL;
+        char *text = NULL;
+
+        assert_true(asprintf(&path, "%s/%s", PROJECT_SOURCE_ROOT, name) > 0);
+        assert_int_equal(read_full_file_at(AT_FDCWD, path, 1024 * 1024, &text, NULL), 0);
+        return text;
+}
+
+/* The shipped autoballoon.conf shows every key at its default in a "#Key=value" line: uncommented, it
+ * must load and change nothing. */
+static void test_shipped_file_lists_defaults(void **state) {
+        _cleanup_free_ char *text = read_source_file("slices/autoballoon.conf"), *log = NULL;
+        _cleanup_(config_freep) Config *c = NULL;
+        size_t n = 0;
+        int r;
+
+        /* "#Key=value" and "#[Section]" lose their '#'; "# prose" stays a comment. */
+        for (char *line = text, *next; *line; line = next) {
+                next = line + strcspn(line, "\n");
+                next += *next == '\n';
+                if (line[0] == '#' && (line[1] == '[' || (isalpha((unsigned char) line[1]) && memchr(line, '=', next - line)))) {
+                        line[0] = ' ';
+                        n++;
+                }
+        }
+        assert_true(n > 0);
+        free(put("autoballoon.conf", text));
+
+        log = load_capture(&r, &c);
+        if (r < 0)
+                fail_msg("slices/autoballoon.conf uncommented does not load: %s", log);
+        assert_all_defaults(c, "slices/autoballoon.conf");
+}
+
+/* autoballoon.conf(5) gives each key's default as '.BR Key= "value"'. */
+static void test_man_page_lists_defaults(void **state) {
+        _cleanup_free_ char *man = read_source_file("docs/autoballoon.conf.5"), *log = NULL;
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *conf = NULL;
+        size_t size = 0;
+        const char *key;
+        int r;
+
+        f = open_memstream(&conf, &size);
+        assert_non_null(f);
+        for (int vm = 0; vm < 2; vm++) {
+                fputs(vm ? "[VM web]\n" : "[Daemon]\n", f);
+                for (size_t i = 0; (key = config_key_name(vm, i)); i++) {
+                        _cleanup_free_ char *needle = NULL;
+                        const char *p;
+
+                        assert_true(asprintf(&needle, " %s= \"", key) > 0);
+                        p = strstr(man, needle);
+                        if (!p)
+                                fail_msg("autoballoon.conf(5) gives no default for %s= (.BR %s= \"...\")", key, key);
+                        p += strlen(needle);
+                        fprintf(f, "%s=%.*s\n", key, (int) strcspn(p, "\""), p);
+                }
+        }
+        assert_int_equal(fclose(TAKE_PTR(f)), 0);
+        free(put("autoballoon.conf", conf));
+
+        log = load_capture(&r, &c);
+        if (r < 0)
+                fail_msg("the man page's defaults do not load: %s", log);
+        assert_all_defaults(c, "autoballoon.conf(5)");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults),
@@ -460,6 +533,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_errors, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_validate, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_parse_file, dir_setup, dir_teardown),
+                cmocka_unit_test_setup_teardown(test_shipped_file_lists_defaults, dir_setup, dir_teardown),
+                cmocka_unit_test_setup_teardown(test_man_page_lists_defaults, dir_setup, dir_teardown),
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_INFO);

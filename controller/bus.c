@@ -8,15 +8,11 @@
 #include "config-paths.h"
 #include "log.h"
 #include "manager.h"
-#include "metrics.h"
-#include "psi.h"
 #include "util.h"
 
 struct Bus {
         Manager *manager;
-        sd_bus *bus;          /* NULL without a bus: the metrics file only */
-        char *metrics_path;
-        bool metrics_failed;  /* the last write failed and said so */
+        sd_bus *bus;          /* NULL without a bus */
 };
 
 static const char *const bus_type_table[_BUS_TYPE_MAX] = {
@@ -34,35 +30,6 @@ int bus_type_from_string(const char *s, BusType *ret) {
         return -EINVAL;
 }
 
-static VM *find_vm(Manager *m, const char *name) {
-        for (size_t i = 0; i < m->n_vms; i++)
-                if (streq(m->vms[i]->name, name))
-                        return m->vms[i];
-        return NULL;
-}
-
-static int read_slice_pressure(Manager *m, const VM *vm, double *ret) {
-        _cleanup_free_ char *path = NULL;
-        PsiStats psi;
-        int r;
-
-        if (!vm->cgpath)
-                return -ENOENT;
-        if (asprintf(&path, "%s/memory.pressure", vm->cgpath) < 0)
-                return -ENOMEM;
-        r = psi_read_at(m->cgroup_fd, path, &psi);
-        if (r < 0)
-                return r;
-        *ret = psi.some.avg10;
-        return 0;
-}
-
-static double host_pressure(Manager *m) {
-        PsiStats psi;
-
-        return manager_read_host_pressure(m, &psi) >= 0 ? psi.some.avg10 : -1;
-}
-
 /* The monotonic time of a history entry as wall-clock time, for people and scripts. */
 static uint64_t to_realtime(Manager *m, uint64_t mono) {
         uint64_t now_mono = 0, now_real = 0;
@@ -72,64 +39,8 @@ static uint64_t to_realtime(Manager *m, uint64_t mono) {
         return now_real - MIN(now_real, now_mono > mono ? now_mono - mono : 0);
 }
 
-static const VMHistoryEntry *last_decision(const VM *vm) {
-        return vm->n_history > 0 ? &vm->history[(vm->n_history - 1) % VM_HISTORY_MAX] : NULL;
-}
-
 static uint64_t time_left(uint64_t until, uint64_t now) {
         return until > now ? until - now : 0;
-}
-
-/* ---- the metrics file */
-
-static void vm_metrics(Manager *m, VM *vm, MetricsVM *ret) {
-        *ret = (MetricsVM) {
-                .name = vm->name,
-                .managed = vm->state == VM_READY,
-                .weight = vm->config.weight,
-                .boot_memory = vm->boot_memory,
-                .actual = vm->actual,
-                .target = vm->target,
-                .memory_high_known = vm->memory_high_known,
-                .memory_high = vm->memory_high,
-        };
-        ret->slice_pressure_known = read_slice_pressure(m, vm, &ret->slice_pressure_some_avg10) >= 0;
-        memcpy(ret->decisions, vm->n_decisions, sizeof ret->decisions);
-}
-
-void bus_write_metrics(Manager *m) {
-        Bus *b = m->bus;
-        _cleanup_free_ MetricsVM *vms = new0(MetricsVM, m->n_vms);
-        _cleanup_free_ char *text = NULL;
-        MetricsHost host = {
-                .total = m->host_total,
-                .available = m->host_available,
-                .paused = m->paused,
-                .policy = policy_mode_to_string(m->config->policy),
-        };
-        int r;
-
-        if (!vms) {
-                log_oom();
-                return;
-        }
-        for (size_t i = 0; i < m->n_vms; i++)
-                vm_metrics(m, m->vms[i], &vms[i]);
-        host.pressure_some_avg10 = host_pressure(m);
-        host.pressure_known = host.pressure_some_avg10 >= 0;
-
-        r = metrics_format(&host, vms, m->n_vms, &text);
-        if (r >= 0)
-                r = write_file_atomic(b->metrics_path, text, false);
-        if (r < 0) {
-                if (!b->metrics_failed)
-                        log_warning_errno(r, "Cannot write %s: %m", b->metrics_path);
-                b->metrics_failed = true;
-                return;
-        }
-        if (b->metrics_failed)
-                log_info("Writing %s again.", b->metrics_path);
-        b->metrics_failed = false;
 }
 
 /* ---- D-Bus: privilege */
@@ -184,12 +95,12 @@ static int method_list_vms(sd_bus_message *msg, void *userdata, sd_bus_error *er
 
         for (size_t i = 0; i < m->n_vms; i++) {
                 VM *vm = m->vms[i];
-                const VMHistoryEntry *last = last_decision(vm);
+                const VMHistoryEntry *last = vm_last_decision(vm);
                 double pressure;
                 PolicyVM p;
 
                 vm_snapshot(vm, now, &p);
-                if (read_slice_pressure(m, vm, &pressure) < 0)
+                if (vm_read_slice_pressure(vm, &pressure) < 0)
                         pressure = -1;
 
                 r = sd_bus_message_append(reply, "(sstttttttdtss)", vm->name, vm_state_to_string(vm->state),
@@ -268,7 +179,7 @@ static int append_snapshot(sd_bus_message *reply, Manager *m, VM *vm, uint64_t n
                 ENTRY("memory_high_bytes", "t", p.memory_high);
         if (ready)
                 ENTRY("memory_current_bytes", "t", p.memory_current);
-        if (read_slice_pressure(m, vm, &pressure) >= 0)
+        if (vm_read_slice_pressure(vm, &pressure) >= 0)
                 ENTRY("slice_pressure_some_avg10", "d", pressure);
         ENTRY("has_stats", "b", (int) p.has_stats);
         if (p.has_stats) {
@@ -307,7 +218,7 @@ static int method_explain(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = sd_bus_message_read(msg, "s", &name);
         if (r < 0)
                 return r;
-        vm = find_vm(m, name);
+        vm = manager_find_vm(m, name);
         if (!vm)
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
                                          "No VM named '%s' (autoballoonctl status lists them).", name);
@@ -323,9 +234,8 @@ static int method_explain(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = sd_bus_message_open_container(reply, 'a', "(tsttts)");
         if (r < 0)
                 return r;
-        /* Oldest first: the ring holds the last VM_HISTORY_MAX of n_history. */
-        for (unsigned i = vm->n_history > VM_HISTORY_MAX ? vm->n_history - VM_HISTORY_MAX : 0; i < vm->n_history; i++) {
-                const VMHistoryEntry *e = &vm->history[i % VM_HISTORY_MAX];
+        for (unsigned i = 0; i < vm_history_count(vm); i++) {
+                const VMHistoryEntry *e = vm_history_entry(vm, i);
 
                 r = sd_bus_message_append(reply, "(tsttts)", to_realtime(m, e->usec),
                                           policy_action_to_string(e->action), e->actual, e->target,
@@ -405,7 +315,7 @@ static int method_set_weight(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return r;
 
-        vm = find_vm(m, name);
+        vm = manager_find_vm(m, name);
         if (!vm)
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
                                          "No VM named '%s' (autoballoonctl status lists them).", name);
@@ -472,11 +382,11 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
         if (streq(property, "HostAvailable"))
                 return sd_bus_message_append(reply, "t", m->host_available);
         if (streq(property, "HostPressure"))
-                return sd_bus_message_append(reply, "d", host_pressure(m));
+                return sd_bus_message_append(reply, "d", manager_host_pressure(m));
         if (streq(property, "Policy"))
                 return sd_bus_message_append(reply, "s", policy_mode_to_string(m->config->policy));
         if (streq(property, "MetricsFile"))
-                return sd_bus_message_append(reply, "s", m->bus->metrics_path);
+                return sd_bus_message_append(reply, "s", m->metrics_path);
         if (streq(property, "Version"))
                 return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
         return -ENOENT; /* not reached: the vtable lists the properties */
@@ -558,8 +468,6 @@ int bus_open(Manager *m, BusType type, Bus **ret) {
         if (!b)
                 return log_oom();
         b->manager = m;
-        if (asprintf(&b->metrics_path, "%s/metrics.prom", m->runtime_dir) < 0)
-                return log_oom();
 
         if (type != BUS_NONE) {
                 r = bus_connect(b, type);
@@ -577,7 +485,6 @@ Bus *bus_free(Bus *b) {
                 return NULL;
         /* Flushed: a reply still queued goes out. */
         sd_bus_flush_close_unref(b->bus);
-        free(b->metrics_path);
         free(b);
         return NULL;
 }

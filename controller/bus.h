@@ -5,9 +5,8 @@
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 
-/* What the daemon shows and takes from operators: the D-Bus API (org.autoballoon1 on the system bus,
- * used by autoballoonctl) and the OpenMetrics file written each tick. Both are built from the same
- * per-VM view.
+/* What the daemon shows and takes from operators over D-Bus (org.autoballoon1 on the system bus, used
+ * by autoballoonctl). The OpenMetrics file written each tick (metrics.h) shows the same per-VM view.
  *
  * Object /org/autoballoon1, interface org.autoballoon1.Manager:
  *
@@ -59,13 +58,11 @@ typedef struct Manager Manager;
 typedef struct Bus Bus;
 
 /* Connects to the bus 'type' names, publishes the object and takes the name org.autoballoon1.
- * *ret is set even when there is no bus (the metrics file is still written). Fails when an explicitly
- * requested bus is not there or when another process owns the name. */
+ * *ret is set even when there is no bus (BUS_NONE, or BUS_DEFAULT without a system bus). Fails when an
+ * explicitly requested bus is not there or when another process owns the name. */
 int bus_open(Manager *m, BusType type, Bus **ret);
 Bus *bus_free(Bus *b);
 static inline void bus_freep(Bus **b) {
         bus_free(*b);
 }
 
-/* Writes <RuntimeDir>/metrics.prom (atomically); a failure is logged once, until it works again. */
-void bus_write_metrics(Manager *m);

@@ -13,6 +13,7 @@
 #include "cgroup.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics.h"
 #include "psi.h"
 #include "systemd.h"
 #include "trace.h"
@@ -162,7 +163,7 @@ static void manager_read_host(Manager *m) {
                 log_warning_errno(r, "Cannot read %s/meminfo: %m", m->options.proc_root);
 }
 
-int manager_read_host_pressure(Manager *m, PsiStats *ret) {
+static int manager_read_host_pressure(Manager *m, PsiStats *ret) {
         _cleanup_free_ char *path = NULL;
 
         if (m->config->host_pressure == HOST_PRESSURE_SLICE) {
@@ -175,6 +176,12 @@ int manager_read_host_pressure(Manager *m, PsiStats *ret) {
         return psi_read_at(AT_FDCWD, path, ret);
 }
 
+double manager_host_pressure(Manager *m) {
+        PsiStats psi;
+
+        return manager_read_host_pressure(m, &psi) >= 0 ? psi.some.avg10 : -1;
+}
+
 /* The line "systemctl status" shows: VMs, host pressure, memory reclaimed, the last decision. */
 static void manager_notify_status(Manager *m) {
         char buf[512], pressure[32] = "?", last[128] = "none", size[FORMAT_BYTES_MAX + 1] = "",
@@ -183,7 +190,7 @@ static void manager_notify_status(Manager *m) {
         const VM *newest_vm = NULL;
         size_t managed = 0;
         uint64_t reclaimed = 0;
-        PsiStats psi;
+        double host_pressure;
 
         for (size_t i = 0; i < m->n_vms; i++) {
                 const VM *vm = m->vms[i];
@@ -193,17 +200,16 @@ static void manager_notify_status(Manager *m) {
                         if (vm->boot_memory > vm->actual)
                                 reclaimed += vm->boot_memory - vm->actual;
                 }
-                if (vm->n_history > 0) {
-                        const VMHistoryEntry *e = &vm->history[(vm->n_history - 1) % VM_HISTORY_MAX];
-                        if (!newest || e->usec > newest->usec) {
-                                newest = e;
-                                newest_vm = vm;
-                        }
+                const VMHistoryEntry *e = vm_last_decision(vm);
+                if (e && (!newest || e->usec > newest->usec)) {
+                        newest = e;
+                        newest_vm = vm;
                 }
         }
 
-        if (manager_read_host_pressure(m, &psi) >= 0)
-                (void) snprintf(pressure, sizeof pressure, "%.2f%%", psi.some.avg10);
+        host_pressure = manager_host_pressure(m);
+        if (host_pressure >= 0)
+                (void) snprintf(pressure, sizeof pressure, "%.2f%%", host_pressure);
         if (newest) {
                 /* How much the balloon moves, or where memory.high goes; a hold moves nothing. */
                 if (newest->action == POLICY_SET_HIGH)
@@ -407,7 +413,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 m->notified_ready = true;
         }
         manager_notify_status(m);
-        bus_write_metrics(m);
+        metrics_write(m);
 
         r = sd_event_source_set_time_relative(s, m->config->stats_interval_usec);
         if (r < 0)
@@ -479,6 +485,8 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
         m->runtime_dir = strdup(options->runtime_dir ?: m->config->runtime_dir);
         if (!m->runtime_dir)
                 return log_oom();
+        if (asprintf(&m->metrics_path, "%s/metrics.prom", m->runtime_dir) < 0)
+                return log_oom();
         manager_load_params(m);
 
         if (options->record_path) {
@@ -525,6 +533,7 @@ Manager *manager_free(Manager *m) {
         safe_close(m->cgroup_fd);
         config_free(m->config);
         free(m->runtime_dir);
+        free(m->metrics_path);
         if (m->record)
                 (void) fclose(m->record);
         sd_event_unref(m->event);

@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "log.h"
+#include "manager.h"
 #include "metrics.h"
 #include "util.h"
+#include "vm.h"
 
 /* OpenMetrics 1.0 text: "# TYPE"/"# UNIT"/"# HELP" before a family's samples, every family once, a
  * counter family "x" with samples "x_total", "# EOF" last. Prometheus' older text format (what the
@@ -165,39 +168,51 @@ int metrics_format(const MetricsHost *host, const MetricsVM *vms, size_t n, char
         return 0;
 }
 
-int write_file_atomic(const char *path, const char *text, bool durable) {
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        size_t left = strlen(text);
-        int r = 0;
+static void vm_metrics(const VM *vm, MetricsVM *ret) {
+        *ret = (MetricsVM) {
+                .name = vm->name,
+                .managed = vm->state == VM_READY,
+                .weight = vm->config.weight,
+                .boot_memory = vm->boot_memory,
+                .actual = vm->actual,
+                .target = vm->target,
+                .memory_high_known = vm->memory_high_known,
+                .memory_high = vm->memory_high,
+        };
+        ret->slice_pressure_known = vm_read_slice_pressure(vm, &ret->slice_pressure_some_avg10) >= 0;
+        memcpy(ret->decisions, vm->n_decisions, sizeof ret->decisions);
+}
 
-        /* Neither "*.prom" nor "*.conf": the textfile collector and config_load() skip it. */
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-                return -ENOMEM;
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
+void metrics_write(Manager *m) {
+        _cleanup_free_ MetricsVM *vms = new0(MetricsVM, m->n_vms);
+        _cleanup_free_ char *text = NULL;
+        MetricsHost host = {
+                .total = m->host_total,
+                .available = m->host_available,
+                .paused = m->paused,
+                .policy = policy_mode_to_string(m->config->policy),
+        };
+        int r;
 
-        if (fchmod(fd, 0644) < 0)
-                r = -errno;
-        while (r >= 0 && left > 0) {
-                ssize_t k = write(fd, text, left);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        break;
-                }
-                text += k;
-                left -= (size_t) k;
+        if (!vms) {
+                log_oom();
+                return;
         }
-        if (r >= 0 && durable && fsync(fd) < 0)
-                r = -errno;
-        if (r >= 0 && close(TAKE_FD(fd)) < 0)
-                r = -errno;
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0)
-                (void) unlink(tmp);
-        return r;
+        for (size_t i = 0; i < m->n_vms; i++)
+                vm_metrics(m->vms[i], &vms[i]);
+        host.pressure_some_avg10 = manager_host_pressure(m);
+        host.pressure_known = host.pressure_some_avg10 >= 0;
+
+        r = metrics_format(&host, vms, m->n_vms, &text);
+        if (r >= 0)
+                r = write_file_atomic(m->metrics_path, text, false);
+        if (r < 0) {
+                if (!m->metrics_failed)
+                        log_warning_errno(r, "Cannot write %s: %m", m->metrics_path);
+                m->metrics_failed = true;
+                return;
+        }
+        if (m->metrics_failed)
+                log_info("Writing %s again.", m->metrics_path);
+        m->metrics_failed = false;
 }

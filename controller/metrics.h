@@ -7,8 +7,8 @@
 
 #include "policy.h"
 
-/* The OpenMetrics text file for Prometheus' textfile collector: formatting (pure) and an atomic
- * write. The daemon fills these structs each tick (bus.c). */
+/* The OpenMetrics text file for Prometheus' textfile collector: the daemon's view in these structs,
+ * their formatting (pure), and the file written each tick. */
 
 typedef struct MetricsVM {
         const char *name;
@@ -35,7 +35,8 @@ typedef struct MetricsHost {
  * (every action but "none", zeros included) for all. -ENOMEM only. */
 int metrics_format(const MetricsHost *host, const MetricsVM *vms, size_t n, char **ret);
 
-/* Replaces 'path' with 'text' atomically: a temporary file "<path>.XXXXXX" in the same directory,
- * mode 0644, renamed over it; removed on failure. 'durable' syncs it to disk first (the weight drop-ins
- * in /etc; the metrics file on /run is rewritten each tick and needs not). Also used by bus.c. */
-int write_file_atomic(const char *path, const char *text, bool durable);
+typedef struct Manager Manager;
+
+/* Writes the manager's view to its metrics_path (<RuntimeDir>/metrics.prom), atomically; a failure
+ * is logged once, until it works again. */
+void metrics_write(Manager *m);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -298,6 +299,46 @@ static void test_write_string_file_at(void **state) {
         assert_int_equal(r, -EIO);
 }
 
+static size_t count_entries(const char *dir) {
+        DIR *d = opendir(dir);
+        size_t n = 0;
+
+        assert_non_null(d);
+        for (struct dirent *de; (de = readdir(d));)
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static void test_write_file_atomic(void **state) {
+        TmpDir *t = *state;
+        const char *dir = t->path;
+        _cleanup_free_ char *path = NULL, *missing = NULL, *text = NULL;
+        struct stat st;
+
+        assert_true(asprintf(&path, "%s/metrics.prom", dir) > 0);
+        assert_int_equal(write_file_atomic(path, "first\n", true), 0);
+        assert_int_equal(write_file_atomic(path, "# EOF\n", false), 0);
+
+        assert_int_equal(read_full_file_at(AT_FDCWD, path, 1024, &text, NULL), 0);
+        assert_string_equal(text, "# EOF\n");
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0644);
+        assert_int_equal(count_entries(dir), 1); /* no temporary file left */
+
+        /* A directory that is not there: the error, and nothing written. */
+        assert_true(asprintf(&missing, "%s/none/metrics.prom", dir) > 0);
+        assert_int_equal(write_file_atomic(missing, "x\n", false), -ENOENT);
+        assert_int_equal(count_entries(dir), 1);
+
+        /* The rename fails (a directory is in the way): the temporary file is removed. */
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkdir(path, 0755), 0);
+        assert_int_equal(write_file_atomic(path, "x\n", true), -EISDIR);
+        assert_int_equal(count_entries(dir), 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_strv),
@@ -307,6 +348,7 @@ int main(void) {
                 cmocka_unit_test(test_format_bytes),
                 cmocka_unit_test_setup_teardown(test_read_full_file_at, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_write_string_file_at, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_write_file_atomic, tmpdir_setup, tmpdir_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -279,4 +280,41 @@ char *format_bytes(char *buf, size_t n, uint64_t bytes) {
         else
                 (void) snprintf(buf, n, "%" PRIu64 "%c", bytes / unit, suffix);
         return buf;
+}
+
+int write_file_atomic(const char *path, const char *text, bool durable) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t left = strlen(text);
+        int r = 0;
+
+        /* Neither "*.prom" nor "*.conf": the textfile collector and config_load() skip it. */
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+                return -ENOMEM;
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+
+        if (fchmod(fd, 0644) < 0)
+                r = -errno;
+        while (r >= 0 && left > 0) {
+                ssize_t k = write(fd, text, left);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                text += k;
+                left -= (size_t) k;
+        }
+        if (r >= 0 && durable && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && close(TAKE_FD(fd)) < 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlink(tmp);
+        return r;
 }

@@ -20,6 +20,11 @@ int read_full_file_at(int dir_fd, const char *path, size_t max_size, char **ret,
 /* Writes a string to an existing file (no O_CREAT), in one write(). */
 int write_string_file_at(int dir_fd, const char *path, const char *s);
 
+/* Replaces 'path' with 'text' atomically: a temporary file "<path>.XXXXXX" in the same directory,
+ * mode 0644, renamed over it; removed on failure. 'durable' syncs it to disk first (the weight drop-ins
+ * in /etc; the metrics file on /run is rewritten each tick and needs not). */
+int write_file_atomic(const char *path, const char *text, bool durable);
+
 /* Strict decimal parse of an unsigned 64-bit number: no sign, no spaces, no trailing junk, no overflow. */
 int safe_atou64(const char *s, uint64_t *ret);
 

@@ -9,6 +9,7 @@
 #include "cgroup.h"
 #include "log.h"
 #include "manager.h"
+#include "psi.h"
 #include "util.h"
 #include "vm.h"
 
@@ -288,6 +289,22 @@ void vm_backend_stats(VM *vm, const GuestStats *s) {
         vm_update_stats(vm, s);
 }
 
+int vm_read_slice_pressure(const VM *vm, double *ret) {
+        _cleanup_free_ char *path = NULL;
+        PsiStats psi;
+        int r;
+
+        if (!vm->cgpath)
+                return -ENOENT;
+        if (asprintf(&path, "%s/memory.pressure", vm->cgpath) < 0)
+                return -ENOMEM;
+        r = psi_read_at(vm->manager->cgroup_fd, path, &psi);
+        if (r < 0)
+                return r;
+        *ret = psi.some.avg10;
+        return 0;
+}
+
 static void vm_read_slice(VM *vm) {
         int fd = vm->manager->cgroup_fd;
         uint64_t v;
@@ -409,6 +426,19 @@ static void vm_record(VM *vm, uint64_t now, const PolicyDecision *d) {
                 .memory_high = d->memory_high,
         };
         memcpy(e->reason, d->reason, sizeof e->reason);
+}
+
+unsigned vm_history_count(const VM *vm) {
+        return MIN(vm->n_history, (unsigned) VM_HISTORY_MAX);
+}
+
+const VMHistoryEntry *vm_history_entry(const VM *vm, unsigned i) {
+        /* The ring holds the last VM_HISTORY_MAX of n_history. */
+        return &vm->history[(vm->n_history - vm_history_count(vm) + i) % VM_HISTORY_MAX];
+}
+
+const VMHistoryEntry *vm_last_decision(const VM *vm) {
+        return vm->n_history > 0 ? vm_history_entry(vm, vm_history_count(vm) - 1) : NULL;
 }
 
 static bool is_balloon_action(PolicyAction a) {

@@ -102,6 +102,15 @@ unsigned vm_refresh(VM *vm);
 /* Fills the policy's view of this VM. */
 void vm_snapshot(VM *vm, uint64_t now, PolicyVM *ret);
 
+/* The decisions logged, oldest first: entry i of vm_history_count(), the last VM_HISTORY_MAX. */
+unsigned vm_history_count(const VM *vm);
+const VMHistoryEntry *vm_history_entry(const VM *vm, unsigned i);
+/* The last logged decision, NULL if none. */
+const VMHistoryEntry *vm_last_decision(const VM *vm);
+
+/* The slice's memory pressure now: some avg10, percent. -ENOENT without a cgroup. */
+int vm_read_slice_pressure(const VM *vm, double *ret);
+
 /* Acts on a decision: memory.high and the balloon command, unless dry_run. Logs it. */
 void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_run);
 

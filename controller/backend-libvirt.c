@@ -55,6 +55,7 @@ typedef struct LibvirtBackend {
         Libvirt *lv;
         virDomainPtr dom;
         char uuid[VIR_UUID_STRING_BUFLEN];
+        char *device;            /* the balloon as the domain XML names it, for messages */
         sd_event_source *probe;  /* adoption, from the loop; again with back-off after a failure */
         uint64_t probe_backoff_usec;
         bool seen;               /* listed since the last (re)connection */
@@ -204,12 +205,11 @@ static bool lb_read_xml(LibvirtBackend *b) {
                 domain_info_done(&info);
                 return false;
         }
-        vm->backend_config = info.config;
-        vm_apply_config(vm, vm->manager->config);
-        free(vm->device);
-        if (asprintf(&vm->device, "%s of domain %s", info.balloon_alias ?: "memballoon",
+        vm_backend_metadata(vm, &info.config);
+        free(b->device);
+        if (asprintf(&b->device, "%s of domain %s", info.balloon_alias ?: "memballoon",
                      virDomainGetName(b->dom)) < 0)
-                vm->device = NULL;
+                b->device = NULL;
         domain_info_done(&info);
         return true;
 }
@@ -252,7 +252,7 @@ static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
                 return 0;
         }
         /* As for QMP: without stats polling the VM is never inflated, but the floor still applies. */
-        if (virDomainSetMemoryStatsPeriod(b->dom, (int) MAX(vm->manager->config->stats_interval_usec / USEC_PER_SEC, 1u),
+        if (virDomainSetMemoryStatsPeriod(b->dom, (int) MAX(vm->ctx->config->stats_interval_usec / USEC_PER_SEC, 1u),
                                           VIR_DOMAIN_AFFECT_LIVE) < 0)
                 log_warning("%s: enabling guest stats polling failed: %s", vm->name, lv_error());
 
@@ -269,7 +269,7 @@ static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
         }
 
         b->probe_backoff_usec = BACKOFF_MIN_USEC;
-        vm_backend_ready(vm, (uint64_t) max_kib * KIB, actual, vm->device ?: "memballoon");
+        vm_backend_ready(vm, (uint64_t) max_kib * KIB, actual, b->device ?: "memballoon");
         return 0;
 }
 
@@ -329,7 +329,7 @@ static unsigned lb_refresh(Backend *backend) {
         /* QEMU may have been moved to another cgroup since (or only now into its slice). */
         if (domain_cgroup(b->lv, virDomainGetName(b->dom), &cgpath, &unused) >= 0 && !streq_ptr(cgpath, vm->cgpath)) {
                 log_info("%s: QEMU's cgroup is now %s", vm->name, cgpath ?: "out of reach");
-                (void) vm_set_cgpath(vm, cgpath);
+                vm_backend_cgroup(vm, cgpath);
         }
         return 0;
 }
@@ -351,6 +351,7 @@ static void lb_free(Backend *backend) {
         LibvirtBackend *b = (LibvirtBackend *) backend;
 
         sd_event_source_disable_unref(b->probe);
+        free(b->device);
         if (b->dom)
                 (void) virDomainFree(b->dom);
         free(b);
@@ -417,14 +418,14 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
                 manager_remove_vm(m, other);
         }
 
-        r = vm_new(m, name, cgpath, &vm);
+        r = vm_new(&m->vm_context, name, cgpath, &vm);
         if (r < 0)
                 return r;
         b = new0(LibvirtBackend, 1);
         if (!b)
                 return log_oom();
-        b->backend = (Backend) { .ops = &libvirt_backend_ops, .vm = vm };
-        vm->backend = &b->backend;
+        b->backend.ops = &libvirt_backend_ops;
+        vm_attach_backend(vm, &b->backend);
         b->lv = lv;
         b->seen = true;
         b->probe_backoff_usec = BACKOFF_MIN_USEC;

@@ -78,7 +78,7 @@ static void qb_probe_stats(QmpBackend *q) {
         json_object_object_add(args, "path", json_object_new_string(q->balloon_qom_path));
         json_object_object_add(args, "property", json_object_new_string("guest-stats-polling-interval"));
         json_object_object_add(args, "value", json_object_new_int64((int64_t)
-                               MAX(q->backend.vm->manager->config->stats_interval_usec / USEC_PER_SEC, 1u)));
+                               MAX(q->backend.vm->ctx->config->stats_interval_usec / USEC_PER_SEC, 1u)));
         (void) qb_call(q, "qom-set", args, on_probe_stats_interval);
 }
 
@@ -282,15 +282,15 @@ int vm_new_qmp(Manager *m, const char *name, VM **ret) {
         if (asprintf(&socket_path, "%s/qmp/%s.sock", m->runtime_dir, name) < 0)
                 return log_oom();
 
-        r = vm_new(m, name, cgpath, &vm);
+        r = vm_new(&m->vm_context, name, cgpath, &vm);
         if (r < 0)
                 return r;
 
         q = new0(QmpBackend, 1);
         if (!q)
                 return log_oom();
-        q->backend = (Backend) { .ops = &qmp_backend_ops, .vm = vm };
-        vm->backend = &q->backend;
+        q->backend.ops = &qmp_backend_ops;
+        vm_attach_backend(vm, &q->backend);
 
         r = qmp_client_new(m->event, socket_path, &q->qmp);
         if (r < 0)

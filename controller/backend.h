@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 
+#include "config.h"
 #include "guest-stats.h"
 
 /* How a VM's balloon is driven and its guest stats read: over QEMU's QMP socket (backend-qmp.c) or
@@ -42,6 +43,11 @@ void vm_backend_balloon_moved(VM *vm, uint64_t actual);
 void vm_backend_stats(VM *vm, const GuestStats *s);                /* NULL: a malformed report */
 void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e);
 void vm_backend_refresh_done(VM *vm);
+/* The VM's Weight/MinMemory/MaxMemory as the backend finds them (libvirt's domain metadata): the
+ * config file's [VM] keys win, these fill in what it does not set. */
+void vm_backend_metadata(VM *vm, const VMConfig *c);
+/* The VM's cgroup moved, became reachable, or went out of reach (NULL): follow it. */
+void vm_backend_cgroup(VM *vm, const char *cgpath);
 
 static inline void backend_free(Backend *b) {
         if (b)

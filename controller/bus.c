@@ -329,7 +329,7 @@ static int method_set_weight(sd_bus_message *msg, void *userdata, sd_bus_error *
                         return r;
         }
 
-        /* A runtime weight outlives reloads (vm_apply_config()); a persistent one replaces it. */
+        /* A runtime weight outlives reloads (vm_reload()); a persistent one replaces it. */
         vm->runtime_weight = runtime ? weight : 0;
         vm->config.weight = weight;
         log_notice("%s: weight set to %" PRIu64 "%s.", vm->name, weight,

@@ -35,8 +35,9 @@ static void manager_load_params(Manager *m) {
         config_policy_params(m->config, &m->params);
 }
 
-int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall_usec,
-                        sd_event_io_handler_t handler, void *userdata, sd_event_source **ret) {
+/* Arms a PSI trigger and logs once if the window had to be rounded up. */
+static int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall_usec,
+                               sd_event_io_handler_t handler, void *userdata, sd_event_source **ret) {
         _cleanup_close_ int fd = -EBADF;
         uint64_t window;
         int r;
@@ -66,6 +67,8 @@ int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall
         TAKE_FD(fd);
         return 0;
 }
+
+static void manager_decide(Manager *m, const char *why);
 
 static int on_host_trigger(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
@@ -231,7 +234,7 @@ static void manager_notify_status(Manager *m) {
         (void) sd_notify(false, buf);
 }
 
-void manager_decide(Manager *m, const char *why) {
+static void manager_decide(Manager *m, const char *why) {
         uint64_t now = manager_now(m);
         size_t n = 0;
         int r;
@@ -279,7 +282,6 @@ void manager_decide(Manager *m, const char *why) {
 
                 vm_apply_decision(vm, now, d, m->options.dry_run || m->paused);
                 sent = sent || moves;
-                vm->slice_pressure = vm->pressure_event = false;
         }
 
         /* How long from the trigger fd becoming readable to the balloon command on its way. */
@@ -288,11 +290,27 @@ void manager_decide(Manager *m, const char *why) {
         m->host_pressure = false;
 }
 
-void manager_query_done(Manager *m) {
+/* What the VMs see of the manager (VMContext). */
+
+static void on_vm_decide(const VMContext *ctx, const char *why) {
+        manager_decide(ctx->userdata, why);
+}
+
+/* A VM's refresh query finished; the last one of a tick triggers a decision. */
+static void on_vm_query_done(const VMContext *ctx) {
+        Manager *m = ctx->userdata;
+
         if (m->queries_in_flight == 0)
                 return;
         if (--m->queries_in_flight == 0)
                 manager_decide(m, "tick");
+}
+
+static int on_vm_arm_trigger(const VMContext *ctx, const char *path, uint64_t stall_usec,
+                             sd_event_io_handler_t handler, void *userdata, sd_event_source **ret) {
+        Manager *m = ctx->userdata;
+
+        return manager_arm_trigger(m, m->cgroup_fd, path, stall_usec, handler, userdata, ret);
 }
 
 static int manager_grow_buffers(Manager *m, size_t n) {
@@ -443,11 +461,10 @@ static int manager_reload(Manager *m) {
 
         config_free(m->config);
         m->config = c;
+        m->vm_context.config = c;
         manager_load_params(m);
-        for (size_t i = 0; i < m->n_vms; i++) {
-                vm_apply_config(m->vms[i], c);
-                (void) vm_arm_slice_trigger(m->vms[i]);
-        }
+        for (size_t i = 0; i < m->n_vms; i++)
+                vm_reload(m->vms[i]);
         (void) manager_arm_host_trigger(m);
         log_info("Configuration reloaded: policy %s.", policy_mode_to_string(c->policy));
         (void) sd_notify(false, "READY=1");
@@ -510,6 +527,16 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
         if (r < 0)
                 return log_error_errno(r, "Cannot create the event loop: %m");
 
+        m->vm_context = (VMContext) {
+                .event = m->event,
+                .cgroup_fd = m->cgroup_fd,
+                .config = m->config,
+                .decide = on_vm_decide,
+                .query_done = on_vm_query_done,
+                .arm_trigger = on_vm_arm_trigger,
+                .userdata = m,
+        };
+
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -568,6 +595,7 @@ int manager_start(Manager *m) {
         r = systemd_bus_open(m->event, &m->systemd_bus);
         if (r < 0)
                 log_info_errno(r, "No system bus (%m): memory.high is written through cgroupfs.");
+        m->vm_context.systemd_bus = m->systemd_bus;
 
         r = bus_open(m, m->options.bus_type, &m->bus);
         if (r < 0)

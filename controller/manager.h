@@ -33,6 +33,7 @@ typedef struct Manager {
         int cgroup_fd;
         char *runtime_dir;
         sd_bus *systemd_bus;         /* NULL without a system bus: memory.high through cgroupfs only */
+        VMContext vm_context;        /* what the VMs see of the manager */
         Bus *bus;                    /* the D-Bus API */
         char *metrics_path;          /* <RuntimeDir>/metrics.prom, written each tick (metrics.c) */
         bool metrics_failed;         /* its last write failed and said so */
@@ -76,13 +77,6 @@ VM *manager_find_vm(Manager *m, const char *name);
 int manager_add_vm(Manager *m, VM *vm);
 void manager_remove_vm(Manager *m, VM *vm);
 
-/* Runs the policy on the current view of the world and acts on the decisions. */
-void manager_decide(Manager *m, const char *why);
-/* A VM's refresh query finished; the last one of a tick triggers a decision. */
-void manager_query_done(Manager *m);
 /* The host's memory pressure, from where HostPressure= says: some avg10 in percent, -1 when it cannot
  * be read. */
 double manager_host_pressure(Manager *m);
-/* Arms a PSI trigger and logs once if the window had to be rounded up. */
-int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_t stall_usec,
-                        sd_event_io_handler_t handler, void *userdata, sd_event_source **ret);

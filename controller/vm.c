@@ -8,7 +8,6 @@
 
 #include "cgroup.h"
 #include "log.h"
-#include "manager.h"
 #include "psi.h"
 #include "util.h"
 #include "vm.h"
@@ -26,7 +25,7 @@ const char *vm_state_to_string(VMState s) {
 
 static uint64_t now_usec(VM *vm) {
         uint64_t t = 0;
-        (void) sd_event_now(vm->manager->event, CLOCK_MONOTONIC, &t);
+        (void) sd_event_now(vm->ctx->event, CLOCK_MONOTONIC, &t);
         return t;
 }
 
@@ -37,8 +36,10 @@ static void vm_set_state(VM *vm, VMState s) {
         vm->state = s;
 }
 
-void vm_apply_config(VM *vm, const Config *c) {
-        const VMConfig *vc = config_find_vm(c, vm->name), *bc = &vm->backend_config;
+/* Weight/MinMemory/MaxMemory: the config file's [VM <name>] keys, then those of backend_config that
+ * the file does not set, then the defaults; a runtime weight wins. */
+static void vm_apply_config(VM *vm) {
+        const VMConfig *vc = config_find_vm(vm->ctx->config, vm->name), *bc = &vm->backend_config;
 
         if (vc)
                 vm->config = *vc;
@@ -67,12 +68,11 @@ static int on_slice_trigger(sd_event_source *s, int fd, uint32_t revents, void *
         }
 
         vm->slice_pressure = true;
-        manager_decide(vm->manager, "slice pressure");
+        vm->ctx->decide(vm->ctx, "slice pressure");
         return 0;
 }
 
-int vm_arm_slice_trigger(VM *vm) {
-        Manager *m = vm->manager;
+static int vm_arm_slice_trigger(VM *vm) {
         _cleanup_free_ char *path = NULL;
         int r;
 
@@ -83,12 +83,17 @@ int vm_arm_slice_trigger(VM *vm) {
         if (asprintf(&path, "%s/memory.pressure", vm->cgpath) < 0)
                 return log_oom();
 
-        r = manager_arm_trigger(m, m->cgroup_fd, path, m->config->slice_trigger_stall_usec,
-                                on_slice_trigger, vm, &vm->slice_trigger);
+        r = vm->ctx->arm_trigger(vm->ctx, path, vm->ctx->config->slice_trigger_stall_usec, on_slice_trigger, vm,
+                                 &vm->slice_trigger);
         if (r < 0)
                 return log_warning_errno(r, "%s: cannot watch slice pressure (%s), continuing without: %m",
                                          vm->name, path);
         return 0;
+}
+
+void vm_reload(VM *vm) {
+        vm_apply_config(vm);
+        (void) vm_arm_slice_trigger(vm);
 }
 
 /* Callbacks of the backend (backend.h). */
@@ -170,39 +175,20 @@ void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e) {
         vm->pressure_event_level = e->level;
         memcpy(vm->pressure_event_action, e->action, sizeof vm->pressure_event_action);
         if (vm->state == VM_READY)
-                manager_decide(vm->manager, "guest pressure event");
+                vm->ctx->decide(vm->ctx, "guest pressure event");
 }
 
 void vm_backend_refresh_done(VM *vm) {
-        manager_query_done(vm->manager);
+        vm->ctx->query_done(vm->ctx);
 }
 
-int vm_new(Manager *m, const char *name, const char *cgpath, VM **ret) {
-        _cleanup_(vm_freep) VM *vm = NULL;
-
-        vm = new0(VM, 1);
-        if (!vm)
-                return log_oom();
-        vm->manager = m;
-        vm->state = VM_CONNECTING;
-        vm_config_defaults(&vm->backend_config);
-        vm->name = strdup(name);
-        if (!vm->name)
-                return log_oom();
-        vm_apply_config(vm, m->config);
-
-        if (vm_set_cgpath(vm, cgpath) < 0)
-                return -ENOMEM;
-
-        *ret = TAKE_PTR(vm);
-        return 0;
+void vm_backend_metadata(VM *vm, const VMConfig *c) {
+        vm->backend_config = *c;
+        vm->backend_config.name = NULL;
+        vm_apply_config(vm);
 }
 
-int vm_start(VM *vm) {
-        return vm->backend->ops->start(vm->backend);
-}
-
-int vm_set_cgpath(VM *vm, const char *cgpath) {
+static int vm_set_cgpath(VM *vm, const char *cgpath) {
         _cleanup_free_ char *p = NULL;
         SystemdUnit *unit = NULL;
 
@@ -214,7 +200,7 @@ int vm_set_cgpath(VM *vm, const char *cgpath) {
                         return log_oom();
                 /* A slice's (or scope's) unit name is the last component of its cgroup path. */
                 const char *last = strrchr(p, '/');
-                if (systemd_unit_new(vm->manager->systemd_bus, last ? last + 1 : p, vm->name, &unit) < 0)
+                if (systemd_unit_new(vm->ctx->systemd_bus, last ? last + 1 : p, vm->name, &unit) < 0)
                         return log_oom();
         }
 
@@ -225,6 +211,40 @@ int vm_set_cgpath(VM *vm, const char *cgpath) {
         vm->memory_high_known = vm->memory_high_checked = false;
         (void) vm_arm_slice_trigger(vm);
         return 0;
+}
+
+void vm_backend_cgroup(VM *vm, const char *cgpath) {
+        (void) vm_set_cgpath(vm, cgpath);
+}
+
+int vm_new(const VMContext *ctx, const char *name, const char *cgpath, VM **ret) {
+        _cleanup_(vm_freep) VM *vm = NULL;
+
+        vm = new0(VM, 1);
+        if (!vm)
+                return log_oom();
+        vm->ctx = ctx;
+        vm->state = VM_CONNECTING;
+        vm_config_defaults(&vm->backend_config);
+        vm->name = strdup(name);
+        if (!vm->name)
+                return log_oom();
+        vm_apply_config(vm);
+
+        if (vm_set_cgpath(vm, cgpath) < 0)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(vm);
+        return 0;
+}
+
+void vm_attach_backend(VM *vm, Backend *b) {
+        b->vm = vm;
+        vm->backend = b;
+}
+
+int vm_start(VM *vm) {
+        return vm->backend->ops->start(vm->backend);
 }
 
 VM *vm_free(VM *vm) {
@@ -298,7 +318,7 @@ int vm_read_slice_pressure(const VM *vm, double *ret) {
                 return -ENOENT;
         if (asprintf(&path, "%s/memory.pressure", vm->cgpath) < 0)
                 return -ENOMEM;
-        r = psi_read_at(vm->manager->cgroup_fd, path, &psi);
+        r = psi_read_at(vm->ctx->cgroup_fd, path, &psi);
         if (r < 0)
                 return r;
         *ret = psi.some.avg10;
@@ -306,7 +326,7 @@ int vm_read_slice_pressure(const VM *vm, double *ret) {
 }
 
 static void vm_read_slice(VM *vm) {
-        int fd = vm->manager->cgroup_fd;
+        int fd = vm->ctx->cgroup_fd;
         uint64_t v;
         int r;
 
@@ -344,7 +364,7 @@ unsigned vm_refresh(VM *vm) {
 }
 
 void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
-        const Config *c = vm->manager->config;
+        const Config *c = vm->ctx->config;
         uint64_t base = vm->boot_memory ?: vm->actual;
 
         *p = (PolicyVM) {
@@ -396,7 +416,7 @@ static void vm_write_memory_high(VM *vm, uint64_t value, bool dry_run) {
                 log_warning_errno(r, "%s: cannot ask systemd for MemoryHigh= (%m), writing memory.high directly",
                                   vm->name);
         }
-        r = cg_write_u64(vm->manager->cgroup_fd, vm->cgpath, "memory.high", value);
+        r = cg_write_u64(vm->ctx->cgroup_fd, vm->cgpath, "memory.high", value);
         if (r < 0) {
                 log_warning_errno(r, "%s: cannot write memory.high: %m", vm->name);
                 return;
@@ -449,6 +469,7 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_r
         bool high_changes = vm->memory_high_known && d->memory_high != vm->memory_high;
 
         vm->carry = d->carry;
+        vm->slice_pressure = vm->pressure_event = false;
 
         if (d->action == POLICY_NONE) {
                 vm->last_action = POLICY_NONE;

@@ -11,10 +11,26 @@
 #include "guest-stats.h"
 #include "systemd.h"
 
-typedef struct Manager Manager;
-
 /* What the daemon knows of one VM: its slice, its backend (QMP or libvirt), the balloon as last seen,
  * the guest stats, and the policy state carried between decisions. */
+
+/* What a VM needs of the daemon around it, given at vm_new(). The manager owns it, keeps it current
+ * (the config after a reload) and outlives its VMs. */
+typedef struct VMContext VMContext;
+struct VMContext {
+        sd_event *event;
+        int cgroup_fd;                /* the cgroup root: a VM's cgpath is relative to it */
+        sd_bus *systemd_bus;          /* NULL: memory.high through cgroupfs only */
+        const Config *config;
+        /* Decides now, on the last known state ("slice pressure", "guest pressure event"). */
+        void (*decide)(const VMContext *ctx, const char *why);
+        /* One of the answers a vm_refresh() counted came in. */
+        void (*query_done)(const VMContext *ctx);
+        /* Arms a PSI trigger on 'path' under the cgroup root. */
+        int (*arm_trigger)(const VMContext *ctx, const char *path, uint64_t stall_usec,
+                           sd_event_io_handler_t handler, void *userdata, sd_event_source **ret);
+        void *userdata;               /* the callbacks' */
+};
 
 #define VM_HISTORY_MAX 16
 
@@ -33,7 +49,7 @@ typedef enum VMState {
 } VMState;
 
 typedef struct VM {
-        Manager *manager;
+        const VMContext *ctx;
         char *name;
         char *cgpath;        /* relative to the cgroup root; NULL: its cgroup is out of reach, balloon only */
         SystemdUnit *unit;   /* the slice as a systemd unit: memory.high through systemd when it manages it */
@@ -80,23 +96,23 @@ typedef struct VM {
         uint64_t trigger_usec;
 } VM;
 
-/* A VM without a backend yet: the caller sets vm->backend, then vm_start(). */
-int vm_new(Manager *m, const char *name, const char *cgpath, VM **ret);
+/* A VM without a backend yet: the caller attaches one, then vm_start(). 'cgpath' (relative to the
+ * cgroup root) may be NULL: the VM's cgroup is out of reach. */
+int vm_new(const VMContext *ctx, const char *name, const char *cgpath, VM **ret);
+/* Links the VM and its backend, which the VM owns from then on (vm_free() frees it). */
+void vm_attach_backend(VM *vm, Backend *b);
 int vm_start(VM *vm);
 VM *vm_free(VM *vm);
 static inline void vm_freep(VM **vm) {
         vm_free(*vm);
 }
 
-/* Resolves the VM's Weight/MinMemory/MaxMemory: the config file's [VM <name>] keys, then those
- * of backend_config that the file does not set, then the defaults; a runtime weight wins. */
-void vm_apply_config(VM *vm, const Config *c);
-int vm_arm_slice_trigger(VM *vm);
-/* The VM's cgroup moved (or became reachable): follow it. */
-int vm_set_cgpath(VM *vm, const char *cgpath);
+/* The configuration changed (ctx->config): resolves the VM's Weight/MinMemory/MaxMemory again and
+ * re-arms its slice trigger. */
+void vm_reload(VM *vm);
 
 /* Slow tick: asks the backend for the balloon size and guest stats and reads the slice's memory files.
- * Each answer still to come calls manager_query_done(). Returns the number of queries in flight. */
+ * Each answer still to come calls ctx->query_done(). Returns the number of queries in flight. */
 unsigned vm_refresh(VM *vm);
 
 /* Fills the policy's view of this VM. */
@@ -111,7 +127,8 @@ const VMHistoryEntry *vm_last_decision(const VM *vm);
 /* The slice's memory pressure now: some avg10, percent. -ENOENT without a cgroup. */
 int vm_read_slice_pressure(const VM *vm, double *ret);
 
-/* Acts on a decision: memory.high and the balloon command, unless dry_run. Logs it. */
+/* Acts on a decision: memory.high and the balloon command, unless dry_run. Logs it, and consumes the
+ * pressure seen since the last decision (slice trigger, guest pressure event). */
 void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_run);
 
 const char *vm_state_to_string(VMState s);

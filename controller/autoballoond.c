@@ -63,6 +63,7 @@ int main(int argc, char *argv[]) {
                 {}
         };
         ManagerOptions o = {
+                .sources = discovery_sources,
                 .config_dir = CONFIG_DIR,
                 .cgroup_root = "/sys/fs/cgroup",
                 .proc_root = "/proc",

@@ -22,7 +22,6 @@
 #include "domain-xml.h"
 #include "json-util.h"
 #include "log.h"
-#include "manager.h"
 #include "util.h"
 #include "virt-event.h"
 #include "vm.h"
@@ -38,8 +37,8 @@ enum {
         _EVENT_MAX,
 };
 
-struct Libvirt {
-        Manager *manager;
+typedef struct Libvirt {
+        Discovery discovery;    /* its VMs are the domains' */
         virConnectPtr conn;
         int event_ids[_EVENT_MAX];
         int qemu_event_id;
@@ -48,7 +47,7 @@ struct Libvirt {
         bool connect_failed_logged;
         bool alive;             /* connected, and not closed since */
         char *root_path;        /* the cgroup root in the cgroup2 hierarchy; NULL: not on cgroup2 */
-};
+} Libvirt;
 
 typedef struct LibvirtBackend {
         Backend backend;
@@ -61,27 +60,27 @@ typedef struct LibvirtBackend {
         bool seen;               /* listed since the last (re)connection */
 } LibvirtBackend;
 
-static const BackendOps libvirt_backend_ops;
-
 static const char *lv_error(void) {
         return virGetLastErrorMessage();
 }
 
-static LibvirtBackend *backend_of(VM *vm) {
-        return vm->backend && vm->backend->ops == &libvirt_backend_ops ? (LibvirtBackend *) vm->backend : NULL;
+static const Config *lv_config(const Libvirt *lv) {
+        return lv->discovery.ctx->vm->config;
+}
+
+/* The backend of one of lv's VMs. */
+static LibvirtBackend *backend_of(const Libvirt *lv, size_t i) {
+        return (LibvirtBackend *) lv->discovery.vms.items[i]->backend;
 }
 
 static LibvirtBackend *lv_find(Libvirt *lv, virDomainPtr dom) {
         char uuid[VIR_UUID_STRING_BUFLEN];
-        Manager *m = lv->manager;
 
         if (virDomainGetUUIDString(dom, uuid) < 0)
                 return NULL;
-        for (size_t i = 0; i < m->n_vms; i++) {
-                LibvirtBackend *b = backend_of(m->vms[i]);
-                if (b && streq(b->uuid, uuid))
-                        return b;
-        }
+        for (size_t i = 0; i < lv->discovery.vms.n; i++)
+                if (streq(backend_of(lv, i)->uuid, uuid))
+                        return backend_of(lv, i);
         return NULL;
 }
 
@@ -92,7 +91,7 @@ static int domain_pid(Libvirt *lv, const char *name, pid_t *ret) {
         uint64_t pid;
         int r;
 
-        if (asprintf(&path, "%s/%s.pid", lv->manager->config->libvirt_pid_dir, name) < 0)
+        if (asprintf(&path, "%s/%s.pid", lv_config(lv)->libvirt_pid_dir, name) < 0)
                 return -ENOMEM;
         r = read_full_file_at(AT_FDCWD, path, 64, &text, NULL);
         if (r < 0)
@@ -114,7 +113,7 @@ static int domain_cgroup(Libvirt *lv, const char *name, char **ret_cgpath, char 
 
         if (lv->root_path)
                 r = domain_pid(lv, name, &pid);
-        if (r >= 0 && asprintf(&path, "%s/%d/cgroup", lv->manager->options.proc_root, (int) pid) < 0)
+        if (r >= 0 && asprintf(&path, "%s/%d/cgroup", lv->discovery.ctx->proc_root, (int) pid) < 0)
                 return -ENOMEM;
         if (r >= 0)
                 r = read_full_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL);
@@ -123,12 +122,12 @@ static int domain_cgroup(Libvirt *lv, const char *name, char **ret_cgpath, char 
         if (r >= 0)
                 r = cg_path_below(lv->root_path, hier, &rel);
         if (r >= 0)
-                r = cg_vm_from_path(lv->manager->config->parent_slice, rel, &cgpath, &vm);
+                r = cg_vm_from_path(lv_config(lv)->parent_slice, rel, &cgpath, &vm);
         if (r == -ENOMEM)
                 return r;
         if (r < 0 && lv->root_path)
                 log_debug_errno(r, "%s: QEMU (pid %d from %s) is in no VM cgroup below the cgroup root (%s): %m",
-                                name, (int) pid, lv->manager->config->libvirt_pid_dir, strna(hier));
+                                name, (int) pid, lv_config(lv)->libvirt_pid_dir, strna(hier));
         *ret_cgpath = TAKE_PTR(cgpath);
         *ret_vm = TAKE_PTR(vm);
         return 0;
@@ -368,7 +367,7 @@ static const BackendOps libvirt_backend_ops = {
 /* ---- Domains coming and going ---- */
 
 static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
-        Manager *m = lv->manager;
+        const DiscoveryContext *ctx = lv->discovery.ctx;
         LibvirtBackend *b = lv_find(lv, dom);
         _cleanup_free_ char *cgpath = NULL, *slice_vm = NULL, *xml = NULL;
         _cleanup_(vm_freep) VM *vm = NULL;
@@ -399,26 +398,25 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
 
                 if (domain_xml_parse(xml, dname, &info) >= 0) {
                         if (info.partition && cg_partition_path(info.partition, &ppath) >= 0)
-                                (void) cg_vm_from_path(m->config->parent_slice, ppath, &pcg, &slice_vm);
+                                (void) cg_vm_from_path(lv_config(lv)->parent_slice, ppath, &pcg, &slice_vm);
                         domain_info_done(&info);
                 }
         }
         name = slice_vm ?: dname;
 
-        other = manager_find_vm(m, name);
+        other = ctx->find_vm(ctx, name);
         if (other) {
                 /* A slice scan may have found the domain's slice first and waits for a QMP socket
                  * that libvirt will never offer. */
-                if (!other->scanned || other->state == VM_READY) {
+                if (!discovery_release(other)) {
                         log_warning("%s: domain %s would be VM %s, which is already managed; skipping it", name,
                                     dname, name);
                         return -EEXIST;
                 }
                 log_info("%s: the slice is domain %s's: managing it through libvirt", name, dname);
-                manager_remove_vm(m, other);
         }
 
-        r = vm_new(&m->vm_context, name, cgpath, &vm);
+        r = vm_new(ctx->vm, name, cgpath, &vm);
         if (r < 0)
                 return r;
         b = new0(LibvirtBackend, 1);
@@ -433,7 +431,7 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         b->dom = dom;
         if (virDomainGetUUIDString(dom, b->uuid) < 0)
                 return log_warning_errno(EIO, "%s: no UUID for domain %s: %s", name, dname, lv_error());
-        r = sd_event_add_time_relative(m->event, &b->probe, CLOCK_MONOTONIC, 0, 0, on_probe, b);
+        r = sd_event_add_time_relative(ctx->vm->event, &b->probe, CLOCK_MONOTONIC, 0, 0, on_probe, b);
         if (r < 0)
                 return log_error_errno(r, "%s: cannot add the adoption timer: %m", name);
 
@@ -442,7 +440,7 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
                 return r;
         log_info("%s: found libvirt domain %s%s%s", name, dname, cgpath ? " in " : ", its cgroup out of reach",
                  cgpath ?: "");
-        r = manager_add_vm(m, vm);
+        r = discovery_add_vm(&lv->discovery, vm);
         if (r < 0)
                 return r;
         TAKE_PTR(vm);
@@ -455,7 +453,7 @@ static void lv_domain_gone(Libvirt *lv, virDomainPtr dom, const char *why) {
         if (!b)
                 return;
         log_info("%s: domain %s %s, dropping the VM", b->backend.vm->name, virDomainGetName(dom), why);
-        manager_remove_vm(lv->manager, b->backend.vm);
+        discovery_remove_vm(&lv->discovery, b->backend.vm);
 }
 
 static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque) {
@@ -535,18 +533,14 @@ static void lv_schedule_reconnect(Libvirt *lv) {
 
 static void on_close(virConnectPtr conn, int reason, void *opaque) {
         Libvirt *lv = opaque;
-        Manager *m = lv->manager;
 
         lv->alive = false;
         log_warning("Lost the connection to libvirt (%s); its domains are not managed until it is back.",
                     reason == VIR_CONNECT_CLOSE_REASON_EOF ? "libvirtd went away" :
                     reason == VIR_CONNECT_CLOSE_REASON_KEEPALIVE ? "keepalive timed out" : "error");
-        for (size_t i = 0; i < m->n_vms; i++) {
-                LibvirtBackend *b = backend_of(m->vms[i]);
-                if (!b)
-                        continue;
-                (void) sd_event_source_set_enabled(b->probe, SD_EVENT_OFF);
-                vm_backend_lost(m->vms[i], -ECONNRESET);
+        for (size_t i = 0; i < lv->discovery.vms.n; i++) {
+                (void) sd_event_source_set_enabled(backend_of(lv, i)->probe, SD_EVENT_OFF);
+                vm_backend_lost(lv->discovery.vms.items[i], -ECONNRESET);
         }
         /* Closed from the reconnect timer, not from inside libvirt's dispatch of this callback. */
         lv->backoff_usec = BACKOFF_MIN_USEC;
@@ -595,8 +589,7 @@ static int lv_register_events(Libvirt *lv) {
 }
 
 static int lv_connect(Libvirt *lv) {
-        Manager *m = lv->manager;
-        const char *uri = m->config->libvirt_uri;
+        const char *uri = lv_config(lv)->libvirt_uri;
         virDomainPtr *doms = NULL;
         int n, r;
 
@@ -632,11 +625,8 @@ static int lv_connect(Libvirt *lv) {
         lv->alive = true;
         log_info("Connected to libvirt at %s: %d running domain%s.", uri, n, n == 1 ? "" : "s");
 
-        for (size_t i = 0; i < m->n_vms; i++) {
-                LibvirtBackend *b = backend_of(m->vms[i]);
-                if (b)
-                        b->seen = false;
-        }
+        for (size_t i = 0; i < lv->discovery.vms.n; i++)
+                backend_of(lv, i)->seen = false;
         for (int i = 0; i < n; i++) {
                 (void) lv_domain_found(lv, doms[i]);
                 (void) virDomainFree(doms[i]);
@@ -644,11 +634,11 @@ static int lv_connect(Libvirt *lv) {
         free(doms);
 
         /* Stopped while we were away. */
-        for (size_t i = 0; i < m->n_vms;) {
-                LibvirtBackend *b = backend_of(m->vms[i]);
-                if (b && !b->seen) {
-                        log_info("%s: domain gone while libvirt was away, dropping the VM", m->vms[i]->name);
-                        manager_remove_vm(m, m->vms[i]);
+        for (size_t i = 0; i < lv->discovery.vms.n;) {
+                VM *vm = lv->discovery.vms.items[i];
+                if (!backend_of(lv, i)->seen) {
+                        log_info("%s: domain gone while libvirt was away, dropping the VM", vm->name);
+                        discovery_remove_vm(&lv->discovery, vm);
                         continue;
                 }
                 i++;
@@ -672,14 +662,14 @@ static void quiet_errors(void *userdata, virErrorPtr error) {
         log_debug("libvirt: %s", error && error->message ? error->message : "?");
 }
 
-static int root_hierarchy_path(Manager *m, char **ret) {
+static int root_hierarchy_path(const DiscoveryContext *ctx, char **ret) {
         _cleanup_free_ char *path = NULL, *text = NULL, *real = NULL;
         int r;
 
-        real = realpath(m->options.cgroup_root, NULL);
+        real = realpath(ctx->cgroup_root, NULL);
         if (!real)
                 return -errno;
-        if (asprintf(&path, "%s/self/mountinfo", m->options.proc_root) < 0)
+        if (asprintf(&path, "%s/self/mountinfo", ctx->proc_root) < 0)
                 return -ENOMEM;
         r = read_full_file_at(AT_FDCWD, path, 1024 * 1024, &text, NULL);
         if (r < 0)
@@ -687,52 +677,67 @@ static int root_hierarchy_path(Manager *m, char **ret) {
         return cg_hierarchy_path(text, real, ret);
 }
 
-int libvirt_new(Manager *m, Libvirt **ret) {
-        _cleanup_free_ Libvirt *lv = NULL;
-        int r;
+static int libvirt_start(Discovery *d) {
+        Libvirt *lv = (Libvirt *) d;
 
-        lv = new0(Libvirt, 1);
-        if (!lv)
-                return log_oom();
-        lv->manager = m;
-        lv->backoff_usec = BACKOFF_MIN_USEC;
-        for (size_t i = 0; i < _EVENT_MAX; i++)
-                lv->event_ids[i] = -1;
-        lv->qemu_event_id = -1;
-
-        r = root_hierarchy_path(m, &lv->root_path);
-        if (r == -ENOMEM)
-                return log_oom();
-        if (r < 0)
-                log_info_errno(r, "The cgroup root %s is not on a cgroup2 mount (%m): libvirt domains are "
-                               "managed without their slices.", m->options.cgroup_root);
-
-        r = virt_event_register(m->event);
-        if (r < 0)
-                return log_error_errno(r, "Cannot hook libvirt's events into the event loop: %m");
-        virSetErrorFunc(NULL, quiet_errors);
-
-        r = sd_event_add_time_relative(m->event, &lv->reconnect, CLOCK_MONOTONIC, 0, 0, on_reconnect, lv);
-        if (r < 0)
-                return log_error_errno(r, "Cannot add the libvirt reconnection timer: %m");
-        (void) sd_event_source_set_enabled(lv->reconnect, SD_EVENT_OFF);
-
-        *ret = TAKE_PTR(lv);
+        if (lv_connect(lv) < 0)
+                lv_schedule_reconnect(lv);
         return 0;
 }
 
-void libvirt_start(Libvirt *lv) {
-        if (lv_connect(lv) < 0)
-                lv_schedule_reconnect(lv);
-}
+static void libvirt_free(Discovery *d) {
+        Libvirt *lv = (Libvirt *) d;
 
-Libvirt *libvirt_free(Libvirt *lv) {
-        if (!lv)
-                return NULL;
+        /* The VMs first: their backends hold the connection's domains. */
+        discovery_done(d);
         lv_disconnect(lv);
         virt_event_flush();
         sd_event_source_disable_unref(lv->reconnect);
         free(lv->root_path);
         free(lv);
-        return NULL;
+}
+
+static const DiscoveryOps libvirt_discovery_ops = {
+        .name = "libvirt",
+        .start = libvirt_start,
+        .free = libvirt_free,
+};
+
+int libvirt_discovery_new(const DiscoveryContext *ctx, Discovery **ret) {
+        _cleanup_free_ Libvirt *lv = NULL;
+        int r;
+
+        if (!ctx->vm->config->libvirt) {
+                *ret = NULL;
+                return 0;
+        }
+
+        lv = new0(Libvirt, 1);
+        if (!lv)
+                return log_oom();
+        lv->discovery = (Discovery) { .ops = &libvirt_discovery_ops, .ctx = ctx };
+        lv->backoff_usec = BACKOFF_MIN_USEC;
+        for (size_t i = 0; i < _EVENT_MAX; i++)
+                lv->event_ids[i] = -1;
+        lv->qemu_event_id = -1;
+
+        r = root_hierarchy_path(ctx, &lv->root_path);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                log_info_errno(r, "The cgroup root %s is not on a cgroup2 mount (%m): libvirt domains are "
+                               "managed without their slices.", ctx->cgroup_root);
+
+        r = virt_event_register(ctx->vm->event);
+        if (r < 0)
+                return log_error_errno(r, "Cannot hook libvirt's events into the event loop: %m");
+        virSetErrorFunc(NULL, quiet_errors);
+
+        r = sd_event_add_time_relative(ctx->vm->event, &lv->reconnect, CLOCK_MONOTONIC, 0, 0, on_reconnect, lv);
+        if (r < 0)
+                return log_error_errno(r, "Cannot add the libvirt reconnection timer: %m");
+        (void) sd_event_source_set_enabled(lv->reconnect, SD_EVENT_OFF);
+
+        *ret = &TAKE_PTR(lv)->discovery;
+        return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-/* The QMP backend: a plain QEMU whose monitor socket is <RuntimeDir>/qmp/<vm>.sock. */
+/* The QMP backend: a plain QEMU whose monitor socket is <RuntimeDir>/qmp/<vm>.sock, and the slice scan
+ * that finds them. */
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,7 +9,6 @@
 #include "backend-qmp.h"
 #include "cgroup.h"
 #include "log.h"
-#include "manager.h"
 #include "qmp.h"
 #include "util.h"
 #include "vm.h"
@@ -270,19 +270,22 @@ static const BackendOps qmp_backend_ops = {
         .set_target = qb_set_target,
 };
 
-int vm_new_qmp(Manager *m, const char *name, VM **ret) {
+/* ---- The slice scan ---- */
+
+static int qmp_vm_new(Discovery *d, const char *name, VM **ret) {
+        const VMContext *ctx = d->ctx->vm;
         _cleanup_(vm_freep) VM *vm = NULL;
         _cleanup_free_ char *cgpath = NULL, *socket_path = NULL;
         QmpBackend *q;
         int r;
 
-        r = cg_vm_path(m->config->parent_slice, name, &cgpath);
+        r = cg_vm_path(ctx->config->parent_slice, name, &cgpath);
         if (r < 0)
                 return log_error_errno(r, "%s: invalid VM name: %m", name);
-        if (asprintf(&socket_path, "%s/qmp/%s.sock", m->runtime_dir, name) < 0)
+        if (asprintf(&socket_path, "%s/qmp/%s.sock", d->ctx->runtime_dir, name) < 0)
                 return log_oom();
 
-        r = vm_new(&m->vm_context, name, cgpath, &vm);
+        r = vm_new(ctx, name, cgpath, &vm);
         if (r < 0)
                 return r;
 
@@ -292,7 +295,7 @@ int vm_new_qmp(Manager *m, const char *name, VM **ret) {
         q->backend.ops = &qmp_backend_ops;
         vm_attach_backend(vm, &q->backend);
 
-        r = qmp_client_new(m->event, socket_path, &q->qmp);
+        r = qmp_client_new(ctx->event, socket_path, &q->qmp);
         if (r < 0)
                 return log_error_errno(r, "%s: cannot create QMP client: %m", name);
         qmp_client_set_handlers(q->qmp, on_qmp_event, on_qmp_state, q);
@@ -302,5 +305,92 @@ int vm_new_qmp(Manager *m, const char *name, VM **ret) {
                 return r;
         log_info("%s: found slice %s, connecting to %s", name, cgpath, socket_path);
         *ret = TAKE_PTR(vm);
+        return 0;
+}
+
+static bool strv_contains(char **l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+/* Adopts new balloon slices and drops vanished ones. A slice whose VM another source already manages
+ * (a libvirt domain placed in it) is left to that one. */
+static int qmp_scan(Discovery *d) {
+        const VMContext *ctx = d->ctx->vm;
+        _cleanup_strv_free_ char **names = NULL;
+        int r;
+
+        r = cg_list_vms(ctx->cgroup_fd, ctx->config->parent_slice, &names);
+        if (r == -ENOENT)
+                names = NULL; /* no parent slice (yet): no VMs */
+        else if (r < 0)
+                return log_warning_errno(r, "Cannot list VM slices under %s: %m", ctx->config->parent_slice);
+
+        for (size_t i = 0; i < d->vms.n;) {
+                VM *vm = d->vms.items[i];
+                if (strv_contains(names, vm->name)) {
+                        i++;
+                        continue;
+                }
+                log_info("%s: slice %s is gone, dropping the VM", vm->name, vm->cgpath);
+                discovery_remove_vm(d, vm);
+        }
+
+        for (char **name = names; name && *name; name++) {
+                VM *vm = NULL;
+
+                if (d->ctx->find_vm(d->ctx, *name))
+                        continue;
+                r = qmp_vm_new(d, *name, &vm);
+                if (r < 0)
+                        continue;
+                r = discovery_add_vm(d, vm);
+                if (r < 0) {
+                        vm_free(vm);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static int qmp_discovery_start(Discovery *d) {
+        (void) qmp_scan(d);
+        return 0;
+}
+
+static void qmp_discovery_tick(Discovery *d) {
+        (void) qmp_scan(d);
+}
+
+/* A VM that never answered on its socket is let go: the slice is a libvirt domain's. */
+static bool qmp_discovery_release(Discovery *d, VM *vm) {
+        if (vm->state == VM_READY)
+                return false;
+        discovery_remove_vm(d, vm);
+        return true;
+}
+
+static void qmp_discovery_free(Discovery *d) {
+        discovery_done(d);
+        free(d);
+}
+
+static const DiscoveryOps qmp_discovery_ops = {
+        .name = "slice scan",
+        .start = qmp_discovery_start,
+        .tick = qmp_discovery_tick,
+        .release = qmp_discovery_release,
+        .free = qmp_discovery_free,
+};
+
+int qmp_discovery_new(const DiscoveryContext *ctx, Discovery **ret) {
+        Discovery *d = new0(Discovery, 1);
+
+        if (!d)
+                return log_oom();
+        *d = (Discovery) { .ops = &qmp_discovery_ops, .ctx = ctx };
+        *ret = d;
         return 0;
 }

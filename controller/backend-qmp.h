@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-#include "backend.h"
+#include "discovery.h"
 
-typedef struct Manager Manager;
-
-/* A VM found by the slice scan: a plain QEMU whose monitor is <RuntimeDir>/qmp/<name>.sock. Created
- * and started; the caller adds it to the manager. */
-int vm_new_qmp(Manager *m, const char *name, VM **ret);
+/* Plain QEMUs: the slice scan finds balloon-<vm>.slice under ParentSlice=, each one a VM whose QMP
+ * monitor is <RuntimeDir>/qmp/<vm>.sock; a VM whose slice goes is dropped at the next scan. */
+int qmp_discovery_new(const DiscoveryContext *ctx, Discovery **ret);

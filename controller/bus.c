@@ -93,8 +93,8 @@ static int method_list_vms(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (r < 0)
                 return r;
 
-        for (size_t i = 0; i < m->n_vms; i++) {
-                VM *vm = m->vms[i];
+        for (size_t i = 0; i < m->vms.n; i++) {
+                VM *vm = m->vms.items[i];
                 const VMHistoryEntry *last = vm_last_decision(vm);
                 double pressure;
                 PolicyVM p;

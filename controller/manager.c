@@ -8,7 +8,6 @@
 #include <time.h>
 #include <systemd/sd-daemon.h>
 
-#include "backend-qmp.h"
 #include "bus.h"
 #include "cgroup.h"
 #include "log.h"
@@ -195,8 +194,8 @@ static void manager_notify_status(Manager *m) {
         uint64_t reclaimed = 0;
         double host_pressure;
 
-        for (size_t i = 0; i < m->n_vms; i++) {
-                const VM *vm = m->vms[i];
+        for (size_t i = 0; i < m->vms.n; i++) {
+                const VM *vm = m->vms.items[i];
 
                 if (vm->state == VM_READY) {
                         managed++;
@@ -228,7 +227,7 @@ static void manager_notify_status(Manager *m) {
 
         (void) snprintf(buf, sizeof buf, "STATUS=%zu of %zu VMs managed, host pressure %s (some avg10), "
                         "host available %s, reclaimed %s, last decision: %s%s",
-                        managed, m->n_vms, pressure, format_bytes(a, sizeof a, m->host_available),
+                        managed, m->vms.n, pressure, format_bytes(a, sizeof a, m->host_available),
                         format_bytes(b, sizeof b, reclaimed), last,
                         m->options.dry_run ? " (dry run)" : m->paused ? " (paused)" : "");
         (void) sd_notify(false, buf);
@@ -239,8 +238,8 @@ static void manager_decide(Manager *m, const char *why) {
         size_t n = 0;
         int r;
 
-        for (size_t i = 0; i < m->n_vms; i++) {
-                VM *vm = m->vms[i];
+        for (size_t i = 0; i < m->vms.n; i++) {
+                VM *vm = m->vms.items[i];
                 if (vm->state != VM_READY)
                         continue;
                 vm_snapshot(vm, now, &m->snapshot[n]);
@@ -334,95 +333,45 @@ static int manager_grow_buffers(Manager *m, size_t n) {
         return 0;
 }
 
-static bool strv_contains(char **l, const char *s) {
-        for (; l && *l; l++)
-                if (streq(*l, s))
-                        return true;
-        return false;
-}
-
 VM *manager_find_vm(Manager *m, const char *name) {
-        for (size_t i = 0; i < m->n_vms; i++)
-                if (streq(m->vms[i]->name, name))
-                        return m->vms[i];
-        return NULL;
+        return vm_list_find(&m->vms, name);
 }
 
-int manager_add_vm(Manager *m, VM *vm) {
+/* What the VM sources see of the manager (DiscoveryContext). */
+
+static VM *on_find_vm(const DiscoveryContext *ctx, const char *name) {
+        return manager_find_vm(ctx->userdata, name);
+}
+
+static int on_add_vm(const DiscoveryContext *ctx, VM *vm) {
+        Manager *m = ctx->userdata;
         int r;
 
-        r = manager_grow_buffers(m, m->n_vms + 1);
+        r = manager_grow_buffers(m, m->vms.n + 1);
         if (r < 0)
-                return log_oom();
-        VM **l = reallocarray(m->vms, m->n_vms + 1, sizeof *l);
-        if (!l)
-                return log_oom();
-        m->vms = l;
-        m->vms[m->n_vms++] = vm;
-        return 0;
+                return r;
+        return vm_list_add(&m->vms, vm);
 }
 
-void manager_remove_vm(Manager *m, VM *vm) {
-        for (size_t i = 0; i < m->n_vms; i++)
-                if (m->vms[i] == vm) {
-                        /* Out of the list first: freeing cancels its queries, whose callbacks may decide. */
-                        m->vms[i] = m->vms[--m->n_vms];
-                        vm_free(vm);
-                        return;
-                }
-}
+static void on_remove_vm(const DiscoveryContext *ctx, VM *vm) {
+        Manager *m = ctx->userdata;
 
-/* Adopts new balloon slices and drops vanished ones. A slice whose VM another backend already
- * manages (a libvirt domain placed in it) is left to that one. */
-static int manager_scan(Manager *m) {
-        _cleanup_strv_free_ char **names = NULL;
-        int r;
-
-        r = cg_list_vms(m->cgroup_fd, m->config->parent_slice, &names);
-        if (r == -ENOENT)
-                names = NULL; /* no parent slice (yet): no VMs */
-        else if (r < 0)
-                return log_warning_errno(r, "Cannot list VM slices under %s: %m", m->config->parent_slice);
-
-        for (size_t i = 0; i < m->n_vms;) {
-                VM *vm = m->vms[i];
-                if (!vm->scanned || strv_contains(names, vm->name)) {
-                        i++;
-                        continue;
-                }
-                log_info("%s: slice %s is gone, dropping the VM", vm->name, vm->cgpath);
-                manager_remove_vm(m, vm);
-        }
-
-        for (char **name = names; name && *name; name++) {
-                VM *vm;
-
-                if (manager_find_vm(m, *name))
-                        continue;
-                r = vm_new_qmp(m, *name, &vm);
-                if (r < 0)
-                        continue;
-                vm->scanned = true;
-                r = manager_add_vm(m, vm);
-                if (r < 0) {
-                        vm_free(vm);
-                        return r;
-                }
-        }
-        return 0;
+        vm_list_remove(&m->vms, vm);
 }
 
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         int r;
 
-        (void) manager_scan(m);
+        for (size_t i = 0; i < m->n_sources; i++)
+                if (m->sources[i]->ops->tick)
+                        m->sources[i]->ops->tick(m->sources[i]);
         manager_read_host(m);
 
         /* A tick whose queries are still in flight is not stacked on. */
         if (m->queries_in_flight == 0)
-                for (size_t i = 0; i < m->n_vms; i++)
-                        m->queries_in_flight += vm_refresh(m->vms[i]);
+                for (size_t i = 0; i < m->vms.n; i++)
+                        m->queries_in_flight += vm_refresh(m->vms.items[i]);
         if (m->queries_in_flight == 0)
                 manager_decide(m, "tick");
 
@@ -463,8 +412,8 @@ static int manager_reload(Manager *m) {
         m->config = c;
         m->vm_context.config = c;
         manager_load_params(m);
-        for (size_t i = 0; i < m->n_vms; i++)
-                vm_reload(m->vms[i]);
+        for (size_t i = 0; i < m->vms.n; i++)
+                vm_reload(m->vms.items[i]);
         (void) manager_arm_host_trigger(m);
         log_info("Configuration reloaded: policy %s.", policy_mode_to_string(c->policy));
         (void) sd_notify(false, "READY=1");
@@ -536,6 +485,16 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
                 .arm_trigger = on_vm_arm_trigger,
                 .userdata = m,
         };
+        m->discovery_context = (DiscoveryContext) {
+                .vm = &m->vm_context,
+                .cgroup_root = options->cgroup_root,
+                .proc_root = options->proc_root,
+                .runtime_dir = m->runtime_dir,
+                .find_vm = on_find_vm,
+                .add_vm = on_add_vm,
+                .remove_vm = on_remove_vm,
+                .userdata = m,
+        };
 
         *ret = TAKE_PTR(m);
         return 0;
@@ -545,11 +504,11 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         bus_free(m->bus);
-        for (size_t i = 0; i < m->n_vms; i++)
-                vm_free(m->vms[i]);
-        free(m->vms);
-        /* After the VMs, whose backends hold its domains. */
-        libvirt_free(m->libvirt);
+        /* Each source frees its VMs. */
+        for (size_t i = 0; i < m->n_sources; i++)
+                discovery_free(m->sources[i]);
+        free(m->sources);
+        vm_list_done(&m->vms);
         free(m->snapshot);
         free(m->decisions);
         free(m->snapshot_vms);
@@ -566,6 +525,33 @@ Manager *manager_free(Manager *m) {
         sd_event_unref(m->event);
         free(m);
         return NULL;
+}
+
+/* Each source of options.sources, in order: those that find their VMs by themselves (libvirt) go
+ * before the slice scan, which leaves their slices to them. */
+static int manager_start_sources(Manager *m) {
+        int r;
+
+        for (const discovery_new_t *new = m->options.sources; *new; new++) {
+                Discovery *d = NULL;
+
+                r = (*new)(&m->discovery_context, &d);
+                if (r < 0)
+                        return r;
+                if (!d)
+                        continue; /* disabled */
+                Discovery **l = reallocarray(m->sources, m->n_sources + 1, sizeof *l);
+                if (!l) {
+                        discovery_free(d);
+                        return log_oom();
+                }
+                m->sources = l;
+                m->sources[m->n_sources++] = d;
+                r = d->ops->start(d);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 int manager_start(Manager *m) {
@@ -601,16 +587,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        /* Before the scan: a slice that holds a libvirt domain is managed through libvirt. */
-        if (m->config->libvirt) {
-                r = libvirt_new(m, &m->libvirt);
-                if (r < 0)
-                        return r;
-                libvirt_start(m->libvirt);
-        }
-
+        r = manager_start_sources(m);
+        if (r < 0)
+                return r;
         manager_read_host(m);
-        (void) manager_scan(m);
 
         r = sd_event_add_time_relative(m->event, &m->tick, CLOCK_MONOTONIC, m->config->stats_interval_usec,
                                        100 * USEC_PER_MSEC, on_tick, m);

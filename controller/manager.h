@@ -6,11 +6,10 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "backend-libvirt.h"
 #include "bus.h"
 #include "config.h"
+#include "discovery.h"
 #include "policy.h"
-#include "psi.h"
 #include "vm.h"
 
 typedef struct ManagerOptions {
@@ -22,6 +21,7 @@ typedef struct ManagerOptions {
         bool dry_run;
         bool allow_plain_cgroup_dir; /* accept a cgroup root that is not cgroup2 (tests only) */
         BusType bus_type;            /* where the D-Bus API is offered */
+        const discovery_new_t *sources; /* where VMs come from (discovery_sources), NULL-terminated */
 } ManagerOptions;
 
 typedef struct Manager {
@@ -34,10 +34,12 @@ typedef struct Manager {
         char *runtime_dir;
         sd_bus *systemd_bus;         /* NULL without a system bus: memory.high through cgroupfs only */
         VMContext vm_context;        /* what the VMs see of the manager */
+        DiscoveryContext discovery_context; /* what the VM sources see of it */
+        Discovery **sources;         /* started, in the order of options.sources */
+        size_t n_sources;
         Bus *bus;                    /* the D-Bus API */
         char *metrics_path;          /* <RuntimeDir>/metrics.prom, written each tick (metrics.c) */
         bool metrics_failed;         /* its last write failed and said so */
-        Libvirt *libvirt;            /* NULL with Libvirt=no */
         bool paused;                 /* by the D-Bus API: decide and log only, as --dry-run */
 
         sd_event_source *host_trigger;
@@ -49,8 +51,7 @@ typedef struct Manager {
         sd_event_source *tick;
         unsigned queries_in_flight;
 
-        VM **vms;
-        size_t n_vms;
+        VMList vms;                  /* every source's VMs, the sources own them */
 
         /* Preallocated so a decision does not allocate. */
         PolicyVM *snapshot;
@@ -72,10 +73,8 @@ static inline void manager_freep(Manager **m) {
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 
-/* The VMs, whatever their backend: found by name; added (taking ownership); removed and freed. */
+/* A VM of any source, by name; NULL if none. */
 VM *manager_find_vm(Manager *m, const char *name);
-int manager_add_vm(Manager *m, VM *vm);
-void manager_remove_vm(Manager *m, VM *vm);
 
 /* The host's memory pressure, from where HostPressure= says: some avg10 in percent, -1 when it cannot
  * be read. */

@@ -184,7 +184,7 @@ static void vm_metrics(const VM *vm, MetricsVM *ret) {
 }
 
 void metrics_write(Manager *m) {
-        _cleanup_free_ MetricsVM *vms = new0(MetricsVM, m->n_vms);
+        _cleanup_free_ MetricsVM *vms = new0(MetricsVM, m->vms.n);
         _cleanup_free_ char *text = NULL;
         MetricsHost host = {
                 .total = m->host_total,
@@ -198,12 +198,12 @@ void metrics_write(Manager *m) {
                 log_oom();
                 return;
         }
-        for (size_t i = 0; i < m->n_vms; i++)
-                vm_metrics(m->vms[i], &vms[i]);
+        for (size_t i = 0; i < m->vms.n; i++)
+                vm_metrics(m->vms.items[i], &vms[i]);
         host.pressure_some_avg10 = manager_host_pressure(m);
         host.pressure_known = host.pressure_some_avg10 >= 0;
 
-        r = metrics_format(&host, vms, m->n_vms, &text);
+        r = metrics_format(&host, vms, m->vms.n, &text);
         if (r >= 0)
                 r = write_file_atomic(m->metrics_path, text, false);
         if (r < 0) {

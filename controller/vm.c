@@ -497,3 +497,33 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_r
         if (high_changes && !d->raise_high_first)
                 vm_write_memory_high(vm, d->memory_high, dry_run);
 }
+
+int vm_list_add(VMList *l, VM *vm) {
+        VM **v = reallocarray(l->items, l->n + 1, sizeof *v);
+
+        if (!v)
+                return -ENOMEM;
+        l->items = v;
+        l->items[l->n++] = vm;
+        return 0;
+}
+
+void vm_list_remove(VMList *l, VM *vm) {
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i] == vm) {
+                        l->items[i] = l->items[--l->n];
+                        return;
+                }
+}
+
+VM *vm_list_find(const VMList *l, const char *name) {
+        for (size_t i = 0; i < l->n; i++)
+                if (streq(l->items[i]->name, name))
+                        return l->items[i];
+        return NULL;
+}
+
+void vm_list_done(VMList *l) {
+        free(l->items);
+        *l = (VMList) {};
+}

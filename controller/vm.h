@@ -48,12 +48,14 @@ typedef enum VMState {
         VM_UNSUPPORTED, /* cannot balloon: reported once, not retried until the backend reconnects */
 } VMState;
 
+typedef struct Discovery Discovery;
+
 typedef struct VM {
         const VMContext *ctx;
+        Discovery *source;   /* the source that found it and owns it (discovery.h) */
         char *name;
         char *cgpath;        /* relative to the cgroup root; NULL: its cgroup is out of reach, balloon only */
         SystemdUnit *unit;   /* the slice as a systemd unit: memory.high through systemd when it manages it */
-        bool scanned;        /* found by the slice scan, hence dropped when its slice goes */
         VMConfig config;     /* resolved against the config file; name borrowed from 'name' */
         VMConfig backend_config; /* Weight/MinMemory/MaxMemory the backend found (libvirt metadata) */
 
@@ -132,3 +134,15 @@ int vm_read_slice_pressure(const VM *vm, double *ret);
 void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_run);
 
 const char *vm_state_to_string(VMState s);
+
+/* VMs by reference, in no order: the manager's (all of them) and each source's (its own). */
+typedef struct VMList {
+        VM **items;
+        size_t n;
+} VMList;
+
+int vm_list_add(VMList *l, VM *vm);
+void vm_list_remove(VMList *l, VM *vm);
+VM *vm_list_find(const VMList *l, const char *name);
+/* Frees the list, not the VMs. */
+void vm_list_done(VMList *l);

@@ -3,7 +3,8 @@
 /* The libvirt backend: domains of a libvirt daemon, through libvirt's C API. libvirt owns their QMP
  * monitors; it relays the balloon's size (BALLOON_CHANGE), sets targets (virDomainSetMemoryFlags)
  * and reads the guest stats (virDomainMemoryStats), and passes the patched device's
- * BALLOON_GUEST_PRESSURE event through (libvirt-qemu's monitor events).
+ * BALLOON_GUEST_PRESSURE event through (libvirt-qemu's monitor events). This file follows the
+ * domains (where their QEMU runs, adoption, lifecycle); libvirt-connection.c keeps the connection.
  *
  * libvirt's calls block until libvirtd answers; its events come through our sd-event loop
  * (virt-event.c). Keepalive (5 s, 3 probes) bounds how long a hung libvirtd can hold the loop. */
@@ -21,31 +22,17 @@
 #include "cgroup.h"
 #include "domain-xml.h"
 #include "json-util.h"
+#include "libvirt-connection.h"
 #include "log.h"
 #include "util.h"
-#include "virt-event.h"
 #include "vm.h"
 
 #define BACKOFF_MIN_USEC (1 * USEC_PER_SEC)
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
 
-enum {
-        EVENT_LIFECYCLE,
-        EVENT_BALLOON_CHANGE,
-        EVENT_METADATA_CHANGE,
-        EVENT_JOB_COMPLETED,
-        _EVENT_MAX,
-};
-
 typedef struct Libvirt {
         Discovery discovery;    /* its VMs are the domains' */
-        virConnectPtr conn;
-        int event_ids[_EVENT_MAX];
-        int qemu_event_id;
-        sd_event_source *reconnect;
-        uint64_t backoff_usec;
-        bool connect_failed_logged;
-        bool alive;             /* connected, and not closed since */
+        LibvirtConnection *conn;
         char *root_path;        /* the cgroup root in the cgroup2 hierarchy; NULL: not on cgroup2 */
 } Libvirt;
 
@@ -146,7 +133,7 @@ static void lb_retry(LibvirtBackend *b, const char *what) {
         VM *vm = b->backend.vm;
 
         vm_backend_lost(vm, -EIO);
-        if (!b->lv->alive)
+        if (!libvirt_connection_alive(b->lv->conn))
                 return; /* the connection went: reconnecting adopts the domain again */
         log_warning("%s: %s failed: %s; retrying in %" PRIu64 " s", vm->name, what, lv_error(),
                     b->probe_backoff_usec / USEC_PER_SEC);
@@ -522,116 +509,19 @@ static void on_qemu_event(virConnectPtr conn, virDomainPtr dom, const char *even
         vm_backend_guest_pressure(b->backend.vm, &e);
 }
 
-/* ---- The connection ---- */
+/* ---- The connection's news ---- */
 
-static void lv_schedule_reconnect(Libvirt *lv) {
-        if (sd_event_source_set_time_relative(lv->reconnect, lv->backoff_usec) < 0 ||
-            sd_event_source_set_enabled(lv->reconnect, SD_EVENT_ONESHOT) < 0)
-                log_error("Cannot schedule reconnecting to libvirt");
-        lv->backoff_usec = MIN(lv->backoff_usec * 2, BACKOFF_MAX_USEC);
+static const char *on_uri(void *userdata) {
+        return lv_config(userdata)->libvirt_uri;
 }
 
-static void on_close(virConnectPtr conn, int reason, void *opaque) {
-        Libvirt *lv = opaque;
-
-        lv->alive = false;
-        log_warning("Lost the connection to libvirt (%s); its domains are not managed until it is back.",
-                    reason == VIR_CONNECT_CLOSE_REASON_EOF ? "libvirtd went away" :
-                    reason == VIR_CONNECT_CLOSE_REASON_KEEPALIVE ? "keepalive timed out" : "error");
-        for (size_t i = 0; i < lv->discovery.vms.n; i++) {
-                (void) sd_event_source_set_enabled(backend_of(lv, i)->probe, SD_EVENT_OFF);
-                vm_backend_lost(lv->discovery.vms.items[i], -ECONNRESET);
-        }
-        /* Closed from the reconnect timer, not from inside libvirt's dispatch of this callback. */
-        lv->backoff_usec = BACKOFF_MIN_USEC;
-        lv_schedule_reconnect(lv);
-}
-
-static void lv_disconnect(Libvirt *lv) {
-        if (!lv->conn)
-                return;
-        for (size_t i = 0; i < _EVENT_MAX; i++)
-                if (lv->event_ids[i] >= 0)
-                        (void) virConnectDomainEventDeregisterAny(lv->conn, lv->event_ids[i]);
-        if (lv->qemu_event_id >= 0)
-                (void) virConnectDomainQemuMonitorEventDeregister(lv->conn, lv->qemu_event_id);
-        (void) virConnectUnregisterCloseCallback(lv->conn, on_close);
-        (void) virConnectClose(lv->conn);
-        lv->conn = NULL;
-        for (size_t i = 0; i < _EVENT_MAX; i++)
-                lv->event_ids[i] = -1;
-        lv->qemu_event_id = -1;
-}
-
-static int lv_register_events(Libvirt *lv) {
-        static const struct {
-                int id;
-                virConnectDomainEventGenericCallback cb;
-        } events[_EVENT_MAX] = {
-                [EVENT_LIFECYCLE] = { VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle) },
-                [EVENT_BALLOON_CHANGE] = { VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_balloon_change) },
-                [EVENT_METADATA_CHANGE] = { VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata_change) },
-                [EVENT_JOB_COMPLETED] = { VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, VIR_DOMAIN_EVENT_CALLBACK(on_job_completed) },
-        };
-
-        for (size_t i = 0; i < _EVENT_MAX; i++) {
-                lv->event_ids[i] = virConnectDomainEventRegisterAny(lv->conn, NULL, events[i].id, events[i].cb, lv, NULL);
-                if (lv->event_ids[i] < 0)
-                        return log_error_errno(EIO, "Cannot follow libvirt's domain events: %s", lv_error());
-        }
-        /* The qemu/ patch's event; on an unpatched QEMU it simply never comes. */
-        lv->qemu_event_id = virConnectDomainQemuMonitorEventRegister(lv->conn, NULL, "BALLOON_GUEST_PRESSURE",
-                                                                     on_qemu_event, lv, NULL, 0);
-        if (lv->qemu_event_id < 0)
-                log_warning("Cannot follow QEMU's BALLOON_GUEST_PRESSURE through libvirt (%s): guest pressure "
-                            "comes from the balloon stats only.", lv_error());
-        return 0;
-}
-
-static int lv_connect(Libvirt *lv) {
-        const char *uri = lv_config(lv)->libvirt_uri;
-        virDomainPtr *doms = NULL;
-        int n, r;
-
-        lv->conn = virConnectOpen(uri);
-        if (!lv->conn) {
-                /* Said once: a host without libvirtd is a normal host. */
-                if (!lv->connect_failed_logged)
-                        log_info("No libvirt at %s (%s); retrying, up to every %" PRIu64 " s.", uri, lv_error(),
-                                 BACKOFF_MAX_USEC / USEC_PER_SEC);
-                lv->connect_failed_logged = true;
-                return -ECONNREFUSED;
-        }
-        lv->connect_failed_logged = false;
-
-        if (virConnectRegisterCloseCallback(lv->conn, on_close, lv, NULL) < 0 ||
-            virConnectSetKeepAlive(lv->conn, 5, 3) < 0) {
-                log_warning("Cannot watch the libvirt connection: %s", lv_error());
-                lv_disconnect(lv);
-                return -EIO;
-        }
-        r = lv_register_events(lv);
-        if (r < 0) {
-                lv_disconnect(lv);
-                return r;
-        }
-
-        n = virConnectListAllDomains(lv->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-        if (n < 0) {
-                log_warning("Cannot list libvirt's domains: %s", lv_error());
-                lv_disconnect(lv);
-                return -EIO;
-        }
-        lv->alive = true;
-        log_info("Connected to libvirt at %s: %d running domain%s.", uri, n, n == 1 ? "" : "s");
+static void on_connected(virDomainPtr *doms, int n, void *userdata) {
+        Libvirt *lv = userdata;
 
         for (size_t i = 0; i < lv->discovery.vms.n; i++)
                 backend_of(lv, i)->seen = false;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++)
                 (void) lv_domain_found(lv, doms[i]);
-                (void) virDomainFree(doms[i]);
-        }
-        free(doms);
 
         /* Stopped while we were away. */
         for (size_t i = 0; i < lv->discovery.vms.n;) {
@@ -643,24 +533,29 @@ static int lv_connect(Libvirt *lv) {
                 }
                 i++;
         }
-        return 0;
 }
 
-static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata) {
+static void on_lost(void *userdata) {
         Libvirt *lv = userdata;
 
-        lv_disconnect(lv);
-        if (lv_connect(lv) < 0)
-                lv_schedule_reconnect(lv);
-        else
-                lv->backoff_usec = BACKOFF_MIN_USEC;
-        return 0;
+        for (size_t i = 0; i < lv->discovery.vms.n; i++) {
+                (void) sd_event_source_set_enabled(backend_of(lv, i)->probe, SD_EVENT_OFF);
+                vm_backend_lost(lv->discovery.vms.items[i], -ECONNRESET);
+        }
 }
 
-/* libvirt prints every error to stderr by default; the daemon logs those it cares about itself. */
-static void quiet_errors(void *userdata, virErrorPtr error) {
-        log_debug("libvirt: %s", error && error->message ? error->message : "?");
-}
+static const LibvirtCallbacks libvirt_callbacks = {
+        .uri = on_uri,
+        .connected = on_connected,
+        .lost = on_lost,
+        .lifecycle = on_lifecycle,
+        .balloon_change = on_balloon_change,
+        .metadata_change = on_metadata_change,
+        .job_completed = on_job_completed,
+        .guest_pressure = on_qemu_event,
+};
+
+/* ---- The source ---- */
 
 static int root_hierarchy_path(const DiscoveryContext *ctx, char **ret) {
         _cleanup_free_ char *path = NULL, *text = NULL, *real = NULL;
@@ -678,10 +573,7 @@ static int root_hierarchy_path(const DiscoveryContext *ctx, char **ret) {
 }
 
 static int libvirt_start(Discovery *d) {
-        Libvirt *lv = (Libvirt *) d;
-
-        if (lv_connect(lv) < 0)
-                lv_schedule_reconnect(lv);
+        libvirt_connection_start(((Libvirt *) d)->conn);
         return 0;
 }
 
@@ -690,9 +582,7 @@ static void libvirt_free(Discovery *d) {
 
         /* The VMs first: their backends hold the connection's domains. */
         discovery_done(d);
-        lv_disconnect(lv);
-        virt_event_flush();
-        sd_event_source_disable_unref(lv->reconnect);
+        libvirt_connection_free(lv->conn);
         free(lv->root_path);
         free(lv);
 }
@@ -716,10 +606,6 @@ int libvirt_discovery_new(const DiscoveryContext *ctx, Discovery **ret) {
         if (!lv)
                 return log_oom();
         lv->discovery = (Discovery) { .ops = &libvirt_discovery_ops, .ctx = ctx };
-        lv->backoff_usec = BACKOFF_MIN_USEC;
-        for (size_t i = 0; i < _EVENT_MAX; i++)
-                lv->event_ids[i] = -1;
-        lv->qemu_event_id = -1;
 
         r = root_hierarchy_path(ctx, &lv->root_path);
         if (r == -ENOMEM)
@@ -728,15 +614,9 @@ int libvirt_discovery_new(const DiscoveryContext *ctx, Discovery **ret) {
                 log_info_errno(r, "The cgroup root %s is not on a cgroup2 mount (%m): libvirt domains are "
                                "managed without their slices.", ctx->cgroup_root);
 
-        r = virt_event_register(ctx->vm->event);
+        r = libvirt_connection_new(ctx->vm->event, &libvirt_callbacks, lv, &lv->conn);
         if (r < 0)
-                return log_error_errno(r, "Cannot hook libvirt's events into the event loop: %m");
-        virSetErrorFunc(NULL, quiet_errors);
-
-        r = sd_event_add_time_relative(ctx->vm->event, &lv->reconnect, CLOCK_MONOTONIC, 0, 0, on_reconnect, lv);
-        if (r < 0)
-                return log_error_errno(r, "Cannot add the libvirt reconnection timer: %m");
-        (void) sd_event_source_set_enabled(lv->reconnect, SD_EVENT_OFF);
+                return r;
 
         *ret = &TAKE_PTR(lv)->discovery;
         return 0;

@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* vm.c through a fake backend (test-fakes.h) and a VMContext of the test's own: adoption and removal,
+ * the balloon's moves, the guest stats' rates, and how a decision is carried out (memory.high in a
+ * directory tree standing in for the cgroup root, the balloon command, the log). */
+
+#include "config.h"
+#include "log.h"
+#include "test-fakes.h"
+
+#define SLICE "balloon.slice/balloon-web.slice"
+
+typedef struct Fixture {
+        FakeTree tree;
+        Config *config;
+        sd_event *event;
+        VMContext ctx;
+        unsigned decisions, queries_done, triggers;
+        char why[64];
+        VM *vm;
+        bool freed;
+} Fixture;
+
+static void on_decide(const VMContext *ctx, const char *why) {
+        Fixture *x = ctx->userdata;
+
+        x->decisions++;
+        (void) snprintf(x->why, sizeof x->why, "%s", why);
+}
+
+static void on_query_done(const VMContext *ctx) {
+        ((Fixture *) ctx->userdata)->queries_done++;
+}
+
+/* The tree's pressure files cannot be polled: a trigger is only counted. */
+static int on_arm_trigger(const VMContext *ctx, const char *path, uint64_t stall_usec,
+                          sd_event_io_handler_t handler, void *userdata, sd_event_source **ret) {
+        ((Fixture *) ctx->userdata)->triggers++;
+        *ret = NULL;
+        return 0;
+}
+
+static int setup(void **state) {
+        Fixture *x = calloc(1, sizeof *x);
+
+        assert_non_null(x);
+        fake_tree_new(&x->tree, "[VM web]\nMinMemory=512M\n");
+        fake_tree_slice(&x->tree, "web", "2415919104\n");
+        assert_int_equal(config_load(x->tree.config, &x->config), 0);
+        assert_int_equal(sd_event_new(&x->event), 0);
+        x->ctx = (VMContext) {
+                .event = x->event,
+                .cgroup_fd = x->tree.cgroup_fd,
+                .config = x->config,
+                .decide = on_decide,
+                .query_done = on_query_done,
+                .arm_trigger = on_arm_trigger,
+                .userdata = x,
+        };
+        x->vm = fake_vm_new(&x->ctx, "web", SLICE, &x->freed);
+        *state = x;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *x = *state;
+
+        vm_free(x->vm);
+        sd_event_unref(x->event);
+        config_free(x->config);
+        fake_tree_done(&x->tree);
+        free(x);
+        return 0;
+}
+
+/* Adopted at 1.5G of 2G, through the backend's callbacks. */
+static void adopt(Fixture *x) {
+        assert_int_equal(vm_start(x->vm), 0);
+        vm_backend_probing(x->vm);
+        vm_backend_ready(x->vm, 2 * GIB, 3 * GIB / 2, "balloon0");
+}
+
+static uint64_t memory_high(Fixture *x) {
+        uint64_t v = 0;
+
+        assert_int_equal(cg_read_u64(x->tree.cgroup_fd, SLICE, "memory.high", &v), 0);
+        return v;
+}
+
+/* Runs fn with stderr captured; returns what it logged. */
+static char *capture_log(void (*fn)(Fixture *x), Fixture *x) {
+        FILE *f = tmpfile();
+        char *text = calloc(1, 64 * 1024);
+        int saved;
+
+        assert_non_null(f);
+        assert_non_null(text);
+        fflush(stderr);
+        saved = dup(STDERR_FILENO);
+        assert_true(saved >= 0);
+        assert_true(dup2(fileno(f), STDERR_FILENO) >= 0);
+        fn(x);
+        fflush(stderr);
+        assert_true(dup2(saved, STDERR_FILENO) >= 0);
+        assert_int_equal(close(saved), 0);
+        assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+        (void) fread(text, 1, 64 * 1024 - 1, f);
+        assert_int_equal(fclose(f), 0);
+        return text;
+}
+
+static size_t count(const char *text, const char *needle) {
+        size_t n = 0;
+
+        for (const char *p = text; (p = strstr(p, needle)); p++)
+                n++;
+        return n;
+}
+
+/* The decision that changes nothing for the VM as it is now, with 'action'. */
+static PolicyDecision decision(const VM *vm, PolicyAction action, const char *reason) {
+        PolicyDecision d = {
+                .action = action,
+                .target = vm->target,
+                .memory_high = vm->memory_high,
+                .carry = vm->carry,
+        };
+
+        (void) snprintf(d.reason, sizeof d.reason, "%s", reason);
+        return d;
+}
+
+static void test_adoption_and_removal(void **state) {
+        Fixture *x = *state;
+        FakeBackend *f = fake_backend_of(x->vm);
+        PolicyVM p;
+
+        assert_int_equal(x->vm->state, VM_CONNECTING);
+        assert_int_equal(x->triggers, 1); /* its slice's trigger */
+        assert_int_equal(f->started, 0);
+        /* Not managed before it is adopted: no refresh. */
+        assert_int_equal(vm_refresh(x->vm), 0);
+
+        assert_int_equal(vm_start(x->vm), 0);
+        assert_int_equal(f->started, 1);
+        vm_backend_probing(x->vm);
+        assert_int_equal(x->vm->state, VM_PROBING);
+        vm_backend_ready(x->vm, 2 * GIB, 3 * GIB / 2, "balloon0");
+        assert_int_equal(x->vm->state, VM_READY);
+        /* The balloon as it is: a restarted daemon resets nothing. */
+        assert_int_equal(x->vm->actual, 3 * GIB / 2);
+        assert_int_equal(x->vm->target, 3 * GIB / 2);
+        assert_int_equal(x->vm->boot_memory, 2 * GIB);
+        assert_string_equal(x->vm->device, "balloon0");
+
+        /* The config file's [VM web], the defaults for the rest, against the boot memory. */
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.min, 512 * MIB);
+        assert_int_equal(p.max, 2 * GIB);
+        assert_int_equal(p.weight, 100);
+        assert_false(p.has_stats);
+
+        /* The backend's metadata fills in what the file does not set. */
+        VMConfig meta;
+        vm_config_defaults(&meta);
+        assert_int_equal(vm_config_set(&meta, "Weight", "300", &(const char *) { NULL }), 0);
+        assert_int_equal(vm_config_set(&meta, "MinMemory", "1G", &(const char *) { NULL }), 0);
+        vm_backend_metadata(x->vm, &meta);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.weight, 300);
+        assert_int_equal(p.min, 512 * MIB);
+
+        /* Lost: out of the snapshot until ready again, its stats forgotten. */
+        GuestStats s = fake_stats(100, GIB);
+        vm_backend_stats(x->vm, &s);
+        assert_true(x->vm->has_stats);
+        vm_backend_lost(x->vm, -ECONNRESET);
+        assert_int_equal(x->vm->state, VM_CONNECTING);
+        assert_false(x->vm->has_stats);
+
+        vm_backend_unsupported(x->vm, "no balloon device");
+        assert_int_equal(x->vm->state, VM_UNSUPPORTED);
+
+        /* Its cgroup moves: memory.high and the trigger follow. */
+        vm_backend_cgroup(x->vm, NULL);
+        assert_null(x->vm->cgpath);
+        assert_false(x->vm->memory_high_known);
+        vm_backend_cgroup(x->vm, SLICE);
+        assert_string_equal(x->vm->cgpath, SLICE);
+        assert_int_equal(x->triggers, 2);
+
+        /* Removed: its backend goes with it. */
+        assert_false(x->freed);
+        x->vm = vm_free(x->vm);
+        assert_true(x->freed);
+}
+
+static void test_balloon_moved(void **state) {
+        Fixture *x = *state;
+        PolicyDecision d;
+
+        adopt(x);
+
+        /* Moved while nothing is asked: someone else's move, adopted as the target. */
+        vm_backend_balloon_moved(x->vm, GIB + 256 * MIB);
+        assert_int_equal(x->vm->actual, GIB + 256 * MIB);
+        assert_int_equal(x->vm->target, GIB + 256 * MIB);
+        assert_int_equal(x->vm->last_progress_usec, 0);
+
+        /* Inflating to 1G: a command sent is progress. */
+        d = decision(x->vm, POLICY_INFLATE, "test inflate");
+        d.target = GIB;
+        vm_apply_decision(x->vm, 1, &d, false);
+        assert_int_equal(fake_backend_of(x->vm)->target, GIB);
+        assert_int_equal(x->vm->target, GIB);
+        assert_true(x->vm->last_progress_usec > 0);
+
+        /* Towards the target: progress, the target stays. */
+        x->vm->last_progress_usec = 1;
+        vm_backend_balloon_moved(x->vm, GIB + 128 * MIB);
+        assert_int_equal(x->vm->actual, GIB + 128 * MIB);
+        assert_int_equal(x->vm->target, GIB);
+        assert_true(x->vm->last_progress_usec > 1);
+
+        /* The same size again: nothing happened. */
+        x->vm->last_progress_usec = 1;
+        vm_backend_balloon_moved(x->vm, GIB + 128 * MIB);
+        assert_int_equal(x->vm->last_progress_usec, 1);
+
+        /* Away from it (the guest deflated on OOM): its word is the newest, no stall to wait for. */
+        vm_backend_balloon_moved(x->vm, GIB + 192 * MIB);
+        assert_int_equal(x->vm->actual, GIB + 192 * MIB);
+        assert_int_equal(x->vm->target, GIB + 192 * MIB);
+        assert_int_equal(x->vm->last_progress_usec, 0);
+}
+
+static void test_update_stats(void **state) {
+        Fixture *x = *state;
+        GuestStats s;
+        PolicyVM p;
+
+        adopt(x);
+
+        s = fake_stats(1000, 700 * MIB);
+        s.value[GUEST_STAT_SWAP_IN] = 10 * MIB;
+        s.value[GUEST_STAT_MAJOR_FAULTS] = 5000;
+        s.value[GUEST_STAT_ALLOC_STALLS] = 7;
+        s.valid |= UINT32_C(1) << GUEST_STAT_SWAP_IN | UINT32_C(1) << GUEST_STAT_MAJOR_FAULTS |
+                UINT32_C(1) << GUEST_STAT_ALLOC_STALLS;
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_true(p.has_stats);
+        assert_int_equal(p.guest_available, 700 * MIB);
+        assert_int_equal(p.guest_free, 350 * MIB);
+        /* One report: no rates yet. */
+        assert_int_equal(p.swap_in_rate, 0);
+        assert_int_equal(p.alloc_stalls, 0);
+
+        /* Two seconds later: the deltas over the time between the reports. */
+        s.last_update = 1002;
+        s.value[GUEST_STAT_SWAP_IN] += 8 * MIB;
+        s.value[GUEST_STAT_MAJOR_FAULTS] += 600;
+        s.value[GUEST_STAT_ALLOC_STALLS] += 3;
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.swap_in_rate, 4 * MIB);
+        assert_int_equal(p.major_fault_rate, 300);
+        assert_int_equal(p.alloc_stalls, 3);
+
+        /* Read again before the guest reported again: the same report, the rates kept. */
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.swap_in_rate, 4 * MIB);
+        assert_int_equal(p.major_fault_rate, 300);
+        assert_int_equal(p.alloc_stalls, 3);
+
+        /* Counters that went backwards (the guest rebooted) count as no increase. */
+        s.last_update = 1004;
+        s.value[GUEST_STAT_SWAP_IN] = 0;
+        s.value[GUEST_STAT_ALLOC_STALLS] = 0;
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.swap_in_rate, 0);
+        assert_int_equal(p.alloc_stalls, 0);
+        assert_int_equal(p.major_fault_rate, 0);
+
+        /* A malformed report, or one without available memory: no stats, hence no inflation. */
+        vm_backend_stats(x->vm, NULL);
+        vm_snapshot(x->vm, 1, &p);
+        assert_false(p.has_stats);
+        s = fake_stats(1006, 700 * MIB);
+        s.valid &= ~(UINT32_C(1) << GUEST_STAT_AVAILABLE_MEMORY);
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_false(p.has_stats);
+}
+
+static void test_memory_high_order(void **state) {
+        Fixture *x = *state;
+        FakeBackend *f = fake_backend_of(x->vm);
+        PolicyDecision d;
+
+        adopt(x);
+        assert_int_equal(vm_refresh(x->vm), 0); /* reads memory.high: 2.25G */
+        assert_true(x->vm->memory_high_known);
+        assert_int_equal(x->vm->memory_high, 2304 * MIB);
+
+        /* A deflation raises memory.high first, so the host does not take back at once what the guest
+         * just got. */
+        d = decision(x->vm, POLICY_DEFLATE, "test deflate");
+        d.target = 1792 * MIB;
+        d.memory_high = 2560 * MIB;
+        d.raise_high_first = true;
+        vm_apply_decision(x->vm, 1, &d, false);
+        assert_int_equal(f->n_targets, 1);
+        assert_int_equal(f->target, 1792 * MIB);
+        assert_int_equal(f->high_at_target, 2560 * MIB);
+        assert_int_equal(memory_high(x), 2560 * MIB);
+
+        /* An inflation lowers it after the balloon command. */
+        vm_backend_balloon_moved(x->vm, 1792 * MIB);
+        d = decision(x->vm, POLICY_INFLATE, "test inflate");
+        d.target = GIB;
+        d.memory_high = 1280 * MIB;
+        vm_apply_decision(x->vm, 2, &d, false);
+        assert_int_equal(f->n_targets, 2);
+        assert_int_equal(f->target, GIB);
+        assert_int_equal(f->high_at_target, 2560 * MIB);
+        assert_int_equal(memory_high(x), 1280 * MIB);
+
+        /* Dry run (or paused): neither. */
+        d = decision(x->vm, POLICY_DEFLATE, "test dry run");
+        d.target = 1536 * MIB;
+        d.memory_high = 1792 * MIB;
+        d.raise_high_first = true;
+        vm_apply_decision(x->vm, 3, &d, true);
+        assert_int_equal(f->n_targets, 2);
+        assert_int_equal(memory_high(x), 1280 * MIB);
+}
+
+static void hold_twice_then_inflate_then_hold(Fixture *x) {
+        PolicyDecision hold = decision(x->vm, POLICY_HOLD, "held: in hysteresis"), d;
+
+        vm_apply_decision(x->vm, 1, &hold, false);
+        vm_apply_decision(x->vm, 2, &hold, false);
+        d = decision(x->vm, POLICY_INFLATE, "inflate after the hold");
+        d.target = GIB;
+        vm_apply_decision(x->vm, 3, &d, false);
+        hold = decision(x->vm, POLICY_HOLD, "held: in hysteresis");
+        vm_apply_decision(x->vm, 4, &hold, false);
+        vm_apply_decision(x->vm, 5, &hold, false);
+}
+
+static void test_hold_logged_once(void **state) {
+        Fixture *x = *state;
+        _cleanup_free_ char *log = NULL;
+
+        adopt(x);
+        log = capture_log(hold_twice_then_inflate_then_hold, x);
+
+        /* Each hold once, when it starts; the inflation between them. */
+        assert_int_equal(count(log, "decision vm=web action=hold"), 2);
+        assert_int_equal(count(log, "decision vm=web action=inflate"), 1);
+        assert_int_equal(x->vm->n_decisions[POLICY_HOLD], 2);
+        assert_int_equal(x->vm->n_decisions[POLICY_INFLATE], 1);
+        assert_int_equal(vm_history_count(x->vm), 3);
+        assert_int_equal(vm_history_entry(x->vm, 0)->action, POLICY_HOLD);
+        assert_int_equal(vm_history_entry(x->vm, 1)->action, POLICY_INFLATE);
+        assert_int_equal(vm_last_decision(x->vm)->usec, 4);
+        assert_string_equal(vm_last_decision(x->vm)->reason, "held: in hysteresis");
+}
+
+static void test_history_ring(void **state) {
+        Fixture *x = *state;
+
+        adopt(x);
+        assert_null(vm_last_decision(x->vm));
+        for (unsigned i = 0; i < VM_HISTORY_MAX + 3; i++) {
+                PolicyDecision d = decision(x->vm, POLICY_SET_HIGH, "test");
+                d.memory_high = i + 1;
+                vm_apply_decision(x->vm, i + 1, &d, true);
+        }
+        /* The last VM_HISTORY_MAX, oldest first. */
+        assert_int_equal(vm_history_count(x->vm), VM_HISTORY_MAX);
+        assert_int_equal(vm_history_entry(x->vm, 0)->usec, 4);
+        assert_int_equal(vm_last_decision(x->vm)->usec, VM_HISTORY_MAX + 3);
+}
+
+static void test_refresh_and_events(void **state) {
+        Fixture *x = *state;
+        GuestPressureEvent e = { .actual = GIB, .target = GIB + 32 * MIB, .level = 2, .action = "deflate" };
+        PolicyDecision d;
+        PolicyVM p;
+
+        /* Before adoption, a guest pressure event is noted but decides nothing. */
+        vm_backend_guest_pressure(x->vm, &e);
+        assert_int_equal(x->decisions, 0);
+
+        adopt(x);
+        fake_backend_of(x->vm)->pending = 2;
+        assert_int_equal(vm_refresh(x->vm), 2);
+        assert_int_equal(fake_backend_of(x->vm)->refreshes, 1);
+        vm_backend_refresh_done(x->vm);
+        vm_backend_refresh_done(x->vm);
+        assert_int_equal(x->queries_done, 2);
+
+        /* The patched device deflated: where the balloon is going, and a decision at once. */
+        vm_backend_guest_pressure(x->vm, &e);
+        assert_int_equal(x->decisions, 1);
+        assert_string_equal(x->why, "guest pressure event");
+        vm_snapshot(x->vm, 1, &p);
+        assert_true(p.pressure_event);
+        assert_int_equal(p.pressure_event_level, 2);
+        assert_string_equal(p.pressure_event_action, "deflate");
+        assert_int_equal(p.actual, GIB);
+        assert_int_equal(p.target, GIB + 32 * MIB);
+
+        /* A decision consumes it, and carries the policy's state. */
+        d = decision(x->vm, POLICY_NONE, "");
+        d.carry.hysteresis_until_usec = 99;
+        vm_apply_decision(x->vm, 1, &d, false);
+        vm_snapshot(x->vm, 1, &p);
+        assert_false(p.pressure_event);
+        assert_int_equal(p.carry.hysteresis_until_usec, 99);
+
+        /* A reload resolves the config again and re-arms the trigger. */
+        vm_reload(x->vm);
+        assert_int_equal(x->triggers, 2);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_adoption_and_removal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_balloon_moved, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_update_stats, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_memory_high_order, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hold_logged_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_history_ring, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refresh_and_events, setup, teardown),
+        };
+
+        log_setup(LOG_TARGET_STDERR, LOG_INFO);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

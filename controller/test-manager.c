@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* The manager on a directory tree standing in for the cgroup root, with two VM sources: a fake one
+ * (test-fakes.h) whose VMs the test adopts and answers for, and the real slice scan, whose QMP
+ * sockets nobody serves. Adoption, removal, a VM handed from one source to another, and a decision
+ * round from the tick to the balloon command and the metrics file. */
+
+#include "backend-qmp.h"
+#include "log.h"
+#include "test-fakes.h"
+
+static const char config[] =
+        "[Daemon]\n"
+        "StatsIntervalSec=0.1\n"
+        /* The host's real trigger, which must not fire during the test. */
+        "TriggerWindowSec=10\n"
+        "HostTriggerStallSec=10\n"
+        "SliceTriggerStallSec=10\n"
+        "[VM a]\n"
+        "MaxMemory=1G\n";
+
+static const discovery_new_t sources[] = {
+        fake_source_new,
+        qmp_discovery_new,
+        NULL,
+};
+
+typedef struct Fixture {
+        FakeTree tree;
+        Manager *m;
+        FakeSource *fake;     /* m's first source */
+} Fixture;
+
+static int setup(void **state) {
+        Fixture *x = calloc(1, sizeof *x);
+        ManagerOptions o;
+
+        fake_require_psi();
+        assert_non_null(x);
+        *state = x;
+        fake_tree_new(&x->tree, config);
+        fake_tree_slice(&x->tree, "a", "max\n");
+        fake_tree_slice(&x->tree, "q", "max\n");
+        o = fake_manager_options(&x->tree, sources);
+        assert_int_equal(manager_new(&o, &x->m), 0);
+        assert_int_equal(manager_start(x->m), 0);
+        assert_int_equal(x->m->n_sources, 2);
+        x->fake = (FakeSource *) x->m->sources[0];
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *x = *state;
+
+        manager_free(x->m);
+        fake_tree_done(&x->tree);
+        free(x);
+        return 0;
+}
+
+static void remove_slice(Fixture *x, const char *vm) {
+        _cleanup_free_ char *cmd = NULL;
+
+        assert_true(asprintf(&cmd, "rm -rf '%s/balloon.slice/balloon-%s.slice'", x->tree.cgroup, vm) > 0);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void test_adoption_and_removal(void **state) {
+        Fixture *x = *state;
+        bool freed = false;
+        VM *a, *q;
+
+        /* Started in order; the scan found both slices, and leaves "a" alone once the fake source
+         * has it. */
+        assert_int_equal(x->fake->starts, 1);
+        q = manager_find_vm(x->m, "q");
+        assert_non_null(q);
+        assert_ptr_equal(q->source, x->m->sources[1]);
+        assert_int_equal(q->state, VM_CONNECTING); /* nobody serves its QMP socket */
+        a = manager_find_vm(x->m, "a");
+        assert_non_null(a);
+        assert_ptr_equal(a->source, x->m->sources[1]);
+
+        /* A source that finds "a" as its own takes it from the scan, which waits in vain. */
+        assert_true(discovery_release(a));
+        assert_null(manager_find_vm(x->m, "a"));
+        a = fake_source_add(&x->fake->discovery, "a", &freed);
+        assert_ptr_equal(manager_find_vm(x->m, "a"), a);
+        assert_int_equal(x->m->vms.n, 2);
+        vm_backend_ready(a, 2 * GIB, 2 * GIB, "balloon0");
+        assert_int_equal(a->state, VM_READY);
+
+        /* The scan does not take it back at the next ticks. */
+        unsigned ticks = x->fake->ticks;
+        RUN_UNTIL(x->m->event, x->fake->ticks >= ticks + 2);
+        assert_ptr_equal(manager_find_vm(x->m, "a"), a);
+        assert_ptr_equal(a->source, &x->fake->discovery);
+
+        /* A slice that goes takes its VM with it. */
+        remove_slice(x, "q");
+        RUN_UNTIL(x->m->event, !manager_find_vm(x->m, "q"));
+        assert_int_equal(x->m->vms.n, 1);
+
+        /* So does a source that drops its VM. */
+        discovery_remove_vm(&x->fake->discovery, a);
+        assert_true(freed);
+        assert_null(manager_find_vm(x->m, "a"));
+        assert_int_equal(x->m->vms.n, 0);
+}
+
+static void test_decision_round(void **state) {
+        Fixture *x = *state;
+        _cleanup_free_ char *metrics = NULL;
+        FakeBackend *f;
+        GuestStats s = fake_stats(100, 1536 * MIB);
+        VM *a;
+
+        assert_true(discovery_release(manager_find_vm(x->m, "a")));
+        a = fake_source_add(&x->fake->discovery, "a", NULL);
+        f = fake_backend_of(a);
+        vm_backend_ready(a, 2 * GIB, 2 * GIB, "balloon0");
+
+        /* A tick asks the VMs for their balloon and stats; the decision waits for the answers. */
+        f->pending = 2;
+        RUN_UNTIL(x->m->event, f->refreshes == 1);
+        assert_int_equal(f->n_targets, 0);
+        vm_backend_stats(a, &s);
+        vm_backend_refresh_done(a);
+        assert_int_equal(f->n_targets, 0);
+        vm_backend_balloon_moved(a, 2 * GIB);
+        vm_backend_refresh_done(a);
+
+        /* The last answer decides: above MaxMemory=1G, inflated by MaxStep= (256M). */
+        assert_int_equal(f->n_targets, 1);
+        assert_int_equal(f->target, 1792 * MIB);
+        assert_int_equal(a->target, 1792 * MIB);
+        assert_int_equal(vm_last_decision(a)->action, POLICY_INFLATE);
+        assert_non_null(strstr(vm_last_decision(a)->reason, "above max 1G"));
+        /* The host: the tree's meminfo. */
+        assert_int_equal(x->m->host_total, 16 * GIB);
+        assert_int_equal(x->m->host_available, 8 * GIB);
+
+        /* The next tick writes the metrics file from the same view. */
+        f->pending = 0;
+        unsigned refreshes = f->refreshes;
+        RUN_UNTIL(x->m->event, f->refreshes > refreshes);
+        metrics = fake_tree_read(&x->tree, "run/metrics.prom");
+        assert_non_null(metrics);
+        assert_non_null(strstr(metrics, "autoballoon_vm_managed{vm=\"a\"} 1\n"));
+        assert_non_null(strstr(metrics, "autoballoon_vm_target_bytes{vm=\"a\"} 1879048192\n"));
+        assert_non_null(strstr(metrics, "autoballoon_vm_managed{vm=\"q\"} 0\n"));
+        assert_non_null(strstr(metrics, "autoballoon_decisions_total{vm=\"a\",action=\"inflate\"} 1\n"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_adoption_and_removal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_decision_round, setup, teardown),
+        };
+
+        log_setup(LOG_TARGET_STDERR, LOG_INFO);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -244,18 +244,24 @@ static inline void fake_require_psi(void) {
                 skip();
 }
 
-/* A manager on the tree: no D-Bus API, no system bus (memory.high through the tree's files). */
-static inline ManagerOptions fake_manager_options(const FakeTree *t, const discovery_new_t *sources) {
-        assert_int_equal(setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/system_bus_socket", 1), 0);
-        return (ManagerOptions) {
+/* A manager on the tree, started, with these VM sources and the D-Bus API on 'bus' (BUS_NONE, or a
+ * private bus); no system bus (memory.high through the tree's files). */
+static inline Manager *fake_manager_start(const FakeTree *t, const discovery_new_t *sources, BusType bus) {
+        ManagerOptions o = {
                 .config_dir = t->config,
                 .cgroup_root = t->cgroup,
                 .proc_root = t->proc,
                 .runtime_dir = t->runtime,
                 .allow_plain_cgroup_dir = true,
-                .bus_type = BUS_NONE,
+                .bus_type = bus,
                 .sources = sources,
         };
+        Manager *m = NULL;
+
+        assert_int_equal(setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/system_bus_socket", 1), 0);
+        assert_int_equal(manager_new(&o, &m), 0);
+        assert_int_equal(manager_start(m), 0);
+        return m;
 }
 
 static inline uint64_t fake_now(void) {

@@ -33,7 +33,6 @@ typedef struct Fixture {
 
 static int setup(void **state) {
         Fixture *x = calloc(1, sizeof *x);
-        ManagerOptions o;
 
         fake_require_psi();
         assert_non_null(x);
@@ -41,9 +40,7 @@ static int setup(void **state) {
         fake_tree_new(&x->tree, config);
         fake_tree_slice(&x->tree, "a", "max\n");
         fake_tree_slice(&x->tree, "q", "max\n");
-        o = fake_manager_options(&x->tree, sources);
-        assert_int_equal(manager_new(&o, &x->m), 0);
-        assert_int_equal(manager_start(x->m), 0);
+        x->m = fake_manager_start(&x->tree, sources, BUS_NONE);
         assert_int_equal(x->m->n_sources, 2);
         x->fake = (FakeSource *) x->m->sources[0];
         return 0;

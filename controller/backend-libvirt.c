@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "backend-libvirt.h"
+#include "backend.h"
 #include "cgroup.h"
 #include "domain-xml.h"
 #include "json-util.h"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "backend-qmp.h"
+#include "backend.h"
 #include "cgroup.h"
 #include "log.h"
 #include "qmp.h"

@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <time.h>
 
+#include "backend.h"
 #include "cgroup.h"
 #include "log.h"
 #include "psi.h"

@@ -5,7 +5,6 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-#include "backend.h"
 #include "config.h"
 #include "policy.h"
 #include "guest-stats.h"
@@ -48,6 +47,7 @@ typedef enum VMState {
         VM_UNSUPPORTED, /* cannot balloon: reported once, not retried until the backend reconnects */
 } VMState;
 
+typedef struct Backend Backend;
 typedef struct Discovery Discovery;
 
 typedef struct VM {

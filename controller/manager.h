@@ -70,6 +70,8 @@ static inline void manager_freep(Manager **m) {
         manager_free(*m);
 }
 
+/* Signals, the host trigger, the system bus, the D-Bus API, the VM sources in their order, then a tick
+ * every StatsIntervalSec=. */
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 

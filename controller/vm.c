@@ -480,7 +480,6 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_r
         /* A hold repeats every tick while it lasts; say it once. */
         bool repeat = d->action == POLICY_HOLD && vm->last_action == POLICY_HOLD;
         vm->last_action = d->action;
-        memcpy(vm->last_reason, d->reason, sizeof vm->last_reason);
         if (!repeat) {
                 uint64_t bytes = is_balloon_action(d->action) ?
                         (d->target > vm->actual ? d->target - vm->actual : vm->actual - d->target) :

@@ -85,17 +85,13 @@ typedef struct VM {
          * target (or was given a new one), for the policy's stall detection. */
         PolicyCarry carry;
         uint64_t last_progress_usec;
-        PolicyAction last_action;
-        char last_reason[POLICY_REASON_MAX];
+        PolicyAction last_action; /* of the last decision: a hold is logged once */
 
         VMHistoryEntry history[VM_HISTORY_MAX];
         unsigned n_history;
         uint64_t n_decisions[_POLICY_ACTION_MAX]; /* logged decisions by action, for the metrics */
 
         uint64_t runtime_weight;  /* SetWeight(runtime) over D-Bus, kept across reloads; 0: none */
-
-        /* When a host trigger led to a balloon command: for the latency figure. */
-        uint64_t trigger_usec;
 } VM;
 
 /* A VM without a backend yet: the caller attaches one, then vm_start(). 'cgpath' (relative to the

@@ -48,7 +48,9 @@ int cg_check_cgroup2(int root_fd, bool allow_plain_dir) {
 }
 
 static bool vm_name_is_valid(const char *s) {
-        return s && *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == strlen(s);
+        size_t l = s ? strlen(s) : 0;
+        return l > 0 && l <= VM_NAME_MAX &&
+                strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == l;
 }
 
 /* "a.slice/balloon.slice" -> "balloon-": systemd names a child slice by its parent's unit name, a

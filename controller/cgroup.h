@@ -9,6 +9,9 @@
 /* The cgroup v2 tree is always reached through a root directory fd with openat(); no absolute
  * paths are built, so tests can point the daemon at any directory. "max" reads as SIZE_UNLIMITED. */
 
+/* The longest slice-named VM: its QMP socket path must fit in sun_path (see config.c's RuntimeDir=). */
+#define VM_NAME_MAX 32
+
 typedef struct CgMemoryStat {
         uint64_t anon;
         uint64_t file;
@@ -25,7 +28,8 @@ int cg_check_cgroup2(int root_fd, bool allow_plain_dir);
 
 /* Lists VM names under the parent slice: for parent "balloon.slice", the directories
  * "balloon.slice/balloon-<vm>.slice" give "<vm>". Names must match [A-Za-z0-9_]+ (a '-' would mean a
- * deeper slice to systemd); others, and anything that is not a directory, are skipped. Returns the number
+ * deeper slice to systemd) and be at most VM_NAME_MAX long; others, and anything that is not a
+ * directory, are skipped. Returns the number
  * of VMs and a NULL-terminated, sorted array of strings (free with strv_free()); -ENOENT if the parent
  * slice does not exist, -EINVAL if 'parent_slice' does not end in ".slice". */
 int cg_list_vms(int root_fd, const char *parent_slice, char ***ret_names);

@@ -13,12 +13,13 @@
  * Times take "us", "ms", "s", "min", "h" suffixes (seconds without one); sizes take K, M, G, T.
  */
 
+#include <assert.h>
 #include <dirent.h>
-#include <ini.h>
 #include <limits.h>
 #include <stddef.h>
 #include <sys/stat.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "log.h"
 #include "util.h"
@@ -51,8 +52,9 @@ typedef struct ConfigKey {
         ConfigType type;
         size_t offset;             /* of the field in Config or VMConfig */
         const char *default_value; /* parsed like a value from a file */
-        uint64_t min, max;         /* for SIZE, TIME, UINT; SIZE_SPEC: min > 0 means "not zero" */
-        const char *range;         /* says min and max to the user */
+        uint64_t min, max;         /* for SIZE, TIME, UINT; SIZE_SPEC: min > 0 means "not zero";
+                                    * PATH: max is the longest length */
+        const char *range;         /* says min and max to the user, as autoballoon.conf(5)'s RANGES */
         size_t set_offset;         /* VM keys: the bool that says the key was set, else SIZE_MAX */
 } ConfigKey;
 
@@ -61,15 +63,19 @@ typedef struct ConfigKey {
 #define VM_KEY(n, t, field, set_field, def, lo, hi, r) \
         { n, t, offsetof(VMConfig, field), def, lo, hi, r, offsetof(VMConfig, set_field) }
 
+/* <RuntimeDir>/qmp/<vm>.sock must fit in sun_path (108 bytes) for VM names of up to VM_NAME_MAX. */
+#define RUNTIME_DIR_MAX 64
+static_assert(RUNTIME_DIR_MAX + STRLEN("/qmp/") + VM_NAME_MAX + STRLEN(".sock") < 108, "sun_path");
+
 static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("Policy",               CONFIG_POLICY,        policy,                   "autoballoon",      0, 0, NULL),
         DAEMON_KEY("ParentSlice",          CONFIG_SLICE,         parent_slice,             "balloon.slice",    0, 0, NULL),
         DAEMON_KEY("HostPressure",         CONFIG_HOST_PRESSURE, host_pressure,            "system",           0, 0, NULL),
         DAEMON_KEY("HostReserve",          CONFIG_SIZE_SPEC,     host_reserve,             "5%",               0, 0, NULL),
-        DAEMON_KEY("HysteresisSec",        CONFIG_TIME,          hysteresis_usec,          "60",               0, UINT64_MAX, NULL),
+        DAEMON_KEY("HysteresisSec",        CONFIG_TIME,          hysteresis_usec,          "60",               0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("TaxRate",              CONFIG_RATIO,         tax_rate,                 "0.75",             0, 0, NULL),
         DAEMON_KEY("ReclaimStep",          CONFIG_SIZE,          reclaim_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),
-        DAEMON_KEY("ReclaimSettleSec",     CONFIG_TIME,          reclaim_settle_usec,      "5",                0, UINT64_MAX, NULL),
+        DAEMON_KEY("ReclaimSettleSec",     CONFIG_TIME,          reclaim_settle_usec,      "5",                0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("MaxStep",              CONFIG_SIZE,          max_step,                 "256M",             1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("MaxRate",              CONFIG_SIZE,          max_rate,                 "128M",             1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("DeflateStep",          CONFIG_SIZE,          deflate_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),
@@ -81,13 +87,13 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("HostTriggerStallSec",  CONFIG_TIME,          host_trigger_stall_usec,  "0.1",              1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("SliceTriggerStallSec", CONFIG_TIME,          slice_trigger_stall_usec, "0.1",              1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("TriggerWindowSec",     CONFIG_TIME,          trigger_window_usec,      "2",                500 * USEC_PER_MSEC, 10 * USEC_PER_SEC, "must be between 500ms and 10s"),
-        DAEMON_KEY("StatsIntervalSec",     CONFIG_TIME,          stats_interval_usec,      "2",                1, UINT64_MAX, "must be greater than 0"),
-        DAEMON_KEY("BalloonStallSec",      CONFIG_TIME,          stall_usec,               "10",               1, UINT64_MAX, "must be greater than 0"),
-        DAEMON_KEY("BalloonBackoffSec",    CONFIG_TIME,          stall_backoff_usec,       "30",               1, UINT64_MAX, "must be greater than 0"),
-        DAEMON_KEY("RuntimeDir",           CONFIG_PATH,          runtime_dir,              "/run/autoballoon", 0, 0, NULL),
+        DAEMON_KEY("StatsIntervalSec",     CONFIG_TIME,          stats_interval_usec,      "2",                100 * USEC_PER_MSEC, USEC_PER_HOUR, "must be between 100ms and 1h"),
+        DAEMON_KEY("BalloonStallSec",      CONFIG_TIME,          stall_usec,               "10",               USEC_PER_SEC, USEC_PER_HOUR, "must be between 1s and 1h"),
+        DAEMON_KEY("BalloonBackoffSec",    CONFIG_TIME,          stall_backoff_usec,       "30",               USEC_PER_SEC, USEC_PER_HOUR, "must be between 1s and 1h"),
+        DAEMON_KEY("RuntimeDir",           CONFIG_PATH,          runtime_dir,              "/run/autoballoon", 0, RUNTIME_DIR_MAX, "must be an absolute path of at most 64 characters"),
         DAEMON_KEY("Libvirt",              CONFIG_BOOL,          libvirt,                  "yes",              0, 0, NULL),
         DAEMON_KEY("LibvirtURI",           CONFIG_STRING,        libvirt_uri,              "qemu:///system",   0, 0, NULL),
-        DAEMON_KEY("LibvirtPidDir",        CONFIG_PATH,          libvirt_pid_dir,          "/run/libvirt/qemu", 0, 0, NULL),
+        DAEMON_KEY("LibvirtPidDir",        CONFIG_PATH,          libvirt_pid_dir,          "/run/libvirt/qemu", 0, PATH_MAX - 1, "must be an absolute path"),
 };
 
 static const ConfigKey vm_keys[] = {
@@ -110,6 +116,12 @@ const char *config_key_name(bool vm, size_t i) {
         if (vm)
                 return i < ELEMENTSOF(vm_keys) ? vm_keys[i].name : NULL;
         return i < ELEMENTSOF(daemon_keys) ? daemon_keys[i].name : NULL;
+}
+
+const char *config_key_range(bool vm, size_t i) {
+        if (vm)
+                return i < ELEMENTSOF(vm_keys) ? vm_keys[i].range : NULL;
+        return i < ELEMENTSOF(daemon_keys) ? daemon_keys[i].range : NULL;
 }
 
 bool config_key_equal(bool vm, const char *key, const void *a, const void *b) {
@@ -247,11 +259,11 @@ static int config_key_parse(const ConfigKey *k, const char *value, void *base, c
         case CONFIG_STRING: {
                 /* Strings are anything: "Key=" restores the default, so never empty. */
                 bool ok = k->type == CONFIG_SLICE ? slice_path_is_valid(value) :
-                          k->type != CONFIG_PATH || value[0] == '/';
+                          k->type != CONFIG_PATH || (value[0] == '/' && strlen(value) <= k->max);
                 if (!ok) {
                         *ret_reason = k->type == CONFIG_SLICE
                                 ? "not a slice path relative to the cgroup root (e.g. balloon.slice)"
-                                : "not an absolute path";
+                                : k->range;
                         return -EINVAL;
                 }
                 char *s = strdup(value);
@@ -346,7 +358,8 @@ int config_new(Config **ret) {
                 return -ENOMEM;
 
         config_keys_defaults(daemon_keys, ELEMENTSOF(daemon_keys), c);
-        if (!c->parent_slice || !c->runtime_dir || !c->libvirt_uri || !c->libvirt_pid_dir)
+        c->origins = new0(ConfigOrigin, config_n_origins(0));
+        if (!c->parent_slice || !c->runtime_dir || !c->libvirt_uri || !c->libvirt_pid_dir || !c->origins)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(c);
@@ -354,9 +367,9 @@ int config_new(Config **ret) {
 }
 
 static void config_origin_done(ConfigOrigin *o) {
-        free(o->vm);
         free(o->file);
         free(o->value);
+        *o = (ConfigOrigin) {};
 }
 
 Config *config_free(Config *c) {
@@ -370,58 +383,108 @@ Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_vms; i++)
                 free(c->vms[i].name);
         free(c->vms);
-        for (size_t i = 0; i < c->n_origins; i++)
+        free(c->vm_slots);
+        for (size_t i = 0; i < config_n_origins(c->n_vms); i++)
                 config_origin_done(c->origins + i);
         free(c->origins);
         free(c);
         return NULL;
 }
 
-const VMConfig *config_find_vm(const Config *c, const char *name) {
-        for (size_t i = 0; i < c->n_vms; i++)
-                if (streq(c->vms[i].name, name))
-                        return c->vms + i;
-        return NULL;
+/* [VM] sections are found through an open-addressing hash table of their names, so that loading
+ * 10,000 of them stays linear. Slots hold index + 1, 0 is empty. */
+static size_t name_hash(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+
+        for (; *s; s++)
+                h = (h ^ (uint8_t) *s) * UINT64_C(1099511628211);
+        return (size_t) h;
 }
 
-static size_t config_origin_index(const Config *c, const char *vm, const char *key) {
-        for (size_t i = 0; i < c->n_origins; i++)
-                if (streq_ptr(c->origins[i].vm, vm) && streq(c->origins[i].key, key))
-                        return i;
-        return SIZE_MAX;
+static size_t config_vm_index(const Config *c, const char *name) {
+        if (c->n_vm_slots == 0)
+                return SIZE_MAX;
+        for (size_t h = name_hash(name) & (c->n_vm_slots - 1);; h = (h + 1) & (c->n_vm_slots - 1)) {
+                size_t v = c->vm_slots[h];
+                if (v == 0)
+                        return SIZE_MAX;
+                if (streq(c->vms[v - 1].name, name))
+                        return v - 1;
+        }
+}
+
+static void config_vm_slot_insert(size_t *slots, size_t n_slots, const char *name, size_t index) {
+        size_t h = name_hash(name) & (n_slots - 1);
+
+        while (slots[h] != 0)
+                h = (h + 1) & (n_slots - 1);
+        slots[h] = index + 1;
+}
+
+/* Makes room for one more VM: the table at most half full. */
+static int config_vm_slots_grow(Config *c) {
+        size_t n = c->n_vm_slots ?: 16;
+
+        while (n < 2 * (c->n_vms + 1))
+                n *= 2;
+        if (n == c->n_vm_slots)
+                return 0;
+
+        size_t *slots = new0(size_t, n);
+        if (!slots)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_vms; i++)
+                config_vm_slot_insert(slots, n, c->vms[i].name, i);
+        free(c->vm_slots);
+        c->vm_slots = slots;
+        c->n_vm_slots = n;
+        return 0;
+}
+
+const VMConfig *config_find_vm(const Config *c, const char *name) {
+        size_t i = config_vm_index(c, name);
+        return i == SIZE_MAX ? NULL : c->vms + i;
+}
+
+/* Origins are one slot per [Daemon] key, then one per key of each [VM] section in order. */
+static ConfigOrigin *config_origin_slot(const Config *c, const char *vm, const char *key) {
+        const ConfigKey *k;
+        size_t i;
+
+        if (vm) {
+                i = config_vm_index(c, vm);
+                k = VM_KEY_FIND(key);
+                if (i == SIZE_MAX || !k)
+                        return NULL;
+                return c->origins + ELEMENTSOF(daemon_keys) + i * ELEMENTSOF(vm_keys) + (size_t) (k - vm_keys);
+        }
+        k = DAEMON_KEY_FIND(key);
+        return k ? c->origins + (size_t) (k - daemon_keys) : NULL;
+}
+
+size_t config_n_origins(size_t n_vms) {
+        return ELEMENTSOF(daemon_keys) + n_vms * ELEMENTSOF(vm_keys);
 }
 
 const ConfigOrigin *config_find_origin(const Config *c, const char *vm, const char *key) {
-        size_t i = config_origin_index(c, vm, key);
-        return i == SIZE_MAX ? NULL : c->origins + i;
+        const ConfigOrigin *o = config_origin_slot(c, vm, key);
+        return o && o->file ? o : NULL;
 }
 
 static int config_set_origin(Config *c, const char *vm, const char *key, const char *file, unsigned line,
                              const char *value) {
+        ConfigOrigin *slot = config_origin_slot(c, vm, key);
         ConfigOrigin o = { .key = key, .line = line };
 
-        o.vm = vm ? strdup(vm) : NULL;
+        assert(slot);
         o.file = strdup(file);
         o.value = strdup(value);
-        if ((vm && !o.vm) || !o.file || !o.value) {
+        if (!o.file || !o.value) {
                 config_origin_done(&o);
                 return -ENOMEM;
         }
-
-        size_t i = config_origin_index(c, vm, key);
-        if (i != SIZE_MAX) {
-                config_origin_done(c->origins + i);
-                c->origins[i] = o;
-                return 0;
-        }
-
-        ConfigOrigin *l = reallocarray(c->origins, c->n_origins + 1, sizeof(ConfigOrigin));
-        if (!l) {
-                config_origin_done(&o);
-                return -ENOMEM;
-        }
-        c->origins = l;
-        c->origins[c->n_origins++] = o;
+        config_origin_done(slot);
+        *slot = o;
         return 0;
 }
 
@@ -434,32 +497,50 @@ typedef enum ConfigSection {
 typedef struct ConfigParser {
         Config *config;
         const char *path;
-        FILE *f;
-        char *buf;
-        size_t buf_size;
-        unsigned line;       /* of the line last handed to inih, which calls the handler right after */
+        unsigned line;
         ConfigSection section;
         size_t vm;           /* index into config->vms in SECTION_VM */
         int error;           /* first error, already logged */
 } ConfigParser;
 
 static int config_add_vm(Config *c, const char *name, size_t *ret_index) {
-        for (size_t i = 0; i < c->n_vms; i++)
-                if (streq(c->vms[i].name, name)) {
-                        *ret_index = i;
-                        return 0;
-                }
+        size_t i = config_vm_index(c, name);
+        int r;
+
+        if (i != SIZE_MAX) {
+                *ret_index = i;
+                return 0;
+        }
 
         _cleanup_free_ char *n = strdup(name);
         if (!n)
                 return -ENOMEM;
-        VMConfig *l = reallocarray(c->vms, c->n_vms + 1, sizeof(VMConfig));
-        if (!l)
-                return -ENOMEM;
-        c->vms = l;
-        vm_config_defaults(c->vms + c->n_vms);
-        c->vms[c->n_vms].name = TAKE_PTR(n);
-        *ret_index = c->n_vms++;
+        r = config_vm_slots_grow(c);
+        if (r < 0)
+                return r;
+
+        /* Grown by half each time, so adding sections stays linear overall. */
+        if (c->n_vms == c->n_vms_allocated) {
+                size_t m = MAX(c->n_vms_allocated * 3 / 2, (size_t) 16);
+                VMConfig *l = reallocarray(c->vms, m, sizeof(VMConfig));
+                if (!l)
+                        return -ENOMEM;
+                c->vms = l;
+                ConfigOrigin *o = reallocarray(c->origins, config_n_origins(m), sizeof(ConfigOrigin));
+                if (!o)
+                        return -ENOMEM;
+                c->origins = o;
+                c->n_vms_allocated = m;
+        }
+
+        i = c->n_vms;
+        vm_config_defaults(c->vms + i);
+        c->vms[i].name = TAKE_PTR(n);
+        for (size_t k = 0; k < ELEMENTSOF(vm_keys); k++)
+                c->origins[config_n_origins(i) + k] = (ConfigOrigin) {};
+        config_vm_slot_insert(c->vm_slots, c->n_vm_slots, c->vms[i].name, i);
+        c->n_vms++;
+        *ret_index = i;
         return 0;
 }
 
@@ -499,78 +580,25 @@ static int config_parse_section(ConfigParser *p, char *s) {
         return 0;
 }
 
-static int config_check_line(ConfigParser *p, const char *line) {
-        _cleanup_free_ char *s = NULL;
-        size_t l;
-
-        s = strdup(line);
-        if (!s)
-                return log_oom();
-        l = strlen(s);
-        while (l > 0 && strchr(" \t\r\n", s[l - 1]))
-                s[--l] = 0;
-
-        if (l == 0 || strchr("#;", s[0]))
-                return 0;
-        if (s[0] == '[')
-                return config_parse_section(p, s);
-
-        /* inih would also split at ':' and accept keys with any characters. */
+/* One "Key=Value" line: key characters, optional blanks, '=', the value with blanks around it removed.
+ * No inline comments and no continuation lines, as in systemd's unit files. */
+static int config_parse_assignment(ConfigParser *p, char *s, char **ret_key, char **ret_value) {
         size_t k = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
-        if (k == 0 || s[k + strspn(s + k, " \t")] != '=') {
+        char *e = s + k + strspn(s + k, " \t");
+
+        if (k == 0 || *e != '=') {
                 log_error("%s:%u: %s: syntax error (expected \"[Section]\", \"Key=Value\" or a comment)",
                           p->path, p->line, s);
                 return -EINVAL;
         }
+        s[k] = 0;
+        e++;
+        *ret_key = s;
+        *ret_value = e + strspn(e, " \t");
         return 0;
 }
 
-/* An ini_reader that hands inih one line at a time, so that p->line is the line of each key, with
- * leading whitespace removed (inih would take an indented line as the continuation of the previous
- * value), after checking the line. Stops (returns NULL) at the first error. */
-static char *config_reader(char *str, int num, void *stream) {
-        ConfigParser *p = stream;
-        ssize_t n;
-        char *s;
-
-        if (p->error < 0)
-                return NULL;
-
-        errno = 0;
-        n = getline(&p->buf, &p->buf_size, p->f);
-        if (n < 0) {
-                if (errno != 0)
-                        p->error = log_error_errno(errno, "%s: read failed: %m", p->path);
-                return NULL;
-        }
-        p->line++;
-
-        if (strlen(p->buf) != (size_t) n) {
-                p->error = log_error_errno(EINVAL, "%s:%u: NUL byte in line", p->path, p->line);
-                return NULL;
-        }
-
-        s = p->buf;
-        if (p->line == 1)
-                s = (char *) (startswith(s, "\xEF\xBB\xBF") ?: s);
-        s += strspn(s, " \t");
-
-        if (strlen(s) >= (size_t) num) {
-                p->error = log_error_errno(EINVAL, "%s:%u: line too long (at most %d characters)",
-                                           p->path, p->line, num - 2);
-                return NULL;
-        }
-
-        p->error = config_check_line(p, s);
-        if (p->error < 0)
-                return NULL;
-
-        strcpy(str, s);
-        return str;
-}
-
-static int config_handler(void *user, const char *section, const char *name, const char *value) {
-        ConfigParser *p = user;
+static void config_assign(ConfigParser *p, const char *name, const char *value) {
         const ConfigKey *k;
         const char *reason = NULL, *vm = NULL;
         void *base;
@@ -579,7 +607,7 @@ static int config_handler(void *user, const char *section, const char *name, con
         if (p->section == SECTION_NONE) {
                 p->error = log_error_errno(EINVAL, "%s:%u: %s=%s: assignment outside of a section",
                                            p->path, p->line, name, value);
-                return 0;
+                return;
         }
         if (p->section == SECTION_VM) {
                 k = VM_KEY_FIND(name);
@@ -597,18 +625,18 @@ static int config_handler(void *user, const char *section, const char *name, con
                 else
                         p->error = log_error_errno(EINVAL, "%s:%u: %s=%s: unknown key in [Daemon]",
                                                    p->path, p->line, name, value);
-                return 0;
+                return;
         }
 
         /* "Key=" resets to the default, as in systemd unit files. */
         r = config_key_parse(k, *value ? value : k->default_value, base, &reason);
         if (r == -ENOMEM) {
                 p->error = log_oom();
-                return 0;
+                return;
         }
         if (r < 0) {
                 p->error = log_error_errno(EINVAL, "%s:%u: %s=%s: %s", p->path, p->line, name, value, reason);
-                return 0;
+                return;
         }
         if (k->set_offset != SIZE_MAX)
                 *(bool *) ((uint8_t *) base + k->set_offset) = *value != 0;
@@ -616,14 +644,14 @@ static int config_handler(void *user, const char *section, const char *name, con
         r = config_set_origin(p->config, vm, k->name, p->path, p->line, *value ? value : k->default_value);
         if (r < 0) {
                 p->error = log_oom();
-                return 0;
+                return;
         }
-        return 1;
 }
 
 int config_parse_file(Config *c, const char *path) {
         _cleanup_fclose_ FILE *f = NULL;
-        int r;
+        _cleanup_free_ char *buf = NULL;
+        size_t buf_size = 0;
 
         f = fopen(path, "re");
         if (!f) {
@@ -635,18 +663,43 @@ int config_parse_file(Config *c, const char *path) {
         ConfigParser p = {
                 .config = c,
                 .path = path,
-                .f = f,
         };
 
-        r = ini_parse_stream(config_reader, &p, config_handler, &p);
-        free(p.buf);
-        if (p.error < 0)
-                return p.error == -ENOMEM ? -ENOMEM : -EINVAL;
-        if (r == -2)
-                return log_oom();
-        if (r != 0)
-                /* The checks in config_reader() should leave nothing for inih to reject. */
-                return log_error_errno(EINVAL, "%s:%d: syntax error", path, r);
+        /* Lines of any length: getline() grows the buffer, and the file is root's. */
+        for (;;) {
+                char *s, *key, *value;
+                ssize_t n;
+
+                errno = 0;
+                n = getline(&buf, &buf_size, f);
+                if (n < 0) {
+                        if (errno != 0)
+                                return log_error_errno(errno, "%s: read failed: %m", path);
+                        break;
+                }
+                p.line++;
+                if (strlen(buf) != (size_t) n)
+                        return log_error_errno(EINVAL, "%s:%u: NUL byte in line", path, p.line);
+
+                s = buf;
+                if (p.line == 1)
+                        s = (char *) (startswith(s, "\xEF\xBB\xBF") ?: s);
+                s += strspn(s, " \t");
+                while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
+                        buf[--n] = 0;
+
+                if (*s == 0 || strchr("#;", *s))
+                        continue;
+                if (*s == '[')
+                        p.error = config_parse_section(&p, s);
+                else {
+                        p.error = config_parse_assignment(&p, s, &key, &value);
+                        if (p.error >= 0)
+                                config_assign(&p, key, value);
+                }
+                if (p.error < 0)
+                        return p.error == -ENOMEM ? -ENOMEM : -EINVAL;
+        }
         return 0;
 }
 

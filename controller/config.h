@@ -37,7 +37,6 @@ typedef struct VMConfig {
 
 /* The last assignment of a key in the files read. */
 typedef struct ConfigOrigin {
-        char *vm;          /* the [VM <name>] section, NULL for [Daemon] */
         const char *key;   /* "MinMemory", ... (static) */
         char *file;
         unsigned line;
@@ -77,12 +76,16 @@ typedef struct Config {
 
         /* [VM <name>] sections, in order of first appearance; later files override earlier keys. */
         VMConfig *vms;
-        size_t n_vms;
+        size_t n_vms, n_vms_allocated;
+        size_t *vm_slots;   /* hash index of vms by name (config.c) */
+        size_t n_vm_slots;
 
-        /* Where each key that was assigned in a file got its value, for messages. */
+        /* Where each key that was assigned in a file got its value, for messages: config_n_origins()
+         * slots, an unset one has file == NULL. Use config_find_origin(). */
         ConfigOrigin *origins;
-        size_t n_origins;
 } Config;
+
+size_t config_n_origins(size_t n_vms);
 
 /* Fills in the defaults. */
 int config_new(Config **ret);
@@ -117,6 +120,9 @@ const ConfigOrigin *config_find_origin(const Config *c, const char *vm, const ch
 /* The keys the parser knows, for the tests that hold the shipped file and the man page to them: the
  * i-th key of [Daemon] (vm false) or of a [VM] section, NULL past the last. */
 const char *config_key_name(bool vm, size_t i);
+/* The i-th key's bounds as the error message and autoballoon.conf(5)'s RANGES say them, or NULL for a
+ * key whose values are listed where it is described. */
+const char *config_key_range(bool vm, size_t i);
 /* Whether 'a' and 'b' (two Config for a [Daemon] key, two VMConfig for a [VM] key) give the key the
  * same value. False for an unknown key. */
 bool config_key_equal(bool vm, const char *key, const void *a, const void *b);

@@ -22,6 +22,10 @@
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
+#define USEC_PER_HOUR (UINT64_C(3600) * USEC_PER_SEC)
+
+/* The length of a string literal, at compile time. */
+#define STRLEN(s) (sizeof("" s "") - 1)
 #define KIB UINT64_C(1024)
 #define MIB (UINT64_C(1024) * 1024)
 #define GIB (UINT64_C(1024) * 1024 * 1024)

@@ -78,7 +78,8 @@ static void test_defaults(void **state) {
 
         assert_int_equal(config_new(&c), 0);
         assert_int_equal(c->n_vms, 0);
-        assert_int_equal(c->n_origins, 0);
+        for (size_t i = 0; config_key_name(false, i); i++)
+                assert_null(config_find_origin(c, NULL, config_key_name(false, i)));
         assert_int_equal(config_validate(c, "defaults"), 0);
 
         memset(&vm, 0xff, sizeof vm);
@@ -272,7 +273,7 @@ static void check_load_error(const char *blamed, unsigned line, const char *what
 
         log = load_capture(&r, &c);
         if (r != -EINVAL)
-                fail_msg("%s: gave %d, log: %s", blamed, r, log);
+                fail_msg("%s:%u (%s): gave %d, log: %s", blamed, line, what, r, log);
         assert_ptr_equal(c, (Config *) 1); /* untouched on failure */
         assert_true(asprintf(&prefix, "%s/%s:%u: ", dir, blamed, line) > 0);
         if (!strstr(log, prefix) || !strstr(log, what))
@@ -329,9 +330,9 @@ static void test_errors(void **state) {
         check_error(f, "[Daemon]\nPolicy=pve\n", 2,
                     "Policy=pve: must be \"autoballoon\", \"none\", \"rfc\" or \"proxmox\"");
         check_error(f, "# rfc\n[Daemon]\nPolicy=RFC\n", 3, "Policy=RFC: must be");
-        check_error(f, "[Daemon]\nRuntimeDir=run/ab\n", 2, "RuntimeDir=run/ab: not an absolute path");
+        check_error(f, "[Daemon]\nRuntimeDir=run/ab\n", 2, "RuntimeDir=run/ab: must be an absolute path of at most 64 characters");
         check_error(f, "[Daemon]\nLibvirt=maybe\n", 2, "Libvirt=maybe: must be yes or no");
-        check_error(f, "[Daemon]\nLibvirtPidDir=qemu\n", 2, "LibvirtPidDir=qemu: not an absolute path");
+        check_error(f, "[Daemon]\nLibvirtPidDir=qemu\n", 2, "LibvirtPidDir=qemu: must be an absolute path");
         check_error(f, "[Daemon]\nParentSlice=/balloon.slice\n", 2, "ParentSlice=/balloon.slice: not a slice path");
         check_error(f, "[Daemon]\nParentSlice=balloon\n", 2, "not a slice path");
         check_error(f, "[Daemon]\nParentSlice=a.slice//b.slice\n", 2, "not a slice path");
@@ -340,18 +341,20 @@ static void test_errors(void **state) {
         check_error(f, "[Daemon]\nTriggerWindowSec=20\n", 2, "TriggerWindowSec=20: must be between 500ms and 10s");
         check_error(f, "[Daemon]\nTriggerWindowSec=100ms\n", 2, "between 500ms and 10s");
         check_error(f, "[Daemon]\nTriggerWindowSec=2d\n", 2, "TriggerWindowSec=2d: not a time");
-        check_error(f, "[Daemon]\nBalloonStallSec=0\n", 2, "BalloonStallSec=0: must be greater than 0");
-        check_error(f, "[Daemon]\nBalloonBackoffSec=0ms\n", 2, "greater than 0");
-        check_error(f, "[Daemon]\nStatsIntervalSec=0\n", 2, "greater than 0");
+        check_error(f, "[Daemon]\nBalloonStallSec=0\n", 2, "BalloonStallSec=0: must be between 1s and 1h");
+        check_error(f, "[Daemon]\nBalloonBackoffSec=0ms\n", 2, "between 1s and 1h");
+        check_error(f, "[Daemon]\nStatsIntervalSec=0\n", 2, "between 100ms and 1h");
         check_error(f, "[Daemon]\nHostTriggerStallSec=0\n", 2, "greater than 0");
         check_error(f, "[Daemon]\nHysteresisSec=99999999999999999999\n", 2, "time too large");
 
         /* The first error stops the file; later lines are not reported. */
         check_error(f, "[Daemon]\nMaxStep=0\nFoo=1\n", 2, "MaxStep=0");
 
-        char longline[300];
-        (void) snprintf(longline, sizeof longline, "[Daemon]\nRuntimeDir=/%0250d\n", 0);
-        check_error(f, longline, 2, "line too long");
+        /* Socket paths must fit in sun_path. */
+        check_error(f, "[Daemon]\nRuntimeDir=/run/01234567890123456789012345678901234567890123456789012345678901\n", 2,
+                    "must be an absolute path of at most 64 characters");
+        check_error(f, "[Daemon]\nStatsIntervalSec=1us\n", 2, "StatsIntervalSec=1us: must be between 100ms and 1h");
+        check_error(f, "[Daemon]\nHysteresisSec=2h\n", 2, "HysteresisSec=2h: must be at most 1h");
 
         /* A NUL byte in a line. */
         _cleanup_free_ char *p = put(f, "");
@@ -491,6 +494,43 @@ static void test_shipped_file_lists_defaults(void **state) {
 }
 
 /* autoballoon.conf(5) gives each key's default as '.BR Key= "value"'. */
+/* Lines of any length, and 10,000 [VM] sections, each found again by name. */
+static void test_large(void **state) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *conf = NULL, *log = NULL;
+        size_t size = 0;
+        int r;
+
+        f = open_memstream(&conf, &size);
+        assert_non_null(f);
+        fprintf(f, "# %0400d\n[Daemon]\nLibvirtURI=qemu+ssh://%0400d/system\n", 0, 0);
+        for (unsigned i = 0; i < 10000; i++)
+                fprintf(f, "[VM vm%u]\nWeight=%u\nMinMemory=%uM\n", i, 1 + i % 10000, i);
+        fputs("[VM vm17]\nWeight=5\n", f); /* a section again: its keys override */
+        assert_int_equal(fclose(TAKE_PTR(f)), 0);
+        free(put("autoballoon.conf", conf));
+
+        log = load_capture(&r, &c);
+        if (r < 0)
+                fail_msg("does not load: %s", log);
+        assert_int_equal(strlen(c->libvirt_uri), strlen("qemu+ssh:///system") + 400);
+        assert_int_equal(c->n_vms, 10000);
+        for (unsigned i = 0; i < 10000; i++) {
+                char name[16];
+                (void) snprintf(name, sizeof name, "vm%u", i);
+                const VMConfig *vm = config_find_vm(c, name);
+                assert_non_null(vm);
+                assert_string_equal(vm->name, name);
+                assert_int_equal(vm->weight, i == 17 ? 5 : 1 + i % 10000);
+                assert_int_equal(vm->min_memory.bytes, (uint64_t) i * MIB);
+                const ConfigOrigin *o = config_find_origin(c, name, "Weight");
+                assert_non_null(o);
+                assert_int_equal(o->line, i == 17 ? 30005 : 5 + 3 * i);
+        }
+        assert_null(config_find_vm(c, "vm10000"));
+}
+
 static void test_man_page_lists_defaults(void **state) {
         _cleanup_free_ char *man = read_source_file("docs/autoballoon.conf.5"), *log = NULL;
         _cleanup_(config_freep) Config *c = NULL;
@@ -514,6 +554,15 @@ static void test_man_page_lists_defaults(void **state) {
                                 fail_msg("autoballoon.conf(5) gives no default for %s= (.BR %s= \"...\")", key, key);
                         p += strlen(needle);
                         fprintf(f, "%s=%.*s\n", key, (int) strcspn(p, "\""), p);
+
+                        /* Its bounds, in the RANGES section, as the loader says them. */
+                        const char *range = config_key_range(vm, i);
+                        _cleanup_free_ char *bounds = NULL;
+                        if (!range)
+                                continue;
+                        assert_true(asprintf(&bounds, ".B %s=\n%s\n", key, range) > 0);
+                        if (!strstr(man, bounds))
+                                fail_msg("autoballoon.conf(5)'s RANGES does not say %s= %s", key, range);
                 }
         }
         assert_int_equal(fclose(TAKE_PTR(f)), 0);
@@ -534,6 +583,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_validate, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_parse_file, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_shipped_file_lists_defaults, dir_setup, dir_teardown),
+                cmocka_unit_test_setup_teardown(test_large, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_man_page_lists_defaults, dir_setup, dir_teardown),
         };
 

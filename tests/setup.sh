@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
         # build
         gcc libc6-dev meson ninja-build pkg-config
-        libsystemd-dev libjson-c-dev libinih-dev libcmocka-dev libvirt-dev libxml2-dev
+        libsystemd-dev libjson-c-dev libcmocka-dev libvirt-dev libxml2-dev
         # real parts the tests start
         qemu-system-x86 busybox-static cpio gzip kmod dbus-daemon systemd
         libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

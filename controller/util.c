@@ -77,7 +77,8 @@ int write_string_file_at(int dir_fd, const char *path, const char *s) {
         size_t l = strlen(s);
         ssize_t n;
 
-        fd = openat(dir_fd, path, O_WRONLY|O_CLOEXEC|O_NOCTTY);
+        /* O_TRUNC is a no-op on cgroupfs, but the tests' directory trees are plain files. */
+        fd = openat(dir_fd, path, O_WRONLY|O_TRUNC|O_CLOEXEC|O_NOCTTY);
         if (fd < 0)
                 return -errno;
 

@@ -327,7 +327,7 @@ static int qmp_scan(Discovery *d) {
         if (r == -ENOENT)
                 names = NULL; /* no parent slice (yet): no VMs */
         else if (r < 0)
-                return log_warning_errno(r, "Cannot list VM slices under %s: %m", ctx->config->parent_slice);
+                return log_warning_errno(r, "Cannot list the VM slices under ParentSlice=%s: %m", ctx->config->parent_slice);
 
         for (size_t i = 0; i < d->vms.n;) {
                 VM *vm = d->vms.items[i];

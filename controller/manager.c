@@ -74,8 +74,9 @@ static int on_host_trigger(sd_event_source *s, int fd, uint32_t revents, void *u
 
         if (revents & EPOLLERR) {
                 log_warning("The host pressure trigger went away (its cgroup was removed?); host pressure "
-                            "is now read from available memory only.");
+                            "is read from available memory only until it can be armed again.");
                 m->host_trigger = sd_event_source_disable_unref(m->host_trigger);
+                m->host_trigger_lost = true;
                 return 0;
         }
 
@@ -85,7 +86,8 @@ static int on_host_trigger(sd_event_source *s, int fd, uint32_t revents, void *u
         return 0;
 }
 
-static int manager_arm_host_trigger(Manager *m) {
+/* Arms the host trigger; 'ret_path' says which file, for the caller's messages. */
+static int manager_try_host_trigger(Manager *m, char **ret_path) {
         _cleanup_free_ char *path = NULL;
         int r;
 
@@ -93,22 +95,47 @@ static int manager_arm_host_trigger(Manager *m) {
 
         if (m->config->host_pressure == HOST_PRESSURE_SLICE) {
                 if (asprintf(&path, "%s/memory.pressure", m->config->parent_slice) < 0)
-                        return log_oom();
+                        return -ENOMEM;
                 r = manager_arm_trigger(m, m->cgroup_fd, path, m->config->host_trigger_stall_usec,
                                         on_host_trigger, m, &m->host_trigger);
         } else {
                 if (asprintf(&path, "%s/pressure/memory", m->options.proc_root) < 0)
-                        return log_oom();
+                        return -ENOMEM;
                 r = manager_arm_trigger(m, AT_FDCWD, path, m->config->host_trigger_stall_usec,
                                         on_host_trigger, m, &m->host_trigger);
         }
+        *ret_path = TAKE_PTR(path);
+        return r;
+}
+
+static int manager_arm_host_trigger(Manager *m) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = manager_try_host_trigger(m, &path);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r == -ENOENT && m->config->host_pressure == HOST_PRESSURE_SLICE &&
+            faccessat(m->cgroup_fd, m->config->parent_slice, F_OK, 0) < 0)
+                return log_error_errno(r, "ParentSlice=%s does not exist under the cgroup root %s, and "
+                                       "HostPressure=slice needs it: create it (systemctl start %s) or set "
+                                       "ParentSlice= in autoballoon.conf.", m->config->parent_slice,
+                                       m->options.cgroup_root, m->config->parent_slice);
         if (IN_SET(r, -ENOENT, -EOPNOTSUPP))
-                return log_error_errno(r, "PSI is not available (%s: %m). Boot the kernel with psi=1%s.", path,
-                                       m->config->host_pressure == HOST_PRESSURE_SLICE ?
-                                       ", and check that the parent slice exists on the cgroup2 mount" : "");
+                return log_error_errno(r, "PSI is not available (%s: %m). Boot the kernel with psi=1.", path);
         if (r < 0)
                 return log_error_errno(r, "Cannot arm the host pressure trigger on %s: %m", path);
         return 0;
+}
+
+/* After EPOLLERR, at each tick, without a message until it works. */
+static void manager_rearm_host_trigger(Manager *m) {
+        _cleanup_free_ char *path = NULL;
+
+        if (manager_try_host_trigger(m, &path) >= 0) {
+                m->host_trigger_lost = false;
+                log_info("The host pressure trigger on %s is armed again.", path);
+        }
 }
 
 static int read_meminfo(const char *proc_root, uint64_t *ret_total, uint64_t *ret_available) {
@@ -367,6 +394,8 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 if (m->sources[i]->ops->tick)
                         m->sources[i]->ops->tick(m->sources[i]);
         manager_read_host(m);
+        if (m->host_trigger_lost)
+                manager_rearm_host_trigger(m);
 
         /* A tick whose queries are still in flight is not stacked on. */
         if (m->queries_in_flight == 0)

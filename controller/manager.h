@@ -43,6 +43,7 @@ typedef struct Manager {
         bool paused;                 /* by the D-Bus API: decide and log only, as --dry-run */
 
         sd_event_source *host_trigger;
+        bool host_trigger_lost;      /* EPOLLERR: armed again at a tick once its cgroup is back */
         bool host_pressure;          /* trigger fired since the last decision */
         uint64_t host_trigger_usec;  /* when it last fired, for the latency figure */
         uint64_t host_total, host_available;

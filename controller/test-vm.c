@@ -16,6 +16,9 @@ typedef struct Fixture {
         sd_event *event;
         VMContext ctx;
         unsigned decisions, queries_done, triggers;
+        int arm_error;                      /* what arming a trigger returns */
+        sd_event_io_handler_t handler;      /* of the last trigger armed */
+        void *handler_data;
         char why[64];
         VM *vm;
         bool freed;
@@ -32,10 +35,17 @@ static void on_query_done(const VMContext *ctx) {
         ((Fixture *) ctx->userdata)->queries_done++;
 }
 
-/* The tree's pressure files cannot be polled: a trigger is only counted. */
+/* The tree's pressure files cannot be polled: a trigger is counted, and its handler kept so a test
+ * can fire it. */
 static int on_arm_trigger(const VMContext *ctx, const char *path, uint64_t stall_usec,
                           sd_event_io_handler_t handler, void *userdata, sd_event_source **ret) {
-        ((Fixture *) ctx->userdata)->triggers++;
+        Fixture *x = ctx->userdata;
+
+        x->triggers++;
+        if (x->arm_error < 0)
+                return x->arm_error;
+        x->handler = handler;
+        x->handler_data = userdata;
         *ret = NULL;
         return 0;
 }
@@ -428,6 +438,58 @@ static void test_refresh_and_events(void **state) {
         assert_int_equal(x->triggers, 2);
 }
 
+/* A slice removed and created again between two scans: its trigger gets EPOLLERR, and the next
+ * refreshes arm it again, quietly until it works. */
+static void test_slice_trigger_rearmed(void **state) {
+        Fixture *x = *state;
+
+        adopt(x);
+        assert_int_equal(x->triggers, 1);
+        assert_non_null(x->handler);
+        assert_int_equal(x->handler(NULL, -1, EPOLLERR, x->handler_data), 0);
+        assert_int_equal(x->decisions, 0);
+
+        x->arm_error = -ENOENT; /* not back yet */
+        (void) vm_refresh(x->vm);
+        assert_int_equal(x->triggers, 2);
+        x->arm_error = 0;
+        (void) vm_refresh(x->vm);
+        assert_int_equal(x->triggers, 3);
+        (void) vm_refresh(x->vm); /* armed: not again */
+        assert_int_equal(x->triggers, 3);
+
+        x->handler(NULL, -1, EPOLLPRI, x->handler_data);
+        assert_int_equal(x->decisions, 1);
+        assert_string_equal(x->why, "slice pressure");
+}
+
+/* MinMemory= and MaxMemory= resolved against the boot memory (2G): a ceiling above it is the boot
+ * memory, and a floor above the ceiling (mixed units, which the loader cannot compare) wins. */
+static void test_limits(void **state) {
+        Fixture *x = *state;
+        VMConfig meta;
+        PolicyVM p;
+
+        adopt(x);
+        vm_config_defaults(&meta);
+        assert_int_equal(vm_config_set(&meta, "MaxMemory", "4G", &(const char *) { NULL }), 0);
+        vm_backend_metadata(x->vm, &meta);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.max, 2 * GIB);
+        assert_int_equal(p.min, 512 * MIB);
+
+        assert_int_equal(vm_config_set(&meta, "MaxMemory", "1", &(const char *) { NULL }), 0);
+        vm_backend_metadata(x->vm, &meta);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.min, 512 * MIB);
+        assert_int_equal(p.max, 512 * MIB);
+
+        assert_int_equal(vm_config_set(&meta, "MaxMemory", "25%", &(const char *) { NULL }), 0);
+        vm_backend_metadata(x->vm, &meta);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.max, 512 * MIB);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_adoption_and_removal, setup, teardown),
@@ -437,6 +499,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_hold_logged_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_history_ring, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refresh_and_events, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_slice_trigger_rearmed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_INFO);

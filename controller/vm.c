@@ -56,15 +56,18 @@ static void vm_apply_config(VM *vm) {
                 vm->config.max_memory = bc->max_memory;
         if (vm->runtime_weight > 0)
                 vm->config.weight = vm->runtime_weight;
+        vm->limits_checked = false;
 }
 
 static int on_slice_trigger(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         VM *vm = userdata;
 
         if (revents & EPOLLERR) {
-                /* The slice's cgroup was removed: the next scan drops the VM. */
+                /* The slice's cgroup was removed: the next scan drops the VM, or, if the slice was
+                 * created again in between, the next refresh arms a trigger on the new one. */
                 log_debug("%s: slice pressure trigger gone", vm->name);
                 vm->slice_trigger = sd_event_source_disable_unref(vm->slice_trigger);
+                vm->slice_trigger_lost = true;
                 return 0;
         }
 
@@ -73,7 +76,8 @@ static int on_slice_trigger(sd_event_source *s, int fd, uint32_t revents, void *
         return 0;
 }
 
-static int vm_arm_slice_trigger(VM *vm) {
+/* 'retry': a trigger lost with its cgroup is tried again at each refresh, logged only once it works. */
+static int vm_arm_slice_trigger(VM *vm, bool retry) {
         _cleanup_free_ char *path = NULL;
         int r;
 
@@ -86,15 +90,21 @@ static int vm_arm_slice_trigger(VM *vm) {
 
         r = vm->ctx->arm_trigger(vm->ctx, path, vm->ctx->config->slice_trigger_stall_usec, on_slice_trigger, vm,
                                  &vm->slice_trigger);
-        if (r < 0)
+        if (r < 0) {
+                if (retry)
+                        return r;
                 return log_warning_errno(r, "%s: cannot watch slice pressure (%s), continuing without: %m",
                                          vm->name, path);
+        }
+        if (retry)
+                log_info("%s: slice %s is back, its pressure trigger re-armed", vm->name, vm->cgpath);
+        vm->slice_trigger_lost = false;
         return 0;
 }
 
 void vm_reload(VM *vm) {
         vm_apply_config(vm);
-        (void) vm_arm_slice_trigger(vm);
+        (void) vm_arm_slice_trigger(vm, false);
 }
 
 /* Callbacks of the backend (backend.h). */
@@ -123,6 +133,7 @@ void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char 
         vm->actual = vm->target = actual;
         vm->last_progress_usec = 0;
         vm_set_state(vm, VM_READY);
+        vm->limits_checked = false; /* against the new boot memory */
         log_info("%s: adopted: balloon %s (%s), actual %s of %s boot memory, weight %" PRIu64,
                  vm->name, vm->device, vm->backend->ops->name, format_bytes(a, sizeof a, actual),
                  format_bytes(b, sizeof b, vm->boot_memory), vm->config.weight);
@@ -210,7 +221,7 @@ static int vm_set_cgpath(VM *vm, const char *cgpath) {
         free(vm->cgpath);
         vm->cgpath = TAKE_PTR(p);
         vm->memory_high_known = vm->memory_high_checked = false;
-        (void) vm_arm_slice_trigger(vm);
+        (void) vm_arm_slice_trigger(vm, false);
         return 0;
 }
 
@@ -356,9 +367,44 @@ static void vm_read_slice(VM *vm) {
                 vm->memory_current = v;
 }
 
+/* MaxMemory= above the boot memory gives targets the balloon cannot reach: the boot memory caps it. A
+ * MinMemory= above MaxMemory= in mixed units (one a size, one a percentage) can only be found here:
+ * the floor wins, and vm_check_limits() says so. */
+static uint64_t vm_min_memory(const VM *vm) {
+        uint64_t base = vm->boot_memory ?: vm->actual;
+        return MIN(size_spec_resolve(vm->config.min_memory, base), base);
+}
+
+static uint64_t vm_max_memory(const VM *vm) {
+        uint64_t base = vm->boot_memory ?: vm->actual, max = size_spec_resolve(vm->config.max_memory, base);
+        return MAX(MIN(max ?: base, base), vm_min_memory(vm));
+}
+
+/* Once per VM and configuration: the config loader cannot compare a size with a percentage. */
+static void vm_check_limits(VM *vm) {
+        uint64_t base = vm->boot_memory ?: vm->actual;
+        uint64_t min = size_spec_resolve(vm->config.min_memory, base), max = size_spec_resolve(vm->config.max_memory, base);
+        char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX], c[FORMAT_BYTES_MAX];
+
+        if (base == 0 || vm->limits_checked)
+                return;
+        vm->limits_checked = true;
+        if (max > 0 && min > max)
+                log_warning("%s: MinMemory= (%s) is above MaxMemory= (%s) for %s of boot memory; the floor wins",
+                            vm->name, format_bytes(a, sizeof a, min), format_bytes(b, sizeof b, max),
+                            format_bytes(c, sizeof c, base));
+        else if (max > base)
+                log_notice("%s: MaxMemory= (%s) is above the boot memory (%s): the boot memory is the ceiling",
+                           vm->name, format_bytes(a, sizeof a, max), format_bytes(b, sizeof b, base));
+}
+
 unsigned vm_refresh(VM *vm) {
         if (vm->state != VM_READY)
                 return 0;
+
+        if (vm->slice_trigger_lost)
+                (void) vm_arm_slice_trigger(vm, true);
+        vm_check_limits(vm);
 
         vm_read_slice(vm);
         return vm->backend->ops->refresh(vm->backend);
@@ -366,13 +412,12 @@ unsigned vm_refresh(VM *vm) {
 
 void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
         const Config *c = vm->ctx->config;
-        uint64_t base = vm->boot_memory ?: vm->actual;
 
         *p = (PolicyVM) {
                 .name = vm->name,
                 .weight = vm->config.weight,
-                .min = size_spec_resolve(vm->config.min_memory, base),
-                .max = size_spec_resolve(vm->config.max_memory, base) ?: base,
+                .min = vm_min_memory(vm),
+                .max = vm_max_memory(vm),
                 .actual = vm->actual,
                 .target = vm->target,
                 .memory_high_known = vm->memory_high_known,
@@ -396,8 +441,6 @@ void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
                 .carry = vm->carry,
                 .last_progress_usec = vm->last_progress_usec,
         };
-        if (p->min > p->max)
-                p->min = p->max;
 }
 
 static void vm_write_memory_high(VM *vm, uint64_t value, bool dry_run) {

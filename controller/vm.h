@@ -76,6 +76,8 @@ typedef struct VM {
         uint64_t alloc_stalls, direct_reclaims, oom_kills;
 
         sd_event_source *slice_trigger;
+        bool limits_checked;       /* vm_check_limits() ran for this config and boot memory */
+        bool slice_trigger_lost;   /* EPOLLERR: its cgroup went away; re-armed if it comes back */
         bool slice_pressure;      /* trigger fired since the last decision */
         bool pressure_event;      /* guest pressure message since the last decision */
         int pressure_event_level;

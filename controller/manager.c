@@ -314,9 +314,22 @@ static void manager_decide(Manager *m, const char *why) {
         if (sent && m->host_pressure && m->host_trigger_usec > 0)
                 log_debug("latency trigger->balloon %" PRIu64 " us", monotonic_usec() - m->host_trigger_usec);
         m->host_pressure = false;
+        manager_save_state(m);
 }
 
 /* What the VMs see of the manager (VMContext). */
+
+static bool on_vm_take_saved_carry(const VMContext *ctx, const char *name, PolicyCarry *ret) {
+        Manager *m = ctx->userdata;
+        PolicyCarry *c = (PolicyCarry *) state_find_vm(&m->saved, name);
+
+        if (!c || (c->hysteresis_until_usec == 0 && c->backoff_until_usec == 0 && c->last_inflate_usec == 0 &&
+                   c->stall_count == 0))
+                return false;
+        *ret = *c;
+        *c = (PolicyCarry) {};
+        return true;
+}
 
 static void on_vm_decide(const VMContext *ctx, const char *why) {
         manager_decide(ctx->userdata, why);
@@ -463,6 +476,94 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         return sd_event_exit(m->event, 0);
 }
 
+/* Pause and the VMs' carried state from before a restart. Never fatal: a state that cannot be read
+ * is a warning, and the daemon starts as after a reboot. */
+static void manager_load_state(Manager *m) {
+        const char *why = NULL;
+        uint64_t max_ahead;
+        int r;
+
+        r = state_boot_id(m->options.proc_root, m->boot_id);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot read the boot id (%m): Pause and hysteresis are not kept across "
+                                  "restarts.");
+                return;
+        }
+        if (asprintf(&m->state_path, "%s/state", m->runtime_dir) < 0) {
+                m->state_path = NULL;
+                log_oom();
+                return;
+        }
+
+        /* The furthest a deadline can be ahead: a hysteresis, or a back-off doubled 16 times. */
+        max_ahead = MAX(m->config->hysteresis_usec, m->config->stall_backoff_usec << 16);
+        r = state_load(m->state_path, m->boot_id, monotonic_usec(), max_ahead, &m->saved, &why);
+        if (r == -ENOENT)
+                return;
+        if (r == -ESTALE) {
+                log_info("%s was written before the last boot; not used.", m->state_path);
+                return;
+        }
+        if (r == -EBADMSG) {
+                log_warning("%s is corrupt (%s); ignored, starting as after a reboot.", m->state_path, why);
+                return;
+        }
+        if (r < 0) {
+                log_warning_errno(r, "Cannot read %s (%m); starting as after a reboot.", m->state_path);
+                return;
+        }
+
+        m->paused = m->saved.paused;
+        if (m->paused)
+                log_notice("Paused, as before the restart: decisions are logged only until "
+                           "\"autoballoonctl resume\".");
+        log_info("Restored the state of the daemon before its restart (%zu VMs with state carried).",
+                 m->saved.n_vms);
+}
+
+void manager_save_state(Manager *m) {
+        _cleanup_free_ StateVM *vms = NULL;
+        _cleanup_free_ char *text = NULL;
+        State s = { .paused = m->paused };
+        int r;
+
+        if (!m->state_path)
+                return;
+
+        /* The managed VMs, and what is still saved for VMs not adopted again yet. */
+        vms = new0(StateVM, m->vms.n + m->saved.n_vms);
+        if (!vms) {
+                log_oom();
+                return;
+        }
+        for (size_t i = 0; i < m->vms.n; i++)
+                vms[s.n_vms++] = (StateVM) { .name = m->vms.items[i]->name, .carry = m->vms.items[i]->carry };
+        for (size_t i = 0; i < m->saved.n_vms; i++)
+                if (!vm_list_find(&m->vms, m->saved.vms[i].name))
+                        vms[s.n_vms++] = m->saved.vms[i];
+        s.vms = vms;
+
+        r = state_format(&s, m->boot_id, &text);
+        if (r < 0) {
+                log_oom();
+                return;
+        }
+        if (streq_ptr(text, m->state_written))
+                return;
+
+        r = write_file_atomic(m->state_path, text, false);
+        if (r < 0) {
+                if (!m->state_failed)
+                        log_warning_errno(r, "Cannot write %s (%m): a restart would forget Pause and hysteresis.",
+                                          m->state_path);
+                m->state_failed = true;
+                return;
+        }
+        m->state_failed = false;
+        free(m->state_written);
+        m->state_written = TAKE_PTR(text);
+}
+
 int manager_new(const ManagerOptions *options, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;
@@ -483,6 +584,7 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
         if (asprintf(&m->metrics_path, "%s/metrics.prom", m->runtime_dir) < 0)
                 return log_oom();
         manager_load_params(m);
+        manager_load_state(m);
 
         if (options->record_path) {
                 m->record = fopen(options->record_path, "ae");
@@ -512,6 +614,7 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
                 .decide = on_vm_decide,
                 .query_done = on_vm_query_done,
                 .arm_trigger = on_vm_arm_trigger,
+                .take_saved_carry = on_vm_take_saved_carry,
                 .userdata = m,
         };
         m->discovery_context = (DiscoveryContext) {
@@ -549,6 +652,9 @@ Manager *manager_free(Manager *m) {
         config_free(m->config);
         free(m->runtime_dir);
         free(m->metrics_path);
+        free(m->state_path);
+        free(m->state_written);
+        state_done(&m->saved);
         if (m->record)
                 (void) fclose(m->record);
         sd_event_unref(m->event);

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "discovery.h"
 #include "policy.h"
+#include "state.h"
 #include "vm.h"
 
 typedef struct ManagerOptions {
@@ -42,6 +43,13 @@ typedef struct Manager {
         bool metrics_failed;         /* its last write failed and said so */
         bool paused;                 /* by the D-Bus API: decide and log only, as --dry-run */
 
+        /* Pause and the VMs' carried policy state across restarts (state.h). */
+        char *state_path;            /* <RuntimeDir>/state; NULL: not kept (no boot id) */
+        char boot_id[37];
+        State saved;                 /* as read at start; an entry is taken by its VM's adoption */
+        char *state_written;         /* the file's text as last written, to write only changes */
+        bool state_failed;           /* the last write failed and said so */
+
         sd_event_source *host_trigger;
         bool host_trigger_lost;      /* EPOLLERR: armed again at a tick once its cgroup is back */
         bool host_pressure;          /* trigger fired since the last decision */
@@ -66,6 +74,9 @@ typedef struct Manager {
 } Manager;
 
 int manager_new(const ManagerOptions *options, Manager **ret);
+
+/* Writes <RuntimeDir>/state if Pause or a VM's carried state changed since the last write. */
+void manager_save_state(Manager *m);
 Manager *manager_free(Manager *m);
 static inline void manager_freep(Manager **m) {
         manager_free(*m);

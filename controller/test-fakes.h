@@ -157,6 +157,8 @@ static inline VM *fake_source_add(Discovery *d, const char *name, bool *freed) {
 
 /* ---- A temporary tree: cgroup root, /proc, configuration and runtime directories ---- */
 
+#define FAKE_BOOT_ID "3f2c9a4e-1b7d-4c55-9e0a-6d8b2f1c7e90"
+
 typedef struct FakeTree {
         char root[64];
         char *cgroup, *proc, *config, *runtime;
@@ -219,6 +221,7 @@ static inline void fake_tree_new(FakeTree *t, const char *config) {
         fake_tree_write(t, "proc/meminfo", "MemTotal:       16777216 kB\nMemAvailable:    8388608 kB\n");
         fake_tree_write(t, "cgroup/balloon.slice/memory.current", "0\n");
         fake_tree_write(t, "run/.keep", "");
+        fake_tree_write(t, "proc/sys/kernel/random/boot_id", FAKE_BOOT_ID "\n");
         fake_tree_write(t, "proc/pressure/.keep", "");
         assert_true(asprintf(&pressure, "%s/pressure/memory", t->proc) > 0);
         if (access("/proc/pressure/memory", R_OK) >= 0)

@@ -149,10 +149,61 @@ static void test_decision_round(void **state) {
         assert_non_null(strstr(metrics, "autoballoon_decisions_total{vm=\"a\",action=\"inflate\"} 1\n"));
 }
 
+static void restart(Fixture *x) {
+        manager_free(x->m);
+        x->m = fake_manager_start(&x->tree, sources, BUS_NONE);
+        x->fake = (FakeSource *) x->m->sources[0];
+}
+
+/* Pause and a VM's hysteresis survive a restart (SIGKILL, the watchdog); a corrupt state file, or one
+ * from an earlier boot, is ignored. */
+static void test_state_across_restart(void **state) {
+        Fixture *x = *state;
+        _cleanup_free_ char *text = NULL;
+        uint64_t until = fake_now() + 30 * USEC_PER_SEC;
+        VM *a;
+
+        assert_false(x->m->paused);
+        assert_true(discovery_release(manager_find_vm(x->m, "a")));
+        a = fake_source_add(&x->fake->discovery, "a", NULL);
+        vm_backend_ready(a, 2 * GIB, 2 * GIB, "balloon0");
+        a->carry.hysteresis_until_usec = until;
+        a->carry.stall_count = 2;
+        x->m->paused = true;
+        manager_save_state(x->m);
+        text = fake_tree_read(&x->tree, "run/state");
+        assert_non_null(text);
+        assert_non_null(strstr(text, "boot " FAKE_BOOT_ID "\npaused 1\n"));
+
+        restart(x);
+        assert_true(x->m->paused);
+        assert_true(discovery_release(manager_find_vm(x->m, "a")));
+        a = fake_source_add(&x->fake->discovery, "a", NULL);
+        vm_backend_ready(a, 2 * GIB, 2 * GIB, "balloon0");
+        assert_int_equal(a->carry.hysteresis_until_usec, until);
+        assert_int_equal(a->carry.stall_count, 2);
+
+        /* Taken once: a VM adopted again in the same run starts afresh. */
+        vm_backend_lost(a, -ECONNRESET);
+        a->carry = (PolicyCarry) {};
+        vm_backend_ready(a, 2 * GIB, 2 * GIB, "balloon0");
+        assert_int_equal(a->carry.hysteresis_until_usec, 0);
+
+        fake_tree_write(&x->tree, "run/state", "autoballoon-state 1\nboot " FAKE_BOOT_ID "\npaused 1\nvm a x\n");
+        restart(x);
+        assert_false(x->m->paused);
+
+        fake_tree_write(&x->tree, "run/state",
+                        "autoballoon-state 1\nboot 00000000-1b7d-4c55-9e0a-6d8b2f1c7e90\npaused 1\n");
+        restart(x);
+        assert_false(x->m->paused);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_adoption_and_removal, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decision_round, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_state_across_restart, setup, teardown),
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_INFO);

@@ -132,6 +132,9 @@ void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char 
         /* Adopt the balloon as it is: a restarted daemon (or libvirtd) must not reset anything. */
         vm->actual = vm->target = actual;
         vm->last_progress_usec = 0;
+        if (vm->ctx->take_saved_carry && vm->ctx->take_saved_carry(vm->ctx, vm->name, &vm->carry))
+                log_info("%s: hysteresis, back-off and stall count carried over from before the restart",
+                         vm->name);
         vm_set_state(vm, VM_READY);
         vm->limits_checked = false; /* against the new boot memory */
         log_info("%s: adopted: balloon %s (%s), actual %s of %s boot memory, weight %" PRIu64,

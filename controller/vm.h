@@ -28,6 +28,8 @@ struct VMContext {
         /* Arms a PSI trigger on 'path' under the cgroup root. */
         int (*arm_trigger)(const VMContext *ctx, const char *path, uint64_t stall_usec,
                            sd_event_io_handler_t handler, void *userdata, sd_event_source **ret);
+        /* What the daemon carried for this VM before it restarted, once; false if nothing. NULL: none. */
+        bool (*take_saved_carry)(const VMContext *ctx, const char *name, PolicyCarry *ret);
         void *userdata;               /* the callbacks' */
 };
 

@@ -440,6 +440,9 @@ int cg_partition_path(const char *partition, char **ret) {
         return 0;
 }
 
+#define MACHINE_QEMU_PREFIX "machine-qemu\\x2d"
+#define strneq(s, prefix) (strncmp((s), (prefix), STRLEN(prefix)) == 0)
+
 int cg_vm_from_path(const char *parent_slice, const char *path, char **ret_cgpath, char **ret_vm) {
         _cleanup_free_ char *prefix = NULL, *cgpath = NULL, *vm = NULL;
         const char *rest = startswith(path, parent_slice);
@@ -462,11 +465,14 @@ int cg_vm_from_path(const char *parent_slice, const char *path, char **ret_cgpat
                 }
         }
 
-        /* A VM of its own elsewhere: systemd's machine-qemu\x2d1\x2dweb.scope, or libvirt's
-         * qemu-1-web.libvirt-qemu without systemd. QEMU's threads live in children of it. */
+        /* A VM of its own elsewhere: the scope systemd-machined gives a libvirt QEMU domain
+         * (machine-qemu\x2d1\x2dweb.scope), or libvirt's qemu-1-web.libvirt-qemu without systemd.
+         * QEMU's threads live in children of it. Any other scope is not a VM's: a session libvirtd's
+         * domain may sit in the user's login session, whose memory.high is not ours to set. */
         for (const char *p = path; !cgpath && *p; ) {
                 size_t l = strcspn(p, "/");
-                if ((l > 6 && strncmp(p + l - 6, ".scope", 6) == 0) ||
+                if ((l > STRLEN(MACHINE_QEMU_PREFIX ".scope") && strneq(p, MACHINE_QEMU_PREFIX) &&
+                     strncmp(p + l - 6, ".scope", 6) == 0) ||
                     (l > 13 && strncmp(p + l - 13, ".libvirt-qemu", 13) == 0)) {
                         cgpath = strndup(path, p + l - path);
                         if (!cgpath)

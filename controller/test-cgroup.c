@@ -320,10 +320,16 @@ static void test_vm_from_path(void **state) {
         /* A nested parent slice. */
         check_vm("x.slice/x-balloon.slice", "x.slice/x-balloon.slice/x-balloon-a_1.slice/y.scope", 0,
                  "x.slice/x-balloon.slice/x-balloon-a_1.slice", "a_1");
-        /* Below the parent but no VM slice: its scope is the VM's. */
-        check_vm("balloon.slice", "balloon.slice/other.scope", 0, "balloon.slice/other.scope", NULL);
-        check_vm("balloon.slice", "balloon.slice/balloon-bad-name.slice/z.scope", 0,
-                 "balloon.slice/balloon-bad-name.slice/z.scope", NULL);
+        /* Below the parent but no VM slice: only a machine scope is the VM's. */
+        check_vm("balloon.slice", "balloon.slice/machine-qemu\\x2d4\\x2dother.scope", 0,
+                 "balloon.slice/machine-qemu\\x2d4\\x2dother.scope", NULL);
+        check_vm("balloon.slice", "balloon.slice/other.scope", -ENXIO, NULL, NULL);
+        check_vm("balloon.slice", "balloon.slice/balloon-bad-name.slice/z.scope", -ENXIO, NULL, NULL);
+        /* A session libvirtd's domain in a login session, or in a user's own scope: not a VM cgroup. */
+        check_vm("balloon.slice", "user.slice/user-1000.slice/session-3.scope", -ENXIO, NULL, NULL);
+        check_vm("balloon.slice", "user.slice/user-1000.slice/user@1000.service/app.slice/run-r1.scope",
+                 -ENXIO, NULL, NULL);
+        check_vm("balloon.slice", "machine.slice/machine-qemu\\x2d.scope", -ENXIO, NULL, NULL);
         /* No cgroup of its own (libvirt's cgroups disabled: QEMU stays in the daemon's). */
         check_vm("balloon.slice", "system.slice/libvirtd.service", -ENXIO, NULL, NULL);
         check_vm("balloon.slice", "", -ENXIO, NULL, NULL);

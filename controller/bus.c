@@ -297,6 +297,16 @@ static int persist_weight(Manager *m, const char *vm, uint64_t weight, sd_bus_er
                                          "was changed.", vm, o ? o->file : "?", o ? o->line : 0, path);
         }
 
+        /* The daemon's own configuration says so too, or the VM's next re-read of its configuration
+         * (a libvirt domain's XML changing) would put the old weight back. */
+        char value[32];
+        const char *reason = NULL;
+        (void) snprintf(value, sizeof value, "%" PRIu64, weight);
+        r = config_set_vm_key(m->config, vm, "Weight", value, path, 3, &reason);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot record the weight of %s: %s", vm,
+                                               reason ?: strerror(-r));
+
         log_info("%s: weight %" PRIu64 " written to %s", vm, weight, path);
         return 0;
 }

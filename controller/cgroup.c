@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -53,6 +54,43 @@ static bool vm_name_is_valid(const char *s) {
                 strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == l;
 }
 
+bool domain_vm_name_is_valid(const char *s) {
+        size_t l = strlen(s);
+
+        if (l == 0 || l > DOMAIN_VM_NAME_MAX || s[0] == ' ' || s[l - 1] == ' ')
+                return false;
+        for (; *s; s++)
+                if ((unsigned char) *s < ' ' || *s == 0x7f || *s == '/')
+                        return false;
+        return true;
+}
+
+/* systemd's unit-name unescaping: "\xNN" is the byte NN ("instance\x2d0000002a" -> "instance-0000002a");
+ * -EINVAL on a malformed escape. */
+static int unit_name_unescape(const char *s, size_t len, char **ret) {
+        _cleanup_free_ char *out = malloc(len + 1);
+        size_t k = 0;
+
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < len; i++) {
+                unsigned v;
+
+                if (s[i] != '\\') {
+                        out[k++] = s[i];
+                        continue;
+                }
+                if (i + 3 >= len + 0 || s[i + 1] != 'x' || !isxdigit((unsigned char) s[i + 2]) ||
+                    !isxdigit((unsigned char) s[i + 3]) || sscanf(s + i + 2, "%2x", &v) != 1 || v == 0)
+                        return -EINVAL;
+                out[k++] = (char) v;
+                i += 3;
+        }
+        out[k] = 0;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
 /* "a.slice/balloon.slice" -> "balloon-": systemd names a child slice by its parent's unit name, a
  * dash and the child's own part. */
 static int slice_child_prefix(const char *parent_slice, char **ret) {
@@ -75,17 +113,29 @@ static int cmp_strp(const void *a, const void *b) {
         return strcmp(*(char * const *) a, *(char * const *) b);
 }
 
-/* "balloon-web.slice" with prefix "balloon-" -> "web"; -EINVAL when it is no VM slice. */
-static int slice_vm_name(const char *prefix, const char *component, size_t len, char **ret) {
+/* "balloon-web.slice" with prefix "balloon-" -> "web"; -EINVAL when it is no VM slice. 'domain': the
+ * slice of a libvirt domain, whose name systemd escaped ("balloon-instance\x2d0000002a.slice");
+ * otherwise a QMP VM's, named as autoballoon-run names it. */
+static int slice_vm_name(const char *prefix, const char *component, size_t len, bool domain, char **ret) {
         const char *vm = startswith(component, prefix), *suffix = ".slice";
+        _cleanup_free_ char *name = NULL;
         size_t sl = strlen(suffix);
+        int r;
 
         if (!vm || len < (size_t) (vm - component) + sl || strncmp(component + len - sl, suffix, sl) != 0)
                 return -EINVAL;
-        _cleanup_free_ char *name = strndup(vm, component + len - sl - vm);
-        if (!name)
-                return -ENOMEM;
-        if (!vm_name_is_valid(name))
+        if (domain) {
+                r = unit_name_unescape(vm, component + len - sl - vm, &name);
+                if (r < 0)
+                        return r;
+        } else {
+                name = strndup(vm, component + len - sl - vm);
+                if (!name)
+                        return -ENOMEM;
+        }
+        /* A '-' left unescaped is a deeper slice to systemd. */
+        if (domain ? !domain_vm_name_is_valid(name) || memchr(vm, '-', component + len - sl - vm) :
+                     !vm_name_is_valid(name))
                 return -EINVAL;
         *ret = TAKE_PTR(name);
         return 0;
@@ -128,7 +178,7 @@ int cg_list_vms(int root_fd, const char *parent_slice, char ***ret_names) {
                         break;
                 }
 
-                r = slice_vm_name(prefix, de->d_name, strlen(de->d_name), &name);
+                r = slice_vm_name(prefix, de->d_name, strlen(de->d_name), false, &name);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
@@ -409,20 +459,47 @@ int cg_path_below(const char *root, const char *path, char **ret) {
         return 0;
 }
 
+/* systemd's unit-name escaping of one name, as libvirt applies it to <partition> components: letters,
+ * digits, ':', '_' and '.' (not leading) stay, every other byte is "\xNN". */
+static int unit_name_escape(const char *s, size_t len, char **ret) {
+        char *out = malloc(len * 4 + 1), *o = out;
+
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char) s[i];
+                if ((isascii(c) && isalnum(c)) || c == ':' || c == '_' || (c == '.' && i > 0))
+                        *o++ = (char) c;
+                else
+                        o += sprintf(o, "\\x%02x", c);
+        }
+        *o = 0;
+        *ret = out;
+        return 0;
+}
+
 int cg_partition_path(const char *partition, char **ret) {
         _cleanup_free_ char *out = NULL, *unit = NULL;
         size_t n = 0;
+        int r;
 
         if (partition[0] != '/')
                 return -EINVAL;
         for (const char *p = partition + 1; *p; ) {
+                _cleanup_free_ char *name = NULL, *escaped = NULL;
                 size_t l = strcspn(p, "/");
                 char *u, *o;
 
-                if (l == 0 || strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") < l)
+                name = strndup(p, l);
+                if (!name)
+                        return -ENOMEM;
+                if (!domain_vm_name_is_valid(name) || streq(name, ".") || streq(name, ".."))
                         return -EINVAL;
+                r = unit_name_escape(p, l, &escaped);
+                if (r < 0)
+                        return r;
                 /* systemd's slice of "/a/b" is a.slice/a-b.slice: each name carries its parents'. */
-                if (asprintf(&u, "%s%s%.*s", unit ?: "", unit ? "-" : "", (int) l, p) < 0)
+                if (asprintf(&u, "%s%s%s", unit ?: "", unit ? "-" : "", escaped) < 0)
                         return -ENOMEM;
                 free(unit);
                 unit = u;
@@ -455,7 +532,7 @@ int cg_vm_from_path(const char *parent_slice, const char *path, char **ret_cgpat
         if (rest && *rest == '/') {
                 rest++;
                 size_t l = strcspn(rest, "/");
-                r = slice_vm_name(prefix, rest, l, &vm);
+                r = slice_vm_name(prefix, rest, l, true, &vm);
                 if (r == -ENOMEM)
                         return r;
                 if (r >= 0) {

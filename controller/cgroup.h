@@ -11,6 +11,12 @@
 
 /* The longest slice-named VM: its QMP socket path must fit in sun_path (see config.c's RuntimeDir=). */
 #define VM_NAME_MAX 32
+/* libvirt domain names: anything but '/' and control characters, as libvirt allows. */
+#define DOMAIN_VM_NAME_MAX 255
+
+/* Whether 's' can name a VM at all (a libvirt domain, a [VM] section): 1 to 255 bytes, no '/', no
+ * control character, no leading or trailing blank. */
+bool domain_vm_name_is_valid(const char *s);
 
 typedef struct CgMemoryStat {
         uint64_t anon;
@@ -65,12 +71,13 @@ int cg_open_file(int root_fd, const char *cgpath, const char *file, int flags, i
  * it is not below.
  *
  * cg_partition_path(): a libvirt <partition> as systemd places it: "/balloon/web" ->
- * "balloon.slice/balloon-web.slice". -EINVAL unless it is absolute with [A-Za-z0-9_]+ components.
+ * "balloon.slice/balloon-web.slice", each component escaped as a unit name ("/balloon/db-1" ->
+ * "balloon.slice/balloon-db\x2d1.slice"). -EINVAL unless it is absolute with valid VM names.
  *
  * cg_vm_from_path(): the VM's cgroup for a process cgroup 'path' relative to the root: below the
- * parent slice, its balloon-<vm>.slice (and *ret_vm = "<vm>"); elsewhere the first "*.scope"
- * (systemd's machine scope) or "*.libvirt-qemu" (libvirt without systemd) component (*ret_vm =
- * NULL). -ENXIO when the process has no cgroup of its own (libvirt's cgroups disabled). */
+ * parent slice, its balloon-<vm>.slice (and *ret_vm = "<vm>", unescaped); elsewhere the first
+ * "machine-qemu\x2d*.scope" (systemd-machined's scope of a libvirt domain) or "*.libvirt-qemu" (libvirt
+ * without systemd) component (*ret_vm = NULL). -ENXIO when the process has no cgroup of its own (libvirt's cgroups disabled). */
 int cg_hierarchy_path(const char *mountinfo, const char *dir, char **ret);
 int cg_proc_cgroup_path(const char *text, char **ret);
 int cg_path_below(const char *root, const char *path, char **ret);

@@ -4,7 +4,7 @@
  * Configuration: <dir>/autoballoon.conf, then <dir>/autoballoon.conf.d/\*.conf in lexical (strcmp)
  * order; a later assignment overrides an earlier one, an empty one ("Key=") restores the default.
  * systemd-style syntax: "[Section]", "Key=Value", comments start with '#' or ';'. Sections: [Daemon],
- * and [VM <name>] with the name as in balloon-<name>.slice ([A-Za-z0-9_]+).
+ * and [VM <name>] with the name as in balloon-<name>.slice, or a libvirt domain's name as it is.
  *
  * The keys, their defaults and ranges are the tables daemon_keys and vm_keys below, and only there;
  * autoballoon.conf(5) says what they mean. test-config checks that the shipped autoballoon.conf and
@@ -154,10 +154,6 @@ bool config_key_equal(bool vm, const char *key, const void *a, const void *b) {
                 return *(const PolicyMode *) a == *(const PolicyMode *) b;
         }
         return false;
-}
-
-static bool vm_name_is_valid(const char *s) {
-        return *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == strlen(s);
 }
 
 static bool slice_path_is_valid(const char *s) {
@@ -544,6 +540,30 @@ static int config_add_vm(Config *c, const char *name, size_t *ret_index) {
         return 0;
 }
 
+int config_set_vm_key(Config *c, const char *vm, const char *key, const char *value, const char *file,
+                      unsigned line, const char **ret_reason) {
+        VMConfig copy;
+        size_t i;
+        int r;
+
+        if (!domain_vm_name_is_valid(vm)) {
+                *ret_reason = "invalid VM name";
+                return -EINVAL;
+        }
+        r = config_add_vm(c, vm, &i);
+        if (r < 0)
+                return r;
+        copy = c->vms[i];
+        r = vm_config_set(&copy, key, value, ret_reason);
+        if (r < 0)
+                return r;
+        r = config_set_origin(c, vm, VM_KEY_FIND(key)->name, file, line, value);
+        if (r < 0)
+                return r;
+        c->vms[i] = copy;
+        return 0;
+}
+
 /* Section headers are handled here, so that an empty "[VM x]" still declares the VM and a bad one is
  * reported even without keys. */
 static int config_parse_section(ConfigParser *p, char *s) {
@@ -567,9 +587,9 @@ static int config_parse_section(ConfigParser *p, char *s) {
                 log_error("%s:%u: [%s]: unknown section (expected [Daemon] or [VM <name>])", p->path, p->line, s);
                 return -EINVAL;
         }
-        if (!vm_name_is_valid(name)) {
-                log_error("%s:%u: [%s]: invalid VM name (letters, digits and '_' only, as in balloon-<name>.slice)",
-                          p->path, p->line, s);
+        if (!domain_vm_name_is_valid(name)) {
+                log_error("%s:%u: [%s]: invalid VM name (1 to 255 bytes, no '/' and no control character: the "
+                          "name in balloon-<name>.slice, or a libvirt domain's name)", p->path, p->line, s);
                 return -EINVAL;
         }
 

@@ -133,3 +133,7 @@ void vm_config_defaults(VMConfig *ret);
 /* Sets one [VM] key ("Weight", "MinMemory", "MaxMemory") from its text, as in a file, and marks it
  * set. -EINVAL with *ret_reason on an unknown key or a bad value, -ENOMEM. */
 int vm_config_set(VMConfig *c, const char *key, const char *value, const char **ret_reason);
+/* The same in [VM <vm>] of a loaded configuration, as if read at file:line (a drop-in the daemon just
+ * wrote), adding the section if there is none. */
+int config_set_vm_key(Config *c, const char *vm, const char *key, const char *value, const char *file,
+                      unsigned line, const char **ret_reason);

@@ -243,6 +243,12 @@ static void test_set_weight(void **state) {
         dropin = fake_tree_read(&x->tree, "config/autoballoon.conf.d/50-weight-a.conf");
         assert_non_null(dropin);
         assert_non_null(strstr(dropin, "[VM a]\nWeight=250\n"));
+        /* The VM reading its configuration again (a libvirt domain's XML changed, asking 50) keeps it. */
+        VMConfig meta;
+        vm_config_defaults(&meta);
+        assert_int_equal(vm_config_set(&meta, "Weight", "50", &(const char *) { NULL }), 0);
+        vm_backend_metadata(x->a, &meta);
+        assert_int_equal(listed_weight(x, "a"), 250);
 
         /* Refused, changing nothing: no such VM, a weight out of range, a drop-in that would not win. */
         reply = call(x, "SetWeight", "stb", "nope", UINT64_C(200), true);

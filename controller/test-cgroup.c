@@ -334,6 +334,13 @@ static void test_vm_from_path(void **state) {
         check_vm("balloon.slice", "system.slice/libvirtd.service", -ENXIO, NULL, NULL);
         check_vm("balloon.slice", "", -ENXIO, NULL, NULL);
         check_vm("balloon.slice", "balloon.slice", -ENXIO, NULL, NULL);
+        /* A domain's escaped name, unescaped; an unescaped '-' is a deeper slice, not a name. */
+        check_vm("balloon.slice", "balloon.slice/balloon-instance\\x2d0000002a.slice/machine-qemu\\x2d1\\x2dx.scope",
+                 0, "balloon.slice/balloon-instance\\x2d0000002a.slice", "instance-0000002a");
+        check_vm("balloon.slice", "balloon.slice/balloon-ubuntu22.04.slice", 0, "balloon.slice/balloon-ubuntu22.04.slice",
+                 "ubuntu22.04");
+        check_vm("balloon.slice", "balloon.slice/balloon-a\\x2fb.slice", -ENXIO, NULL, NULL);
+        check_vm("balloon.slice", "balloon.slice/balloon-a\\x2.slice", -ENXIO, NULL, NULL);
         /* Not a prefix match on a longer name. */
         check_vm("balloon.slice", "balloon.slicex/balloon-web.slice", -ENXIO, NULL, NULL);
         check_vm("notaslice", "balloon.slice/balloon-web.slice", -EINVAL, NULL, NULL);
@@ -358,7 +365,13 @@ static void test_partition_path(void **state) {
         CHECK_STR(cg_partition_path("/balloon//web/", &p), 0, "balloon.slice/balloon-web.slice");
         CHECK_STR(cg_partition_path("balloon/web", &p), -EINVAL, NULL);
         CHECK_STR(cg_partition_path("/", &p), -EINVAL, NULL);
-        CHECK_STR(cg_partition_path("/bal-loon/web", &p), -EINVAL, NULL);
+        /* Escaped as libvirt and systemd do, so every domain name can have a slice. */
+        CHECK_STR(cg_partition_path("/bal-loon/web", &p), 0, "bal\\x2dloon.slice/bal\\x2dloon-web.slice");
+        CHECK_STR(cg_partition_path("/balloon/instance-0000002a", &p), 0,
+                  "balloon.slice/balloon-instance\\x2d0000002a.slice");
+        CHECK_STR(cg_partition_path("/balloon/ubuntu22.04", &p), 0, "balloon.slice/balloon-ubuntu22.04.slice");
+        CHECK_STR(cg_partition_path("/balloon/.x", &p), 0, "balloon.slice/balloon-\\x2ex.slice");
+        CHECK_STR(cg_partition_path("/balloon/.", &p), -EINVAL, NULL);
         CHECK_STR(cg_partition_path("/balloon/../x", &p), -EINVAL, NULL);
 }
 

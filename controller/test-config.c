@@ -138,7 +138,10 @@ static void test_full_file(void **state) {
                    "MaxMemory=4G\n"
                    "[VM db_2]\n"
                    "[VM web]\n"
-                   "MaxMemory=8G\n");
+                   "MaxMemory=8G\n"
+                   "[VM instance-0000002a]\n"                 /* libvirt domain names as they are */
+                   "Weight=300\n"
+                   "[VM ubuntu22.04]\n");
         log = load_capture(&r, &c);
         assert_int_equal(r, 0);
         assert_string_equal(log, "");
@@ -171,7 +174,9 @@ static void test_full_file(void **state) {
 
         /* VMs in order of first appearance; the second [VM web] adds to the first; an empty section
          * still declares its VM. */
-        assert_int_equal(c->n_vms, 2);
+        assert_non_null(config_find_vm(c, "instance-0000002a"));
+        assert_non_null(config_find_vm(c, "ubuntu22.04"));
+        assert_int_equal(c->n_vms, 4);
         assert_string_equal(c->vms[0].name, "web");
         assert_string_equal(c->vms[1].name, "db_2");
         const VMConfig *web = config_find_vm(c, "web");
@@ -293,7 +298,8 @@ static void test_errors(void **state) {
 
         check_error(f, "[Daemon]\n\n[Foo]\nX=1\n", 3, "[Foo]: unknown section");
         check_error(f, "[Daemon]\n[Foo]\n", 2, "unknown section");
-        check_error(f, "[VM a-b]\n", 1, "[VM a-b]: invalid VM name");
+        check_error(f, "[VM a/b]\n", 1, "[VM a/b]: invalid VM name");
+        check_error(f, "[VM a\x01]\n", 1, "invalid VM name");
         check_error(f, "[VM ]\n", 1, "invalid VM name");
         check_error(f, "[VM web\n", 1, "expected \"[Section]\"");
         check_error(f, "[Daemon] # x\n", 1, "expected \"[Section]\"");

@@ -93,6 +93,9 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("RuntimeDir",           CONFIG_PATH,          runtime_dir,              "/run/autoballoon", 0, RUNTIME_DIR_MAX, "must be an absolute path of at most 64 characters"),
         DAEMON_KEY("Libvirt",              CONFIG_BOOL,          libvirt,                  "yes",              0, 0, NULL),
         DAEMON_KEY("LibvirtURI",           CONFIG_STRING,        libvirt_uri,              "qemu:///system",   0, 0, NULL),
+        DAEMON_KEY("DomainMetadata",       CONFIG_BOOL,          domain_metadata,          "yes",              0, 0, NULL),
+        DAEMON_KEY("DomainMaxWeight",      CONFIG_UINT,          domain_max_weight,        "10000",            1, 10000, "must be between 1 and 10000"),
+        DAEMON_KEY("DomainMaxMinMemory",   CONFIG_SIZE_SPEC,     domain_max_min_memory,    "100%",             0, 0, NULL),
         DAEMON_KEY("LibvirtPidDir",        CONFIG_PATH,          libvirt_pid_dir,          "/run/libvirt/qemu", 0, PATH_MAX - 1, "must be an absolute path"),
 };
 

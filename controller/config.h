@@ -73,6 +73,9 @@ typedef struct Config {
         bool libvirt;                      /* Libvirt= */
         char *libvirt_uri;                 /* LibvirtURI= */
         char *libvirt_pid_dir;             /* LibvirtPidDir= */
+        bool domain_metadata;              /* DomainMetadata=: read Weight= etc. from domain XML */
+        uint64_t domain_max_weight;        /* DomainMaxWeight=: the most a domain may ask */
+        SizeSpec domain_max_min_memory;    /* DomainMaxMinMemory=, % of the VM's boot memory */
 
         /* [VM <name>] sections, in order of first appearance; later files override earlier keys. */
         VMConfig *vms;

@@ -490,6 +490,32 @@ static void test_limits(void **state) {
         assert_int_equal(p.max, 512 * MIB);
 }
 
+/* What a domain's metadata may ask is bounded by the host's configuration. */
+static void test_domain_bounds(void **state) {
+        Fixture *x = *state;
+        VMConfig meta;
+        PolicyVM p;
+
+        adopt(x);
+        x->config->vms[0].min_set = false; /* the file leaves the floor to the domain */
+        x->config->domain_max_weight = 150;
+        x->config->domain_max_min_memory = (SizeSpec) { .bytes = GIB };
+        vm_config_defaults(&meta);
+        assert_int_equal(vm_config_set(&meta, "Weight", "300", &(const char *) { NULL }), 0);
+        assert_int_equal(vm_config_set(&meta, "MinMemory", "90%", &(const char *) { NULL }), 0);
+        vm_backend_metadata(x->vm, &meta);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.weight, 150);
+        assert_int_equal(p.min, GIB);
+
+        /* Not read at all. */
+        x->config->domain_metadata = false;
+        vm_backend_metadata(x->vm, &meta);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.weight, 100);
+        assert_int_equal(p.min, 512 * MIB); /* the default 25% of 2G */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_adoption_and_removal, setup, teardown),
@@ -501,6 +527,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_refresh_and_events, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_slice_trigger_rearmed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_domain_bounds, setup, teardown),
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_INFO);

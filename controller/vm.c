@@ -40,18 +40,29 @@ static void vm_set_state(VM *vm, VMState s) {
 /* Weight/MinMemory/MaxMemory: the config file's [VM <name>] keys, then those of backend_config that
  * the file does not set, then the defaults; a runtime weight wins. */
 static void vm_apply_config(VM *vm) {
-        const VMConfig *vc = config_find_vm(vm->ctx->config, vm->name), *bc = &vm->backend_config;
+        const Config *c = vm->ctx->config;
+        const VMConfig *vc = config_find_vm(c, vm->name), *bc = &vm->backend_config;
 
         if (vc)
                 vm->config = *vc;
         else
                 vm_config_defaults(&vm->config);
         vm->config.name = vm->name;
-        /* The host's configuration file wins over what a domain says of itself. */
-        if (!vm->config.weight_set && bc->weight_set)
-                vm->config.weight = bc->weight;
-        if (!vm->config.min_set && bc->min_set)
+        vm->min_from_domain = false;
+        /* The host's configuration file wins over what a domain says of itself, and bounds it. */
+        static const VMConfig none = {};
+        if (!c->domain_metadata)
+                bc = &none;
+        if (!vm->config.weight_set && bc->weight_set) {
+                vm->config.weight = MIN(bc->weight, c->domain_max_weight);
+                if (bc->weight > c->domain_max_weight)
+                        log_notice("%s: the domain asks for weight %" PRIu64 ", DomainMaxWeight= gives it %" PRIu64,
+                                   vm->name, bc->weight, c->domain_max_weight);
+        }
+        if (!vm->config.min_set && bc->min_set) {
                 vm->config.min_memory = bc->min_memory;
+                vm->min_from_domain = true;
+        }
         if (!vm->config.max_set && bc->max_set)
                 vm->config.max_memory = bc->max_memory;
         if (vm->runtime_weight > 0)
@@ -374,8 +385,11 @@ static void vm_read_slice(VM *vm) {
  * MinMemory= above MaxMemory= in mixed units (one a size, one a percentage) can only be found here:
  * the floor wins, and vm_check_limits() says so. */
 static uint64_t vm_min_memory(const VM *vm) {
-        uint64_t base = vm->boot_memory ?: vm->actual;
-        return MIN(size_spec_resolve(vm->config.min_memory, base), base);
+        uint64_t base = vm->boot_memory ?: vm->actual, min = size_spec_resolve(vm->config.min_memory, base);
+
+        if (vm->min_from_domain)
+                min = MIN(min, size_spec_resolve(vm->ctx->config->domain_max_min_memory, base));
+        return MIN(min, base);
 }
 
 static uint64_t vm_max_memory(const VM *vm) {
@@ -392,6 +406,10 @@ static void vm_check_limits(VM *vm) {
         if (base == 0 || vm->limits_checked)
                 return;
         vm->limits_checked = true;
+        if (vm->min_from_domain && min > vm_min_memory(vm) && vm_min_memory(vm) < base)
+                log_notice("%s: the domain asks for MinMemory %s, DomainMaxMinMemory= gives it %s", vm->name,
+                           format_bytes(a, sizeof a, min), format_bytes(b, sizeof b, vm_min_memory(vm)));
+        min = MIN(min, vm_min_memory(vm));
         if (max > 0 && min > max)
                 log_warning("%s: MinMemory= (%s) is above MaxMemory= (%s) for %s of boot memory; the floor wins",
                             vm->name, format_bytes(a, sizeof a, min), format_bytes(b, sizeof b, max),

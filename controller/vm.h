@@ -78,6 +78,7 @@ typedef struct VM {
         uint64_t alloc_stalls, direct_reclaims, oom_kills;
 
         sd_event_source *slice_trigger;
+        bool min_from_domain;      /* MinMemory= is the domain's: DomainMaxMinMemory= bounds it */
         bool limits_checked;       /* vm_check_limits() ran for this config and boot memory */
         bool slice_trigger_lost;   /* EPOLLERR: its cgroup went away; re-armed if it comes back */
         bool slice_pressure;      /* trigger fired since the last decision */

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <fcntl.h>
 #include <libvirt/libvirt.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "util.h"
@@ -164,6 +165,65 @@ static void test_timeout(void **state) {
         assert_int_equal(z.freed, 1);
 }
 
+/* libvirt updates its watches from whichever thread makes a call: a handle added, changed and
+ * removed from another thread takes effect in the loop's thread, and its free callback runs there. */
+typedef struct Remote {
+        int fd, id, op;
+        Seen *seen;
+} Remote;
+
+static void *remote_op(void *userdata) {
+        Remote *r = userdata;
+
+        if (r->op == 0)
+                r->id = virEventAddHandle(r->fd, VIR_EVENT_HANDLE_READABLE, on_handle, r->seen, on_free);
+        else if (r->op == 1)
+                virEventUpdateHandle(r->id, 0);
+        else
+                assert_int_equal(virEventRemoveHandle(r->id), 0);
+        return NULL;
+}
+
+static void in_thread(Remote *r, int op) {
+        pthread_t t;
+
+        r->op = op;
+        assert_int_equal(pthread_create(&t, NULL, remote_op, r), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void test_other_thread(void **state) {
+        Seen s = {};
+        Remote r = { .seen = &s };
+        int p[2];
+
+        assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+        r.fd = p[0];
+        assert_int_equal(write(p[1], "x", 1), 1);
+
+        in_thread(&r, 0);
+        assert_true(r.id > 0);
+        assert_int_equal(s.calls, 0); /* nothing ran in that thread */
+        run(3, USEC_PER_SEC);
+        assert_true(s.calls > 0);
+        assert_int_equal(s.last_id, r.id);
+
+        in_thread(&r, 1); /* no events: disabled */
+        run(3, 10 * USEC_PER_MSEC);
+        s.calls = 0;
+        run(3, 10 * USEC_PER_MSEC);
+        assert_int_equal(s.calls, 0);
+
+        in_thread(&r, 2);
+        assert_int_equal(s.freed, 0);
+        run(3, 10 * USEC_PER_MSEC);
+        assert_int_equal(s.freed, 1);
+        assert_int_equal(virEventRemoveHandle(r.id), -1);
+
+        safe_close(p[0]);
+        safe_close(p[1]);
+}
+
 static void test_flush(void **state) {
         Seen s = {};
         int id = virEventAddTimeout(-1, on_timeout, &s, on_free);
@@ -179,6 +239,7 @@ int main(void) {
                 cmocka_unit_test(test_register),
                 cmocka_unit_test(test_handle),
                 cmocka_unit_test(test_timeout),
+                cmocka_unit_test(test_other_thread),
                 cmocka_unit_test(test_flush),
         };
         int r;

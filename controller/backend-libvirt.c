@@ -6,9 +6,15 @@
  * BALLOON_GUEST_PRESSURE event through (libvirt-qemu's monitor events). This file follows the
  * domains (where their QEMU runs, adoption, lifecycle); libvirt-connection.c keeps the connection.
  *
- * libvirt's calls block until libvirtd answers; its events come through our sd-event loop
- * (virt-event.c). Keepalive (5 s, 3 probes) bounds how long a hung libvirtd can hold the loop. */
+ * Calls that wait for the domain's QEMU monitor or for a job on the domain (the guest stats, the
+ * balloon target, the stats period, and the job query in front of them) run in worker threads
+ * (worker.h), at most one per domain, each bounded by CALL_TIMEOUT_USEC: a domain being dumped or
+ * snapshotted, or whose QEMU does not answer, is left alone until its call returns, and no other VM
+ * waits for it. A balloon target is never set while any job holds the domain. The other calls are
+ * answered by libvirtd from its own state; keepalive (5 s, 3 probes) bounds those. libvirt's events
+ * come through our sd-event loop (virt-event.c). */
 
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libvirt/libvirt.h>
@@ -27,15 +33,42 @@
 #include "log.h"
 #include "util.h"
 #include "vm.h"
+#include "worker.h"
 
 #define BACKOFF_MIN_USEC (1 * USEC_PER_SEC)
 #define BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
+/* A call on a domain that takes longer is waiting for a job or a monitor that does not answer. */
+#define CALL_TIMEOUT_USEC (10 * USEC_PER_SEC)
 
 typedef struct Libvirt {
         Discovery discovery;    /* its VMs are the domains' */
         LibvirtConnection *conn;
+        WorkerQueue *workers;   /* the domains' blocking calls */
         char *root_path;        /* the cgroup root in the cgroup2 hierarchy; NULL: not on cgroup2 */
 } Libvirt;
+
+typedef enum LbOp {
+        LB_PROBE,               /* the stats period, then the stats: the balloon's size */
+        LB_STATS,
+        LB_SET_TARGET,
+} LbOp;
+
+/* One blocking call on a domain, run by a worker thread. */
+typedef struct LbCall {
+        WorkerCall call;
+        LbOp op;
+        virDomainPtr dom;
+        int stats_period;            /* LB_PROBE: seconds */
+        unsigned long target_kib;    /* LB_SET_TARGET */
+        /* Results. */
+        int result;                  /* 0; -EIO; -EBUSY: a job holds the domain (LB_SET_TARGET) */
+        bool migrating;
+        bool period_failed;
+        int job_operation;           /* the job's, when one was found */
+        virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
+        int n_stats;
+        char error[256];             /* libvirt's message, which is per thread */
+} LbCall;
 
 typedef struct LibvirtBackend {
         Backend backend;
@@ -45,6 +78,13 @@ typedef struct LibvirtBackend {
         char *device;            /* the balloon as the domain XML names it, for messages */
         sd_event_source *probe;  /* adoption, from the loop; again with back-off after a failure */
         uint64_t probe_backoff_usec;
+        uint64_t boot_kib;       /* from the probe, for the adoption when its call returns */
+        LbCall *call;            /* in flight; one at a time */
+        sd_event_source *call_timer;
+        bool call_stuck;         /* CALL_TIMEOUT_USEC passed: not managed until the call returns */
+        bool job_logged;         /* a job keeping the balloon as it is was said */
+        bool has_queued_target;  /* a target asked for while a call was in flight, sent after it */
+        unsigned long queued_target_kib;
         bool seen;               /* listed since the last (re)connection */
 } LibvirtBackend;
 
@@ -130,32 +170,119 @@ static void lb_schedule_probe(LibvirtBackend *b, uint64_t delay_usec) {
 }
 
 /* A call failed without the domain being unfit: try again later, less and less often. */
-static void lb_retry(LibvirtBackend *b, const char *what) {
+static void lb_retry(LibvirtBackend *b, const char *what, const char *error) {
         VM *vm = b->backend.vm;
 
         vm_backend_lost(vm, -EIO);
         if (!libvirt_connection_alive(b->lv->conn))
                 return; /* the connection went: reconnecting adopts the domain again */
-        log_warning("%s: %s failed: %s; retrying in %" PRIu64 " s", vm->name, what, lv_error(),
+        log_warning("%s: %s failed: %s; retrying in %" PRIu64 " s", vm->name, what, error,
                     b->probe_backoff_usec / USEC_PER_SEC);
         lb_schedule_probe(b, b->probe_backoff_usec);
         b->probe_backoff_usec = MIN(b->probe_backoff_usec * 2, BACKOFF_MAX_USEC);
 }
 
-static bool lb_migrating(LibvirtBackend *b) {
+/* In a worker thread: the domain's job, if any. A query job, allowed while an async job (migration,
+ * dump, snapshot, save, backup) holds the domain, but it may wait for the monitor. */
+static void lb_call_job(LbCall *c, int *ret_type) {
         virTypedParameterPtr params = NULL;
-        int type = VIR_DOMAIN_JOB_NONE, n = 0, op = 0, state, reason;
+        int type = VIR_DOMAIN_JOB_NONE, n = 0, state, reason;
 
-        if (virDomainGetState(b->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED &&
+        if (virDomainGetState(c->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED &&
             IN_SET(reason, VIR_DOMAIN_PAUSED_MIGRATION, VIR_DOMAIN_PAUSED_POSTCOPY))
-                return true;
-        /* A query job: allowed while a migration holds the domain, unlike setting its memory. */
-        if (virDomainGetJobStats(b->dom, &type, &params, &n, 0) < 0)
-                return false;
-        (void) virTypedParamsGetInt(params, n, VIR_DOMAIN_JOB_OPERATION, &op);
-        virTypedParamsFree(params, n);
-        return type != VIR_DOMAIN_JOB_NONE &&
-               IN_SET(op, VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT);
+                c->migrating = true;
+        if (virDomainGetJobStats(c->dom, &type, &params, &n, 0) >= 0) {
+                (void) virTypedParamsGetInt(params, n, VIR_DOMAIN_JOB_OPERATION, &c->job_operation);
+                virTypedParamsFree(params, n);
+        }
+        if (type != VIR_DOMAIN_JOB_NONE &&
+            IN_SET(c->job_operation, VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT))
+                c->migrating = true;
+        *ret_type = type;
+}
+
+static void lb_call_failed(LbCall *c) {
+        c->result = -EIO;
+        (void) snprintf(c->error, sizeof c->error, "%s", virGetLastErrorMessage());
+}
+
+static void lb_call_run(WorkerCall *wc) {
+        LbCall *c = (LbCall *) wc;
+        int job;
+
+        lb_call_job(c, &job);
+        if (c->migrating)
+                return;
+
+        switch (c->op) {
+        case LB_PROBE:
+                /* As for QMP: without stats polling the VM is never inflated, but the floor applies. */
+                if (virDomainSetMemoryStatsPeriod(c->dom, c->stats_period, VIR_DOMAIN_AFFECT_LIVE) < 0)
+                        c->period_failed = true;
+                _fallthrough_;
+        case LB_STATS:
+                c->n_stats = virDomainMemoryStats(c->dom, c->stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+                if (c->n_stats < 0)
+                        lb_call_failed(c);
+                break;
+        case LB_SET_TARGET:
+                /* A MODIFY job would wait up to libvirt's 30 s job timeout behind any async job. */
+                if (job != VIR_DOMAIN_JOB_NONE) {
+                        c->result = -EBUSY;
+                        break;
+                }
+                if (virDomainSetMemoryFlags(c->dom, c->target_kib, VIR_DOMAIN_AFFECT_LIVE) < 0)
+                        lb_call_failed(c);
+                break;
+        }
+}
+
+static void lb_call_done(WorkerCall *wc, void *owner);
+
+static const char *lb_op_to_string(LbOp op) {
+        return op == LB_SET_TARGET ? "setting the balloon target" : "reading the guest stats";
+}
+
+static int lb_call_start(LibvirtBackend *b, LbOp op, unsigned long target_kib) {
+        LbCall *c;
+        int r;
+
+        assert(!b->call);
+        c = new0(LbCall, 1);
+        if (!c)
+                return log_oom();
+        *c = (LbCall) {
+                .call = { .run = lb_call_run, .done = lb_call_done, .owner = b },
+                .op = op,
+                .dom = b->dom,
+                .stats_period = (int) MAX(b->backend.vm->ctx->config->stats_interval_usec / USEC_PER_SEC, 1u),
+                .target_kib = target_kib,
+        };
+        (void) virDomainRef(c->dom);
+        r = worker_call_start(b->lv->workers, &c->call);
+        if (r < 0) {
+                (void) virDomainFree(c->dom);
+                free(c);
+                return log_warning_errno(r, "%s: cannot start a thread for %s: %m", b->backend.vm->name,
+                                         lb_op_to_string(op));
+        }
+        b->call = c;
+        if (sd_event_source_set_time_relative(b->call_timer, CALL_TIMEOUT_USEC) < 0 ||
+            sd_event_source_set_enabled(b->call_timer, SD_EVENT_ONESHOT) < 0)
+                log_warning("%s: cannot bound the libvirt call", b->backend.vm->name);
+        return 0;
+}
+
+static int on_call_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        LibvirtBackend *b = userdata;
+        VM *vm = b->backend.vm;
+
+        b->call_stuck = true;
+        log_warning("%s: libvirt has not finished %s after %" PRIu64 " s (a job on the domain, or its QEMU not "
+                    "answering): not managed until it does.", vm->name, lb_op_to_string(b->call->op),
+                    CALL_TIMEOUT_USEC / USEC_PER_SEC);
+        vm_backend_lost(vm, -ETIMEDOUT);
+        return 0;
 }
 
 /* Not managed while a migration holds the domain. libvirt says when one succeeds (JOB_COMPLETED, or the
@@ -175,12 +302,12 @@ static bool lb_read_xml(LibvirtBackend *b) {
 
         xml = virDomainGetXMLDesc(b->dom, 0);
         if (!xml) {
-                lb_retry(b, "reading the domain XML");
+                lb_retry(b, "reading the domain XML", lv_error());
                 return false;
         }
         r = domain_xml_parse(xml, vm->name, &info);
         if (r == -ENOMEM) {
-                lb_retry(b, "parsing the domain XML");
+                lb_retry(b, "parsing the domain XML", "out of memory");
                 return false;
         }
         if (r < 0) {
@@ -201,63 +328,59 @@ static bool lb_read_xml(LibvirtBackend *b) {
         return true;
 }
 
-static int lb_memory_stats(LibvirtBackend *b, virDomainMemoryStatStruct *stats, int *ret_n) {
-        int n = virDomainMemoryStats(b->dom, stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
-
-        if (n < 0)
-                return -EIO;
-        *ret_n = n;
-        return 0;
-}
-
 static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
         LibvirtBackend *b = userdata;
         VM *vm = b->backend.vm;
-        virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
-        unsigned long max_kib;
-        uint64_t actual = 0;
-        int n, active;
+        int active;
 
+        if (b->call)
+                return 0; /* its return probes again if it has to */
         active = virDomainIsActive(b->dom);
         if (active <= 0) {
                 if (active < 0)
-                        lb_retry(b, "checking the domain");
+                        lb_retry(b, "checking the domain", lv_error());
                 return 0; /* stopped: its lifecycle event drops it */
-        }
-        if (lb_migrating(b)) {
-                lb_wait_migration(b);
-                return 0;
         }
         vm_backend_probing(vm);
 
         if (!lb_read_xml(b))
                 return 0;
 
-        max_kib = virDomainGetMaxMemory(b->dom);
-        if (max_kib == 0) {
-                lb_retry(b, "reading the domain's memory size");
+        b->boot_kib = virDomainGetMaxMemory(b->dom);
+        if (b->boot_kib == 0) {
+                lb_retry(b, "reading the domain's memory size", lv_error());
                 return 0;
         }
-        /* As for QMP: without stats polling the VM is never inflated, but the floor still applies. */
-        if (virDomainSetMemoryStatsPeriod(b->dom, (int) MAX(vm->ctx->config->stats_interval_usec / USEC_PER_SEC, 1u),
-                                          VIR_DOMAIN_AFFECT_LIVE) < 0)
-                log_warning("%s: enabling guest stats polling failed: %s", vm->name, lv_error());
+        if (lb_call_start(b, LB_PROBE, 0) < 0)
+                lb_retry(b, "starting the probe", "no thread");
+        return 0;
+}
 
-        if (lb_memory_stats(b, stats, &n) < 0) {
-                lb_retry(b, "reading the balloon size");
-                return 0;
+/* The stats' balloon size, 0 if none. */
+static uint64_t lb_actual(const LbCall *c) {
+        for (int i = 0; i < c->n_stats; i++)
+                if (c->stats[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
+                        return c->stats[i].val * KIB;
+        return 0;
+}
+
+static void lb_probe_done(LibvirtBackend *b, const LbCall *c) {
+        VM *vm = b->backend.vm;
+        uint64_t actual;
+
+        if (c->period_failed)
+                log_warning("%s: enabling guest stats polling failed", vm->name);
+        if (c->result < 0) {
+                lb_retry(b, "reading the balloon size", c->error);
+                return;
         }
-        for (int i = 0; i < n; i++)
-                if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
-                        actual = stats[i].val * KIB;
+        actual = lb_actual(c);
         if (actual == 0) {
                 vm_backend_unsupported(vm, "libvirt reports no balloon size (no balloon device in QEMU?)");
-                return 0;
+                return;
         }
-
         b->probe_backoff_usec = BACKOFF_MIN_USEC;
-        vm_backend_ready(vm, (uint64_t) max_kib * KIB, actual, b->device ?: "memballoon");
-        return 0;
+        vm_backend_ready(vm, (uint64_t) b->boot_kib * KIB, actual, b->device ?: "memballoon");
 }
 
 /* ---- Backend operations ---- */
@@ -281,34 +404,26 @@ static const struct {
         { VIR_DOMAIN_MEMORY_STAT_HUGETLB_PGFAIL,  GUEST_STAT_HTLB_PGFAIL,      1 },
 };
 
-static unsigned lb_refresh(Backend *backend) {
-        LibvirtBackend *b = (LibvirtBackend *) backend;
-        VM *vm = backend->vm;
-        virDomainMemoryStatStruct stats[VIR_DOMAIN_MEMORY_STAT_NR];
+static void lb_stats_done(LibvirtBackend *b, const LbCall *c) {
+        VM *vm = b->backend.vm;
         _cleanup_free_ char *cgpath = NULL, *unused = NULL;
         GuestStats s = {};
-        uint64_t actual = 0;
-        int n;
+        uint64_t actual;
 
-        if (lb_migrating(b)) {
-                lb_wait_migration(b);
-                return 0;
+        if (c->result < 0) {
+                lb_retry(b, "reading the guest stats", c->error);
+                return;
         }
-        if (lb_memory_stats(b, stats, &n) < 0) {
-                lb_retry(b, "reading the guest stats");
-                return 0;
-        }
-        for (int i = 0; i < n; i++) {
-                if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
-                        actual = stats[i].val * KIB;
-                else if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE)
-                        s.last_update = stats[i].val;
+        for (int i = 0; i < c->n_stats; i++) {
+                if (c->stats[i].tag == VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE)
+                        s.last_update = c->stats[i].val;
                 for (size_t k = 0; k < ELEMENTSOF(stat_map); k++)
-                        if (stats[i].tag == stat_map[k].tag) {
-                                s.value[stat_map[k].stat] = stats[i].val * stat_map[k].unit;
+                        if (c->stats[i].tag == stat_map[k].tag) {
+                                s.value[stat_map[k].stat] = c->stats[i].val * stat_map[k].unit;
                                 s.valid |= UINT32_C(1) << stat_map[k].stat;
                         }
         }
+        actual = lb_actual(c);
         if (actual > 0)
                 vm_backend_balloon_moved(vm, actual);
         vm_backend_stats(vm, &s);
@@ -318,15 +433,76 @@ static unsigned lb_refresh(Backend *backend) {
                 log_info("%s: QEMU's cgroup is now %s", vm->name, cgpath ?: "out of reach");
                 vm_backend_cgroup(vm, cgpath);
         }
+}
+
+static void lb_set_target_done(LibvirtBackend *b, const LbCall *c) {
+        VM *vm = b->backend.vm;
+
+        if (c->result == -EBUSY) {
+                if (!b->job_logged)
+                        log_info("%s: a job (operation %d) holds the domain: its balloon is left as it is until "
+                                 "the job ends.", vm->name, c->job_operation);
+                b->job_logged = true;
+                vm_backend_target_refused(vm);
+                return;
+        }
+        b->job_logged = false;
+        if (c->result < 0) {
+                log_warning("%s: setting the balloon target failed: %s", vm->name, c->error);
+                vm_backend_target_refused(vm);
+        }
+}
+
+static void lb_call_done(WorkerCall *wc, void *owner) {
+        LbCall *c = (LbCall *) wc;
+        LibvirtBackend *b = owner;
+
+        if (b) {
+                b->call = NULL;
+                (void) sd_event_source_set_enabled(b->call_timer, SD_EVENT_OFF);
+                if (b->call_stuck) {
+                        /* Whatever it says is old news: adopt the domain afresh. */
+                        log_info("%s: libvirt finished %s at last.", b->backend.vm->name, lb_op_to_string(c->op));
+                        b->call_stuck = false;
+                        b->has_queued_target = false;
+                        lb_schedule_probe(b, 0);
+                } else if (c->migrating)
+                        lb_wait_migration(b);
+                else if (c->op == LB_PROBE)
+                        lb_probe_done(b, c);
+                else if (c->op == LB_STATS)
+                        lb_stats_done(b, c);
+                else
+                        lb_set_target_done(b, c);
+
+                if (!b->call && b->has_queued_target && b->backend.vm->state == VM_READY) {
+                        b->has_queued_target = false;
+                        (void) lb_call_start(b, LB_SET_TARGET, b->queued_target_kib);
+                }
+        }
+        (void) virDomainFree(c->dom);
+        free(c);
+}
+
+static unsigned lb_refresh(Backend *backend) {
+        LibvirtBackend *b = (LibvirtBackend *) backend;
+
+        /* The last one still running: its answer is the refresh. */
+        if (!b->call)
+                (void) lb_call_start(b, LB_STATS, 0);
         return 0;
 }
 
 static int lb_set_target(Backend *backend, uint64_t bytes) {
         LibvirtBackend *b = (LibvirtBackend *) backend;
 
-        if (virDomainSetMemoryFlags(b->dom, (unsigned long) (bytes / KIB), VIR_DOMAIN_AFFECT_LIVE) < 0)
-                return log_warning_errno(EIO, "%s: setting the balloon target failed: %s", backend->vm->name, lv_error());
-        return 0;
+        if (b->call) {
+                /* The newest target goes out when the call in flight returns. */
+                b->has_queued_target = true;
+                b->queued_target_kib = (unsigned long) (bytes / KIB);
+                return 0;
+        }
+        return lb_call_start(b, LB_SET_TARGET, (unsigned long) (bytes / KIB));
 }
 
 static int lb_start(Backend *backend) {
@@ -338,6 +514,9 @@ static void lb_free(Backend *backend) {
         LibvirtBackend *b = (LibvirtBackend *) backend;
 
         sd_event_source_disable_unref(b->probe);
+        sd_event_source_disable_unref(b->call_timer);
+        if (b->call)
+                worker_call_abandon(&b->call->call);
         free(b->device);
         if (b->dom)
                 (void) virDomainFree(b->dom);
@@ -423,6 +602,11 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         r = sd_event_add_time_relative(ctx->vm->event, &b->probe, CLOCK_MONOTONIC, 0, 0, on_probe, b);
         if (r < 0)
                 return log_error_errno(r, "%s: cannot add the adoption timer: %m", name);
+        r = sd_event_add_time_relative(ctx->vm->event, &b->call_timer, CLOCK_MONOTONIC, CALL_TIMEOUT_USEC, 0,
+                                       on_call_timeout, b);
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot add the call timer: %m", name);
+        (void) sd_event_source_set_enabled(b->call_timer, SD_EVENT_OFF);
 
         r = vm_start(vm);
         if (r < 0)
@@ -582,8 +766,9 @@ static int libvirt_start(Discovery *d) {
 static void libvirt_free(Discovery *d) {
         Libvirt *lv = (Libvirt *) d;
 
-        /* The VMs first: their backends hold the connection's domains. */
+        /* The VMs first: their backends hold the connection's domains, and abandon their calls. */
         discovery_done(d);
+        worker_queue_free(lv->workers);
         libvirt_connection_free(lv->conn);
         free(lv->root_path);
         free(lv);
@@ -616,6 +801,9 @@ int libvirt_discovery_new(const DiscoveryContext *ctx, Discovery **ret) {
                 log_info_errno(r, "The cgroup root %s is not on a cgroup2 mount (%m): libvirt domains are "
                                "managed without their slices.", ctx->cgroup_root);
 
+        r = worker_queue_new(ctx->vm->event, &lv->workers);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the libvirt calls' threads: %m");
         r = libvirt_connection_new(ctx->vm->event, &libvirt_callbacks, lv, &lv->conn);
         if (r < 0)
                 return r;

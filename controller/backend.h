@@ -40,6 +40,7 @@ void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char 
 void vm_backend_unsupported(VM *vm, const char *why);              /* reported once, not retried */
 void vm_backend_lost(VM *vm, int error);                           /* not managed until ready again */
 void vm_backend_balloon_moved(VM *vm, uint64_t actual);
+void vm_backend_target_refused(VM *vm);                              /* the last set_target() did not go out */
 void vm_backend_stats(VM *vm, const GuestStats *s);                /* NULL: a malformed report */
 void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e);
 void vm_backend_refresh_done(VM *vm);

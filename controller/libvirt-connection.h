@@ -6,8 +6,9 @@
 #include <libvirt/libvirt-qemu.h>
 #include <systemd/sd-event.h>
 
-/* The connection to a libvirt daemon: opened with keepalive (5 s, 3 probes, which bounds how long a
- * hung libvirtd can hold the loop), its domain events and QEMU's BALLOON_GUEST_PRESSURE event
+/* The connection to a libvirt daemon: opened in a worker thread (virConnectOpen() has no bound of its
+ * own), with keepalive (5 s, 3 probes, which bounds how long a hung libvirtd can hold the loop in the
+ * calls libvirtd answers itself), its domain events and QEMU's BALLOON_GUEST_PRESSURE event
  * registered for the owner, and opened again with back-off (1 s doubling to 30 s) when it cannot be
  * opened or goes away. libvirt's events come through the sd-event loop (virt-event.c). The domains are
  * the owner's business (backend-libvirt.c). */

@@ -189,6 +189,12 @@ void vm_backend_balloon_moved(VM *vm, uint64_t actual) {
         vm->actual = actual;
 }
 
+void vm_backend_target_refused(VM *vm) {
+        /* The balloon stays where it is; waiting for the target would only look like a stall. */
+        vm->target = vm->actual;
+        vm->last_progress_usec = 0;
+}
+
 /* The guest pressure queue (guest/ and qemu/ patches): the device has already cancelled an inflation
  * or deflated a step and tells us where the balloon is going; the policy puts the VM in hysteresis. */
 void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e) {

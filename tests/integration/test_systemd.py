@@ -8,7 +8,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from abtest import MiB, Guest, wait_until
+from notify import Datagrams, notify_lines
 from scenario import Daemon, daemon_binary
 
 SLICES_SRC = Path(__file__).resolve().parents[2] / "slices"
@@ -70,33 +70,6 @@ class FakeSystemd:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(10)
-
-
-class Datagrams:
-    """An AF_UNIX datagram socket and the messages received on it, in order."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.messages = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return
-            self.messages.append(data)
-
-    def close(self):
-        self.sock.close()
-
-
-def notify_lines(datagrams):
-    """sd_notify messages as lines ("READY=1", "STATUS=...")."""
-    return [line for m in list(datagrams.messages) for line in m.decode().split("\n") if line]
 
 
 def journal_records(datagrams):

@@ -4,7 +4,9 @@ real TCG guests of the test image: host and guest pressure as in the QMP tests, 
 plain-QEMU VM and a libvirt one, libvirtd restarted under the daemon, a domain destroyed while it
 is being inflated, and a domain that cannot balloon."""
 
+import os
 import re
+import signal
 import time
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 import abtest
 import abvirt
 from abvirt import adopted
+from notify import Datagrams, notify_lines
 from scenario import GUEST_MEM, MIB, MIN_MEMORY
 
 pytestmark = pytest.mark.usefixtures("require_root")
@@ -122,6 +125,47 @@ def test_libvirtd_restart(lv):
     assert d.saw(r"lv1: metadata changed"), d.log_tail()
     assert not d.saw(r"lv1: .*failed"), d.log_tail()
     assert d.stop() == 0
+
+
+def test_domain_not_answering(lv, run_dir):
+    """A domain whose QEMU stops answering (SIGSTOP, as a wedged monitor or a long job would) while
+    host pressure makes the daemon act on it: libvirt's calls on it wait in worker threads, so the
+    event loop goes on (watchdog pings and STATUS= keep coming, the same PID for 120 s) and a plain
+    QEMU VM beside it still gets its decisions. Once QEMU answers again, the domain is adopted anew."""
+    floor = f"MinMemory={MIN_MEMORY // MIB}M\n"
+    loop = lv.setup({"q1": floor, "lv1": floor})
+    lv.qemu_guest("q1")
+    g = lv.domain("lv1")
+    notify = Datagrams(run_dir / "notify")
+    d = loop.daemon.start(env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "10000000"})
+    abtest.wait_until(lambda: adopted(d, "lv1") and d.saw(r"q1: adopted: .*\(QMP\)"), 60,
+                      what="the daemon to adopt both VMs")
+    pid = d.proc.pid
+
+    def count(prefix):
+        return sum(line.startswith(prefix) for line in notify_lines(notify))
+
+    os.kill(g.pid, signal.SIGSTOP)
+    try:
+        mark = time.monotonic()
+        loop.host_pressure_on()
+        abtest.wait_until(lambda: d.saw(r"lv1: libvirt has not finished"), 60,
+                          what="the daemon to give up waiting for lv1")
+        abtest.wait_until(lambda: d.decisions_for("q1", "inflate", since=mark), 60, what="q1 to be inflated")
+        for _ in range(12):
+            pings, status = count("WATCHDOG=1"), count("STATUS=")
+            time.sleep(10)
+            assert d.alive() and d.proc.pid == pid, d.log_tail()
+            assert count("WATCHDOG=1") >= pings + 5, "the event loop stopped pinging the watchdog"
+            assert count("STATUS=") > status, "STATUS= stopped"
+        assert not d.decisions_for("lv1", "inflate", since=mark + 15), "acted on a domain it cannot reach"
+    finally:
+        os.kill(g.pid, signal.SIGCONT)
+        loop.host_pressure_off()
+    abtest.wait_until(lambda: d.saw(r"lv1: libvirt finished"), 60, what="lv1's call to return")
+    abtest.wait_until(lambda: adopted(d, "lv1", 2), 60, what="lv1 to be adopted again")
+    assert d.stop() == 0
+    notify.close()
 
 
 def test_domain_destroyed_mid_operation(lv):

@@ -210,6 +210,12 @@ static int lb_memory_stats(LibvirtBackend *b, virDomainMemoryStatStruct *stats, 
         return 0;
 }
 
+/* A balloon size libvirt passes on from the guest, saturated: a size past 2^64 (QEMU's negative
+ * 'actual' as libvirt keeps it) stays out of range for vm.c to reject. */
+static uint64_t kib_to_bytes(unsigned long long kib) {
+        return kib > UINT64_MAX / KIB ? UINT64_MAX : kib * KIB;
+}
+
 static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
         LibvirtBackend *b = userdata;
         VM *vm = b->backend.vm;
@@ -249,7 +255,7 @@ static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         for (int i = 0; i < n; i++)
                 if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
-                        actual = stats[i].val * KIB;
+                        actual = kib_to_bytes(stats[i].val);
         if (actual == 0) {
                 vm_backend_unsupported(vm, "libvirt reports no balloon size (no balloon device in QEMU?)");
                 return 0;
@@ -300,7 +306,7 @@ static unsigned lb_refresh(Backend *backend) {
         }
         for (int i = 0; i < n; i++) {
                 if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
-                        actual = stats[i].val * KIB;
+                        actual = kib_to_bytes(stats[i].val);
                 else if (stats[i].tag == VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE)
                         s.last_update = stats[i].val;
                 for (size_t k = 0; k < ELEMENTSOF(stat_map); k++)
@@ -484,7 +490,7 @@ static void on_balloon_change(virConnectPtr conn, virDomainPtr dom, unsigned lon
         LibvirtBackend *b = lv_find(opaque, dom);
 
         if (b && b->backend.vm->state == VM_READY)
-                vm_backend_balloon_moved(b->backend.vm, actual_kib * KIB);
+                vm_backend_balloon_moved(b->backend.vm, kib_to_bytes(actual_kib));
 }
 
 static void on_metadata_change(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri, void *opaque) {

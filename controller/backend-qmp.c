@@ -173,11 +173,15 @@ static void on_qmp_state(QmpClient *c, QmpState state, int error, void *userdata
 static void on_qmp_event(QmpClient *c, const char *event, json_object *data, void *userdata) {
         QmpBackend *q = userdata;
         GuestPressureEvent e;
-        json_object *v;
+        uint64_t actual;
 
         if (streq(event, "BALLOON_CHANGE")) {
-                if (json_object_object_get_ex(data, "actual", &v) && json_object_is_type(v, json_type_int))
-                        vm_backend_balloon_moved(q->backend.vm, json_object_get_uint64(v));
+                /* Its data is query-balloon's reply, and gets the same parser: a negative size (the
+                 * guest's config.actual past its RAM) is rejected on both paths. */
+                if (qmp_parse_query_balloon(data, &actual) < 0)
+                        vm_backend_balloon_invalid(q->backend.vm, "BALLOON_CHANGE");
+                else
+                        vm_backend_balloon_moved(q->backend.vm, actual);
                 return;
         }
 
@@ -196,8 +200,12 @@ static void on_refresh_balloon(QmpClient *c, int error, json_object *result, con
         QmpBackend *q = userdata;
         uint64_t actual;
 
-        if (!qb_reply_failed(q, "query-balloon", error, desc) && qmp_parse_query_balloon(result, &actual) >= 0)
-                vm_backend_balloon_moved(q->backend.vm, actual);
+        if (!qb_reply_failed(q, "query-balloon", error, desc)) {
+                if (qmp_parse_query_balloon(result, &actual) < 0)
+                        vm_backend_balloon_invalid(q->backend.vm, "query-balloon");
+                else
+                        vm_backend_balloon_moved(q->backend.vm, actual);
+        }
         vm_backend_refresh_done(q->backend.vm);
 }
 

@@ -51,8 +51,10 @@ static void on_probe_balloon(QmpClient *c, int error, json_object *result, const
         if (qb_reply_failed(q, "query-balloon", error, desc))
                 return;
         if (qmp_parse_query_balloon(result, &actual) < 0) {
-                log_warning("%s: malformed query-balloon reply", name_of(q));
-                return;
+                /* No size (the guest's config.actual past its RAM): the boot memory, which lowers
+                 * nothing, rather than leaving the VM unmanaged for the guest to choose. */
+                vm_backend_balloon_invalid(q->backend.vm, "query-balloon");
+                actual = q->boot_memory;
         }
         vm_backend_ready(q->backend.vm, q->boot_memory, actual, q->balloon_qom_path);
 }

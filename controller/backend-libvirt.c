@@ -328,6 +328,12 @@ static bool lb_read_xml(LibvirtBackend *b) {
         return true;
 }
 
+/* A balloon size libvirt passes on from the guest, saturated: a size past 2^64 (QEMU's negative
+ * 'actual' as libvirt keeps it) stays out of range for vm.c to reject. */
+static uint64_t kib_to_bytes(unsigned long long kib) {
+        return kib > UINT64_MAX / KIB ? UINT64_MAX : kib * KIB;
+}
+
 static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
         LibvirtBackend *b = userdata;
         VM *vm = b->backend.vm;
@@ -360,7 +366,7 @@ static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
 static uint64_t lb_actual(const LbCall *c) {
         for (int i = 0; i < c->n_stats; i++)
                 if (c->stats[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
-                        return c->stats[i].val * KIB;
+                        return kib_to_bytes(c->stats[i].val);
         return 0;
 }
 
@@ -668,7 +674,7 @@ static void on_balloon_change(virConnectPtr conn, virDomainPtr dom, unsigned lon
         LibvirtBackend *b = lv_find(opaque, dom);
 
         if (b && b->backend.vm->state == VM_READY)
-                vm_backend_balloon_moved(b->backend.vm, actual_kib * KIB);
+                vm_backend_balloon_moved(b->backend.vm, kib_to_bytes(actual_kib));
 }
 
 static void on_metadata_change(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri, void *opaque) {

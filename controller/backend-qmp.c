@@ -51,8 +51,10 @@ static void on_probe_balloon(QmpClient *c, int error, json_object *result, const
         if (qb_reply_failed(q, "query-balloon", error, desc))
                 return;
         if (qmp_parse_query_balloon(result, &actual) < 0) {
-                log_warning("%s: malformed query-balloon reply", name_of(q));
-                return;
+                /* No size (the guest's config.actual past its RAM): the boot memory, which lowers
+                 * nothing, rather than leaving the VM unmanaged for the guest to choose. */
+                vm_backend_balloon_invalid(q->backend.vm, "query-balloon");
+                actual = q->boot_memory;
         }
         vm_backend_ready(q->backend.vm, q->boot_memory, actual, q->balloon_qom_path);
 }
@@ -173,11 +175,15 @@ static void on_qmp_state(QmpClient *c, QmpState state, int error, void *userdata
 static void on_qmp_event(QmpClient *c, const char *event, json_object *data, void *userdata) {
         QmpBackend *q = userdata;
         GuestPressureEvent e;
-        json_object *v;
+        uint64_t actual;
 
         if (streq(event, "BALLOON_CHANGE")) {
-                if (json_object_object_get_ex(data, "actual", &v) && json_object_is_type(v, json_type_int))
-                        vm_backend_balloon_moved(q->backend.vm, json_object_get_uint64(v));
+                /* Its data is query-balloon's reply, and gets the same parser: a negative size (the
+                 * guest's config.actual past its RAM) is rejected on both paths. */
+                if (qmp_parse_query_balloon(data, &actual) < 0)
+                        vm_backend_balloon_invalid(q->backend.vm, "BALLOON_CHANGE");
+                else
+                        vm_backend_balloon_moved(q->backend.vm, actual);
                 return;
         }
 
@@ -196,8 +202,12 @@ static void on_refresh_balloon(QmpClient *c, int error, json_object *result, con
         QmpBackend *q = userdata;
         uint64_t actual;
 
-        if (!qb_reply_failed(q, "query-balloon", error, desc) && qmp_parse_query_balloon(result, &actual) >= 0)
-                vm_backend_balloon_moved(q->backend.vm, actual);
+        if (!qb_reply_failed(q, "query-balloon", error, desc)) {
+                if (qmp_parse_query_balloon(result, &actual) < 0)
+                        vm_backend_balloon_invalid(q->backend.vm, "query-balloon");
+                else
+                        vm_backend_balloon_moved(q->backend.vm, actual);
+        }
         vm_backend_refresh_done(q->backend.vm);
 }
 

@@ -39,8 +39,11 @@ void vm_backend_probing(VM *vm);                                   /* connected,
 void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char *device);
 void vm_backend_unsupported(VM *vm, const char *why);              /* reported once, not retried */
 void vm_backend_lost(VM *vm, int error);                           /* not managed until ready again */
+/* The balloon's size as reported (the guest's word: vm.c bounds it). */
 void vm_backend_balloon_moved(VM *vm, uint64_t actual);
 void vm_backend_target_refused(VM *vm);                              /* the last set_target() did not go out */
+/* A balloon size that is no size (negative, not an integer), from 'what' ("BALLOON_CHANGE"). */
+void vm_backend_balloon_invalid(VM *vm, const char *what);
 void vm_backend_stats(VM *vm, const GuestStats *s);                /* NULL: a malformed report */
 void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e);
 void vm_backend_refresh_done(VM *vm);

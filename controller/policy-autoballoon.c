@@ -96,7 +96,15 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
 
         if (d->guest_pressure == GUEST_PRESSURE_EVENT && !floor) {
                 policy_follow_device(vm, d);
-                raise_high_for(p, vm, vm->target, d);
+                if (d->target > vm->max) {
+                        /* The device deflates past MaxMemory= too: it is a ceiling, not something a
+                         * guest's messages win; back to it. */
+                        d->target = page_down(vm->max);
+                        d->action = d->target > vm->actual ? POLICY_DEFLATE :
+                                d->target < vm->actual ? POLICY_INFLATE : POLICY_CANCEL;
+                        reason_add(d->reason, ": capped at max %s", FB(vm->max));
+                }
+                raise_high_for(p, vm, d->target, d);
                 goto finish;
         }
 
@@ -111,6 +119,8 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
                 d->action = POLICY_HOLD;
                 reason_add(d->reason, ": host under pressure too (goal %s), holding at %s", FB(c->goal),
                            FB(vm->actual));
+                /* Held where the balloon is, which memory.high must not be under. */
+                raise_high_for(p, vm, MAX(vm->actual, vm->target), d);
                 goto finish;
         }
 
@@ -228,25 +238,50 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
 }
 
 static void decide_high(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
-        uint64_t high = add_sat(vm->actual, c->p->memory_high_overhead);
+        uint64_t now = c->host->now_usec, overhead = c->p->memory_high_overhead;
+        uint64_t floor = add_sat(MAX(MAX(vm_min(vm), vm->target), vm->actual), overhead), high;
+        bool hysteresis = now < vm->carry.hysteresis_until_usec;
 
-        /* Not while in hysteresis: the guest just won memory back and is exempt from reclaim. */
-        if (!vm->memory_high_known || vm->target != vm->actual || c->host->now_usec < vm->carry.hysteresis_until_usec ||
-            vm->memory_high <= add_sat(high, HIGH_SLACK))
+        if (!vm->memory_high_known)
+                return;
+
+        if (vm->memory_high < floor) {
+                /* The balloon deflated outside the daemon (the guest on OOM, another QMP client,
+                 * virsh setmem): the host must not reclaim what the guest got back. */
+                d->action = POLICY_SET_HIGH;
+                d->memory_high = floor;
+                d->raise_high_first = true;
+                d->reason[0] = 0;
+                reason_add(d->reason, "memory.high up to the balloon: %s -> %s (balloon %s, target %s + overhead %s)",
+                           FB(vm->memory_high), FB(floor), FB(vm->actual), FB(vm->target), FB(overhead));
+                return;
+        }
+
+        /* Lowered once the balloon is where it goes; in hysteresis (the guest just won memory back
+         * and is exempt from reclaim) only down to MaxMemory=, which no guest pressure lifts. */
+        high = add_sat(hysteresis ? MAX(vm->actual, vm->max) : vm->actual, overhead);
+        if (vm->target != vm->actual || vm->memory_high <= add_sat(high, HIGH_SLACK))
                 return;
 
         d->action = POLICY_SET_HIGH;
         d->memory_high = high;
         d->reason[0] = 0;
-        reason_add(d->reason, "memory.high follows the balloon: %s -> %s (balloon %s + overhead %s)",
-                   FB(vm->memory_high), FB(high), FB(vm->actual), FB(c->p->memory_high_overhead));
+        if (hysteresis)
+                reason_add(d->reason, "memory.high down to max %s + overhead %s in hysteresis: %s -> %s",
+                           FB(vm->max), FB(overhead), FB(vm->memory_high), FB(high));
+        else
+                reason_add(d->reason, "memory.high follows the balloon: %s -> %s (balloon %s + overhead %s)",
+                           FB(vm->memory_high), FB(high), FB(vm->actual), FB(overhead));
 }
 
 static void decide_vm(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         const PolicyParams *p = c->p;
         uint64_t now = c->host->now_usec;
 
-        if (d->guest_pressure != 0)
+        /* The guest driver's messages alone start a hysteresis but do not extend it: a guest
+         * sending them without end would otherwise stay exempt from reclaim and MaxMemory=. */
+        if (d->guest_pressure != 0 &&
+            (d->guest_pressure != GUEST_PRESSURE_EVENT || now >= vm->carry.hysteresis_until_usec))
                 d->carry.hysteresis_until_usec = add_sat(now, p->hysteresis_usec);
 
         /* A move completed: but not the stop a stall ordered itself (progress before the back-off
@@ -308,11 +343,13 @@ void policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, co
                 .out = out,
         };
 
-        /* What the balloons already in flight will return counts against the missing reserve. */
+        /* What the balloons already in flight will return counts against the missing reserve: only
+         * those still moving, and no more than a step each, so a balloon that crawls cannot hold
+         * back reclaim from every other VM. */
         uint64_t inflight = 0;
         for (size_t i = 0; i < n; i++)
-                if (vms[i].target < vms[i].actual)
-                        inflight = add_sat(inflight, vms[i].actual - vms[i].target);
+                if (vms[i].target < vms[i].actual && !vm_stalled(p, now, &vms[i]))
+                        inflight = add_sat(inflight, MIN(vms[i].actual - vms[i].target, p->max_step));
         if (host->available < p->host_reserve)
                 c.goal = sub_sat(p->host_reserve - host->available, inflight);
 

@@ -263,6 +263,7 @@ static void test_decide_max_respected(void **state) {
         sim_init(&s, 3);
         s.vm[0].actual = s.vm[0].target = s.vm[0].max - 50 * MIB;
         s.vm[1].actual = s.vm[1].target = s.vm[1].max;
+        s.vm[1].memory_high = s.vm[1].max + s.p.memory_high_overhead;
         s.vm[2].actual = s.vm[2].target = s.vm[2].max + 100 * MIB;
         /* Stats-based pressure: the daemon deflates itself (a device event would have acted already). */
         s.vm[0].swap_in_rate = s.vm[1].swap_in_rate = 2 * MIB;
@@ -514,10 +515,10 @@ static void test_decide_slice_pressure(void **state) {
         Sim s;
 
         sim_init(&s, 3);
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < 3; i++)
                 s.vm[i].guest_available = GIB;
-                s.vm[i].memory_high = 2 * GIB;
-        }
+        /* Only the first at a memory.high under its balloon (the others would have it raised). */
+        s.vm[0].memory_high = 2 * GIB;
         s.vm[0].slice_pressure = true;
         s.vm[0].memory_current = 2 * GIB + 50 * MIB;
         s.vm[1].slice_pressure = true;
@@ -672,6 +673,26 @@ static void test_decide_reserve_counts_inflight(void **state) {
         assert_int_equal(s.summary.goal, 40 * MIB);
 }
 
+/* Credit for a balloon in flight is bounded: a step while it moves, none once it stalled (a balloon
+ * crawling towards a far target would otherwise keep the host from reclaiming from anyone else). */
+static void test_decide_inflight_credit_bounded(void **state) {
+        Sim s;
+
+        sim_init(&s, 2);
+        s.p.host_reserve = GIB;
+        s.host.available = GIB - 300 * MIB;
+        s.vm[0].target = s.vm[0].actual - GIB;
+        s.vm[0].last_progress_usec = s.host.now_usec;
+        sim_decide(&s);
+        assert_int_equal(s.summary.goal, 300 * MIB - s.p.max_step);
+
+        s.vm[0].last_progress_usec = s.host.now_usec - s.p.stall_usec;
+        sim_decide(&s);
+        assert_int_equal(s.summary.goal, 300 * MIB);
+        assert_int_equal(s.out[0].action, POLICY_STALL);
+        assert_int_equal(s.out[1].action, POLICY_INFLATE);
+}
+
 static void test_decide_no_stacking(void **state) {
         Sim s;
 
@@ -717,6 +738,7 @@ int main(void) {
                 cmocka_unit_test(test_decide_no_stacking),
                 cmocka_unit_test(test_decide_reclaim_settles),
                 cmocka_unit_test(test_decide_reserve_counts_inflight),
+                cmocka_unit_test(test_decide_inflight_credit_bounded),
                 cmocka_unit_test(test_decide_device_event),
                 cmocka_unit_test(test_decide_pages),
         };

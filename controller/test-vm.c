@@ -97,6 +97,36 @@ static uint64_t memory_high(Fixture *x) {
         return v;
 }
 
+static void set_slice(Fixture *x, const char *file, const char *value) {
+        _cleanup_free_ char *path = NULL;
+
+        assert_true(asprintf(&path, "cgroup/%s/%s", SLICE, file) > 0);
+        fake_tree_write(&x->tree, path, value);
+}
+
+static uint64_t clock_now(Fixture *x) {
+        uint64_t t = 0;
+
+        assert_true(sd_event_now(x->event, CLOCK_MONOTONIC, &t) >= 0);
+        return t;
+}
+
+/* The default policy on this VM alone, as the manager runs it, on what the slice's files say now,
+ * and the decision carried out. */
+static PolicyDecision decide(Fixture *x, uint64_t now, bool host_pressure) {
+        PolicyHost host = { .now_usec = now, .total = 16 * GIB, .available = 8 * GIB, .pressure = host_pressure };
+        PolicyParams params;
+        PolicyDecision d;
+        PolicyVM p;
+
+        (void) vm_refresh(x->vm);
+        config_policy_params(x->config, &params);
+        vm_snapshot(x->vm, now, &p);
+        assert_int_equal(policy_decide(&params, &host, &p, 1, &d, NULL), 0);
+        vm_apply_decision(x->vm, now, &d, false);
+        return d;
+}
+
 /* Runs fn with stderr captured; returns what it logged. */
 static char *capture_log(void (*fn)(Fixture *x), Fixture *x) {
         FILE *f = tmpfile();
@@ -211,11 +241,21 @@ static void test_balloon_moved(void **state) {
 
         adopt(x);
 
-        /* Moved while nothing is asked: someone else's move, adopted as the target. */
+        /* Deflated while nothing is asked (virsh setmem, deflate-on-OOM): it gives the guest memory,
+         * so it is adopted as the target, and a decision raises memory.high at once. */
+        vm_backend_balloon_moved(x->vm, GIB + 768 * MIB);
+        assert_int_equal(x->vm->actual, GIB + 768 * MIB);
+        assert_int_equal(x->vm->target, GIB + 768 * MIB);
+        assert_int_equal(x->vm->last_progress_usec, 0);
+        assert_int_equal(x->decisions, 1);
+        assert_string_equal(x->why, "balloon deflated outside the daemon");
+
+        /* Inflated while nothing is asked: it takes memory, and is not adopted; no stall either. */
         vm_backend_balloon_moved(x->vm, GIB + 256 * MIB);
         assert_int_equal(x->vm->actual, GIB + 256 * MIB);
-        assert_int_equal(x->vm->target, GIB + 256 * MIB);
+        assert_int_equal(x->vm->target, GIB + 768 * MIB);
         assert_int_equal(x->vm->last_progress_usec, 0);
+        assert_int_equal(x->decisions, 1);
 
         /* Inflating to 1G: a command sent is progress. */
         d = decision(x->vm, POLICY_INFLATE, "test inflate");
@@ -237,11 +277,186 @@ static void test_balloon_moved(void **state) {
         vm_backend_balloon_moved(x->vm, GIB + 128 * MIB);
         assert_int_equal(x->vm->last_progress_usec, 1);
 
-        /* Away from it (the guest deflated on OOM): its word is the newest, no stall to wait for. */
+        /* A page towards it is no progress yet; the rest of the way is. */
+        vm_backend_balloon_moved(x->vm, GIB + 128 * MIB - 4096);
+        assert_int_equal(x->vm->last_progress_usec, 1);
+        vm_backend_balloon_moved(x->vm, GIB);
+        assert_true(x->vm->last_progress_usec > 1);
+
+        /* Past the target (more than asked): not adopted. */
+        x->vm->last_progress_usec = 1;
+        vm_backend_balloon_moved(x->vm, GIB - 64 * MIB);
+        assert_int_equal(x->vm->actual, GIB - 64 * MIB);
+        assert_int_equal(x->vm->target, GIB);
+        assert_int_equal(x->vm->last_progress_usec, 0);
+
+        /* Back up past it (the guest deflated on OOM): its word is the newest, no stall to wait for. */
         vm_backend_balloon_moved(x->vm, GIB + 192 * MIB);
         assert_int_equal(x->vm->actual, GIB + 192 * MIB);
         assert_int_equal(x->vm->target, GIB + 192 * MIB);
         assert_int_equal(x->vm->last_progress_usec, 0);
+        assert_int_equal(x->decisions, 2);
+}
+
+static void report_lies(Fixture *x) {
+        /* Above the boot memory, twice, and no size at all (a negative one on BALLOON_CHANGE). */
+        vm_backend_balloon_moved(x->vm, 3 * GIB);
+        vm_backend_balloon_moved(x->vm, UINT64_MAX);
+        vm_backend_balloon_invalid(x->vm, "BALLOON_CHANGE");
+        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .actual = 3 * GIB, .target = 4 * GIB, .action = "deflate" });
+}
+
+static void test_lying_actual(void **state) {
+        Fixture *x = *state;
+        _cleanup_free_ char *log = NULL;
+        PolicyDecision d;
+
+        adopt(x);
+        assert_int_equal(vm_refresh(x->vm), 0); /* memory.high 2.25G, memory.current 1G */
+
+        /* Out of [0, boot memory]: rejected, one warning for all of them. */
+        log = capture_log(report_lies, x);
+        assert_int_equal(x->vm->actual, 3 * GIB / 2);
+        assert_int_equal(x->vm->target, 3 * GIB / 2);
+        assert_int_equal(count(log, "warning:"), 1);
+        assert_int_equal(count(log, "above the boot memory"), 1);
+        assert_int_equal(x->vm->invalid_suppressed, 3);
+
+        /* Adopted past its boot memory: the boot memory, which lowers nothing. */
+        vm_backend_ready(x->vm, 2 * GIB, 5 * GIB, "balloon0");
+        assert_int_equal(x->vm->actual, 2 * GIB);
+        assert_int_equal(x->vm->target, 2 * GIB);
+        vm_backend_ready(x->vm, 2 * GIB, 3 * GIB / 2, "balloon0");
+
+        /* A guest writing config.actual = its RAM reports a balloon of 0: not adopted as the target,
+         * so memory.high stays where the target puts it, not at 0 + overhead. */
+        vm_backend_balloon_moved(x->vm, 0);
+        assert_int_equal(x->vm->actual, 0);
+        assert_int_equal(x->vm->target, 3 * GIB / 2);
+        (void) decide(x, clock_now(x), false);
+        assert_true(x->vm->memory_high >= 3 * GIB / 2 + 256 * MIB);
+        assert_true(memory_high(x) >= 3 * GIB / 2 + 256 * MIB);
+
+        /* Whatever a decision asks, memory.high is not written under max(min, target, actual) +
+         * overhead. */
+        d = decision(x->vm, POLICY_SET_HIGH, "test lower");
+        d.memory_high = 256 * MIB;
+        vm_apply_decision(x->vm, 1, &d, false);
+        assert_int_equal(memory_high(x), 3 * GIB / 2 + 256 * MIB);
+}
+
+/* A balloon moving a page per interval towards its target is stalled, not slow. */
+static void test_balloon_crawls(void **state) {
+        Fixture *x = *state;
+        GuestStats s = fake_stats(100, GIB);
+        PolicyDecision d;
+        uint64_t stall = x->config->stall_usec;
+
+        adopt(x);
+        vm_backend_stats(x->vm, &s);
+        d = decision(x->vm, POLICY_INFLATE, "test inflate");
+        d.target = GIB;
+        vm_apply_decision(x->vm, 1, &d, false);
+        x->vm->last_progress_usec = 1;
+        for (unsigned i = 1; i <= 16; i++)
+                vm_backend_balloon_moved(x->vm, 3 * GIB / 2 - i * 4096);
+
+        d = decide(x, 1 + stall, false);
+        assert_int_equal(d.action, POLICY_STALL);
+        assert_int_equal(x->vm->target, x->vm->actual);
+}
+
+/* memory.high follows a deflation nobody asked for, and a guest held under host pressure. */
+static void test_deflated_outside(void **state) {
+        Fixture *x = *state;
+        GuestStats s = fake_stats(100, GIB);
+        uint64_t now;
+
+        adopt(x);
+        vm_backend_stats(x->vm, &s);
+        set_slice(x, "memory.high", "1879048192\n"); /* 1.75G: 1.5G + overhead */
+
+        /* virsh setmem, another QMP client, deflate-on-OOM: memory.high up with it. */
+        vm_backend_balloon_moved(x->vm, 7 * GIB / 4);
+        assert_string_equal(x->why, "balloon deflated outside the daemon");
+        now = clock_now(x);
+        assert_int_equal(decide(x, now, false).action, POLICY_SET_HIGH);
+        assert_int_equal(memory_high(x), 2 * GIB);
+
+        /* The device deflated on a guest message while the guest's stats show pressure too, and the
+         * host is short: held, with memory.high raised to where the balloon is. */
+        s = fake_stats(102, 16 * MIB);
+        vm_backend_stats(x->vm, &s);
+        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .actual = 2 * GIB, .target = 2 * GIB, .level = 1, .action = "deflate" });
+        assert_int_equal(decide(x, now + 1, true).action, POLICY_HOLD);
+        assert_int_equal(memory_high(x), 2 * GIB + 256 * MIB);
+}
+
+/* The guest driver's messages neither lift MaxMemory= nor keep the VM in hysteresis for ever. */
+static void test_max_memory_guest_events(void **state) {
+        Fixture *x = *state;
+        FakeBackend *f = fake_backend_of(x->vm);
+        GuestStats s = fake_stats(100, GIB);
+        uint64_t t0 = clock_now(x), hysteresis = x->config->hysteresis_usec;
+        VMConfig meta;
+
+        vm_config_defaults(&meta);
+        assert_int_equal(vm_config_set(&meta, "MaxMemory", "1G", &(const char *) { NULL }), 0);
+        vm_backend_metadata(x->vm, &meta);
+        assert_int_equal(vm_start(x->vm), 0);
+        vm_backend_ready(x->vm, 2 * GIB, GIB, "balloon0");
+        vm_backend_stats(x->vm, &s);
+        set_slice(x, "memory.high", "1342177280\n"); /* 1.25G: max + overhead */
+
+        /* The patched device deflates a step per message, a message every 10 s. */
+        for (unsigned i = 0; i < 12; i++) {
+                uint64_t now = t0 + i * 10 * USEC_PER_SEC;
+
+                vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) {
+                                .actual = x->vm->actual, .target = x->vm->target + 32 * MIB, .level = 1, .action = "deflate" });
+                x->vm->last_progress_usec = now; /* the message came now, on the test's clock */
+                (void) decide(x, now, false);
+                if (f->n_targets > 0)
+                        vm_backend_balloon_moved(x->vm, f->target);
+                assert_true(x->vm->target <= GIB);
+                assert_true(memory_high(x) <= GIB + 256 * MIB);
+                /* The hysteresis the first message started, not extended by the others. */
+                if (now < t0 + hysteresis)
+                        assert_int_equal(x->vm->carry.hysteresis_until_usec, t0 + hysteresis);
+        }
+}
+
+/* Lowering memory.high far below memory.current would make the writer reclaim all of it at once:
+ * it comes down a step below memory.current at a time, following it. */
+static void test_memory_high_steps(void **state) {
+        Fixture *x = *state;
+        _cleanup_free_ char *log = NULL;
+        PolicyDecision d;
+        uint64_t now;
+
+        adopt(x);
+        d = decision(x->vm, POLICY_INFLATE, "test inflate");
+        d.target = GIB;
+        vm_apply_decision(x->vm, 1, &d, false);
+        vm_backend_balloon_moved(x->vm, GIB);
+        set_slice(x, "memory.high", "max\n");
+        set_slice(x, "memory.current", "2147483648\n");
+        now = clock_now(x);
+
+        d = decide(x, now, false);
+        assert_int_equal(d.action, POLICY_SET_HIGH);
+        assert_int_equal(memory_high(x), 2 * GIB - 64 * MIB);
+        assert_non_null(strstr(vm_last_decision(x->vm)->reason, "lowered in steps"));
+
+        set_slice(x, "memory.current", "1610612736\n"); /* 1.5G */
+        (void) decide(x, now + 1, false);
+        assert_int_equal(memory_high(x), 3 * GIB / 2 - 64 * MIB);
+
+        /* Within a step of memory.current: where the policy wants it, balloon + overhead. */
+        set_slice(x, "memory.current", "1288490188\n"); /* 1.2G */
+        (void) decide(x, now + 2, false);
+        assert_int_equal(memory_high(x), GIB + 256 * MIB);
+        assert_int_equal(decide(x, now + 3, false).action, POLICY_NONE);
 }
 
 static void test_update_stats(void **state) {
@@ -336,7 +551,8 @@ static void test_memory_high_order(void **state) {
         assert_int_equal(f->n_targets, 2);
         assert_int_equal(f->target, GIB);
         assert_int_equal(f->high_at_target, 2560 * MIB);
-        assert_int_equal(memory_high(x), 1280 * MIB);
+        /* Not under the balloon still in flight (1.75G) + overhead. */
+        assert_int_equal(memory_high(x), 2 * GIB);
 
         /* Dry run (or paused): neither. */
         d = decision(x->vm, POLICY_DEFLATE, "test dry run");
@@ -345,7 +561,7 @@ static void test_memory_high_order(void **state) {
         d.raise_high_first = true;
         vm_apply_decision(x->vm, 3, &d, true);
         assert_int_equal(f->n_targets, 2);
-        assert_int_equal(memory_high(x), 1280 * MIB);
+        assert_int_equal(memory_high(x), 2 * GIB);
 }
 
 static void hold_twice_then_inflate_then_hold(Fixture *x) {
@@ -366,10 +582,13 @@ static void test_hold_logged_once(void **state) {
         _cleanup_free_ char *log = NULL;
 
         adopt(x);
+        assert_int_equal(vm_refresh(x->vm), 0);
         log = capture_log(hold_twice_then_inflate_then_hold, x);
 
         /* Each hold once, when it starts; the inflation between them. */
         assert_int_equal(count(log, "decision vm=web action=hold"), 2);
+        /* A hold moves nothing (not memory.high's value). */
+        assert_int_equal(count(log, "action=hold bytes=0 "), 2);
         assert_int_equal(count(log, "decision vm=web action=inflate"), 1);
         assert_int_equal(x->vm->n_decisions[POLICY_HOLD], 2);
         assert_int_equal(x->vm->n_decisions[POLICY_INFLATE], 1);
@@ -386,8 +605,8 @@ static void test_history_ring(void **state) {
         adopt(x);
         assert_null(vm_last_decision(x->vm));
         for (unsigned i = 0; i < VM_HISTORY_MAX + 3; i++) {
-                PolicyDecision d = decision(x->vm, POLICY_SET_HIGH, "test");
-                d.memory_high = i + 1;
+                PolicyDecision d = decision(x->vm, POLICY_INFLATE, "test");
+                d.target = GIB - i * MIB;
                 vm_apply_decision(x->vm, i + 1, &d, true);
         }
         /* The last VM_HISTORY_MAX, oldest first. */
@@ -398,7 +617,7 @@ static void test_history_ring(void **state) {
 
 static void test_refresh_and_events(void **state) {
         Fixture *x = *state;
-        GuestPressureEvent e = { .actual = GIB, .target = GIB + 32 * MIB, .level = 2, .action = "deflate" };
+        GuestPressureEvent e = { .actual = 3 * GIB / 2, .target = 3 * GIB / 2 + 32 * MIB, .level = 2, .action = "deflate" };
         PolicyDecision d;
         PolicyVM p;
 
@@ -422,8 +641,8 @@ static void test_refresh_and_events(void **state) {
         assert_true(p.pressure_event);
         assert_int_equal(p.pressure_event_level, 2);
         assert_string_equal(p.pressure_event_action, "deflate");
-        assert_int_equal(p.actual, GIB);
-        assert_int_equal(p.target, GIB + 32 * MIB);
+        assert_int_equal(p.actual, 3 * GIB / 2);
+        assert_int_equal(p.target, 3 * GIB / 2 + 32 * MIB);
 
         /* A decision consumes it, and carries the policy's state. */
         d = decision(x->vm, POLICY_NONE, "");
@@ -520,6 +739,11 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_adoption_and_removal, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_balloon_moved, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lying_actual, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_balloon_crawls, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_deflated_outside, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_max_memory_guest_events, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_memory_high_steps, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_update_stats, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_memory_high_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hold_logged_once, setup, teardown),

@@ -124,6 +124,45 @@ void vm_backend_probing(VM *vm) {
         vm_set_state(vm, VM_PROBING);
 }
 
+/* A guest's balloon lies are logged at most once per this, per VM, so a guest cannot flood the log. */
+#define INVALID_LOG_INTERVAL_USEC (10 * 60 * USEC_PER_SEC)
+
+/* A balloon has made progress once it moved this far towards its target since its last progress, or
+ * reached it: a balloon moving a page per BalloonStallSec= is stalled, not slow. */
+#define PROGRESS_MIN (4 * MIB)
+
+static void vm_log_invalid(VM *vm, const char *what, uint64_t bytes, bool malformed) {
+        uint64_t now = now_usec(vm);
+
+        if (vm->invalid_logged_usec != 0 && now < vm->invalid_logged_usec + INVALID_LOG_INTERVAL_USEC) {
+                vm->invalid_suppressed++;
+                return;
+        }
+        if (malformed)
+                log_warning("%s: balloon size in %s is not a size, ignoring it (%u more ignored since the last warning)",
+                            vm->name, what, vm->invalid_suppressed);
+        else
+                log_warning("%s: balloon size %" PRIu64 " in %s is above the boot memory %" PRIu64
+                            ", ignoring it (%u more ignored since the last warning)",
+                            vm->name, bytes, what, vm->boot_memory, vm->invalid_suppressed);
+        vm->invalid_logged_usec = now ?: 1;
+        vm->invalid_suppressed = 0;
+}
+
+/* Balloon sizes come from the guest (QEMU passes its config.actual on): within [0, boot memory] or
+ * not believed. */
+static bool vm_size_valid(VM *vm, uint64_t bytes, const char *what) {
+        if (vm->boot_memory == 0 || bytes <= vm->boot_memory)
+                return true;
+        vm_log_invalid(vm, what, bytes, false);
+        return false;
+}
+
+static void vm_mark_progress(VM *vm) {
+        vm->last_progress_usec = now_usec(vm);
+        vm->progress_actual = vm->actual;
+}
+
 void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char *device) {
         char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
         char *d = strdup(device);
@@ -140,8 +179,12 @@ void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char 
         if (vm->unit)
                 (void) systemd_unit_refresh(vm->unit);
 
-        /* Adopt the balloon as it is: a restarted daemon (or libvirtd) must not reset anything. */
-        vm->actual = vm->target = actual;
+        /* Adopt the balloon as it is: a restarted daemon (or libvirtd) must not reset anything. A
+         * size past the boot memory is the guest's word against QEMU's: take the boot memory, which
+         * lowers nothing. */
+        if (!vm_size_valid(vm, actual, "probe"))
+                actual = boot_memory;
+        vm->actual = vm->target = vm->progress_actual = actual;
         vm->last_progress_usec = 0;
         if (vm->ctx->take_saved_carry && vm->ctx->take_saved_carry(vm->ctx, vm->name, &vm->carry))
                 log_info("%s: hysteresis, back-off and stall count carried over from before the restart",
@@ -169,24 +212,53 @@ void vm_backend_lost(VM *vm, int error) {
         vm->has_stats = vm->has_prev_stats = false;
 }
 
-void vm_backend_balloon_moved(VM *vm, uint64_t actual) {
+/* Where the balloon is now. Towards the target it is progress, counted once it is real; a move
+ * nobody asked for is adopted only when it gives the guest memory (another QMP client or virsh setmem
+ * deflating, the guest deflating on OOM), never when it takes some: a guest reporting a balloon it
+ * did not inflate must not lower its own target, hence its memory.high. Returns whether a move was
+ * adopted. */
+static bool vm_balloon_moved(VM *vm, uint64_t actual) {
         char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+        uint64_t was = vm->actual;
 
-        if (actual == vm->actual)
-                return;
-
-        /* Progress is movement towards the target; the stall detector watches it. */
-        if ((vm->target < vm->actual && actual < vm->actual) || (vm->target > vm->actual && actual > vm->actual))
-                vm->last_progress_usec = now_usec(vm);
-        else {
-                /* Moved by someone else: another QMP client, or the guest deflating on OOM. Their
-                 * word is the newest; waiting for our old target would only look like a stall. */
-                log_info("%s: balloon moved to %s, away from our target %s: adopting it", vm->name,
-                         format_bytes(a, sizeof a, actual), format_bytes(b, sizeof b, vm->target));
-                vm->target = actual;
-                vm->last_progress_usec = 0;
-        }
+        if (actual == was)
+                return false;
         vm->actual = actual;
+
+        if (vm->target < was ? actual >= vm->target && actual < was : actual > was && actual <= vm->target) {
+                uint64_t moved = actual > vm->progress_actual ? actual - vm->progress_actual : vm->progress_actual - actual;
+
+                if (actual == vm->target || moved >= PROGRESS_MIN)
+                        vm_mark_progress(vm);
+                return false;
+        }
+
+        if (actual > was) {
+                log_info("%s: balloon deflated to %s past our target %s: adopting it", vm->name,
+                         format_bytes(a, sizeof a, actual), format_bytes(b, sizeof b, vm->target));
+                vm->target = vm->progress_actual = actual;
+                vm->last_progress_usec = 0;
+                return true;
+        }
+
+        /* Not adopted, nor a stall to back off from: the target stands, and bounds memory.high. */
+        log_info("%s: balloon inflated to %s past our target %s, which we did not ask: keeping the target",
+                 vm->name, format_bytes(a, sizeof a, actual), format_bytes(b, sizeof b, vm->target));
+        vm->last_progress_usec = 0;
+        return false;
+}
+
+void vm_backend_balloon_moved(VM *vm, uint64_t actual) {
+        if (!vm_size_valid(vm, actual, "a balloon report"))
+                return;
+        /* memory.high must follow a deflation at once, so the host does not reclaim what the guest
+         * just got back. */
+        if (vm_balloon_moved(vm, actual) && vm->state == VM_READY)
+                vm->ctx->decide(vm->ctx, "balloon deflated outside the daemon");
+}
+
+void vm_backend_balloon_invalid(VM *vm, const char *what) {
+        vm_log_invalid(vm, what, 0, true);
 }
 
 void vm_backend_target_refused(VM *vm) {
@@ -198,10 +270,14 @@ void vm_backend_target_refused(VM *vm) {
 /* The guest pressure queue (guest/ and qemu/ patches): the device has already cancelled an inflation
  * or deflated a step and tells us where the balloon is going; the policy puts the VM in hysteresis. */
 void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e) {
-        vm->actual = e->actual;
-        if (e->target != vm->target) {
-                vm->target = e->target;
-                vm->last_progress_usec = now_usec(vm);
+        if (vm_size_valid(vm, e->actual, "a guest pressure event") &&
+            vm_size_valid(vm, e->target, "a guest pressure event")) {
+                /* The device only ever raises the target (it deflates or cancels). */
+                if (e->target > vm->target) {
+                        vm->target = e->target;
+                        vm_mark_progress(vm);
+                }
+                (void) vm_balloon_moved(vm, e->actual);
         }
         vm->pressure_event = true;
         vm->pressure_event_level = e->level;
@@ -501,7 +577,7 @@ static void vm_send_balloon(VM *vm, uint64_t target, bool dry_run) {
         if (vm->backend->ops->set_target(vm->backend, target) < 0)
                 return;
         vm->target = target;
-        vm->last_progress_usec = now_usec(vm);
+        vm_mark_progress(vm);
 }
 
 static void vm_record(VM *vm, uint64_t now, const PolicyDecision *d) {
@@ -536,36 +612,86 @@ static bool is_balloon_action(PolicyAction a) {
         return IN_SET(a, POLICY_INFLATE, POLICY_DEFLATE, POLICY_CANCEL, POLICY_STALL);
 }
 
-void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *d, bool dry_run) {
-        bool high_changes = vm->memory_high_known && d->memory_high != vm->memory_high;
+/* Sizes as the log prints them ("1.5G"), in a buffer of the caller's frame. */
+#define FB(b) format_bytes((char[FORMAT_BYTES_MAX]) { 0 }, FORMAT_BYTES_MAX, (b))
 
-        vm->carry = d->carry;
+/* The most memory.high is lowered below memory.current in one write: what the writer may have to
+ * reclaim synchronously. A fast swap device (zram, NVMe) takes a few tens of milliseconds for it, a
+ * slow one under a second, well within systemd's and our own watchdogs. */
+#define MEMORY_HIGH_STEP (64 * MIB)
+
+/* memory.high as written, whatever any policy mode asks: never below what the balloon leaves the guest
+ * (max(MinMemory, target, actual) + MemoryHighOverhead=), and lowered at most MEMORY_HIGH_STEP below
+ * memory.current per write, so the writer (PID 1 in SetUnitProperties, or the daemon on cgroupfs)
+ * never reclaims more than that synchronously; the next decisions follow memory.current down as the
+ * balloon empties. Returns the value, and appends why it differs from 'want' to 'reason'. */
+static uint64_t vm_bound_memory_high(const VM *vm, uint64_t want, uint64_t target, char *reason, size_t size) {
+        uint64_t overhead = vm->ctx->config->memory_high_overhead, min = vm_min_memory(vm), floor, step_floor, v = want;
+        size_t l = strnlen(reason, size);
+
+        floor = MAX(MAX(min, target), vm->actual);
+        floor = floor > UINT64_MAX - overhead ? UINT64_MAX : floor + overhead;
+        if (v < floor) {
+                v = floor;
+                l += snprintf(reason + l, size - l, "; memory.high not under %s (min %s, target %s, balloon %s: the largest + overhead %s)",
+                              FB(floor), FB(min), FB(target), FB(vm->actual), FB(overhead));
+                l = MIN(l, size - 1);
+        }
+        if (v >= vm->memory_high)
+                return v;
+
+        /* memory.current unknown: no lowering can be bounded, so none. */
+        step_floor = vm->memory_current == 0 ? vm->memory_high :
+                vm->memory_current > MEMORY_HIGH_STEP ? vm->memory_current - MEMORY_HIGH_STEP : 0;
+        if (v >= step_floor)
+                return v;
+        v = MIN(step_floor, vm->memory_high);
+        (void) snprintf(reason + l, size - l, "; lowered in steps: to %s now (memory.current %s - %s)",
+                        FB(v), FB(vm->memory_current), FB(MEMORY_HIGH_STEP));
+        return v;
+}
+
+void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *decision, bool dry_run) {
+        PolicyDecision d = *decision;
+        bool balloon, high_changes;
+
+        vm->carry = d.carry;
         vm->slice_pressure = vm->pressure_event = false;
 
-        if (d->action == POLICY_NONE) {
+        balloon = is_balloon_action(d.action) && d.target != vm->target;
+        high_changes = vm->memory_high_known && d.memory_high != vm->memory_high;
+        if (high_changes) {
+                d.memory_high = vm_bound_memory_high(vm, d.memory_high, balloon ? d.target : vm->target,
+                                                     d.reason, sizeof d.reason);
+                high_changes = d.memory_high != vm->memory_high;
+        }
+
+        /* memory.high alone, bounded to where it is: nothing to do after all. */
+        if (d.action == POLICY_NONE || (d.action == POLICY_SET_HIGH && !high_changes)) {
                 vm->last_action = POLICY_NONE;
                 return;
         }
 
         /* A hold repeats every tick while it lasts; say it once. */
-        bool repeat = d->action == POLICY_HOLD && vm->last_action == POLICY_HOLD;
-        vm->last_action = d->action;
+        bool repeat = d.action == POLICY_HOLD && vm->last_action == POLICY_HOLD;
+        vm->last_action = d.action;
         if (!repeat) {
-                uint64_t bytes = is_balloon_action(d->action) ?
-                        (d->target > vm->actual ? d->target - vm->actual : vm->actual - d->target) :
-                        d->memory_high;
-                log_decision(vm->name, policy_action_to_string(d->action), bytes, d->target, d->reason);
-                vm_record(vm, now, d);
+                /* What the action moves: the balloon, memory.high's new value, nothing for a hold. */
+                uint64_t bytes = is_balloon_action(d.action) ?
+                        (d.target > vm->actual ? d.target - vm->actual : vm->actual - d.target) :
+                        d.action == POLICY_SET_HIGH ? d.memory_high : 0;
+                log_decision(vm->name, policy_action_to_string(d.action), bytes, d.target, d.reason);
+                vm_record(vm, now, &d);
         }
 
-        if (high_changes && d->raise_high_first)
-                vm_write_memory_high(vm, d->memory_high, dry_run);
+        if (high_changes && d.raise_high_first)
+                vm_write_memory_high(vm, d.memory_high, dry_run);
 
-        if (is_balloon_action(d->action) && d->target != vm->target)
-                vm_send_balloon(vm, d->target, dry_run);
+        if (balloon)
+                vm_send_balloon(vm, d.target, dry_run);
 
-        if (high_changes && !d->raise_high_first)
-                vm_write_memory_high(vm, d->memory_high, dry_run);
+        if (high_changes && !d.raise_high_first)
+                vm_write_memory_high(vm, d.memory_high, dry_run);
 }
 
 int vm_list_add(VMList *l, VM *vm) {

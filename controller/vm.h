@@ -86,10 +86,16 @@ typedef struct VM {
         int pressure_event_level;
         char pressure_event_action[16];
 
-        /* Policy state carried between decisions, and the last time the balloon moved towards its
-         * target (or was given a new one), for the policy's stall detection. */
+        /* Policy state carried between decisions, and the last time the balloon made progress
+         * towards its target (or was given a new one), for the policy's stall detection; progress is
+         * counted from where the balloon was then, progress_actual. */
         PolicyCarry carry;
         uint64_t last_progress_usec;
+        uint64_t progress_actual;
+
+        /* Balloon sizes rejected (out of [0, boot memory], or malformed): logged once per interval. */
+        uint64_t invalid_logged_usec;
+        unsigned invalid_suppressed;
         PolicyAction last_action; /* of the last decision: a hold is logged once */
 
         VMHistoryEntry history[VM_HISTORY_MAX];

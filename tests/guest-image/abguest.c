@@ -8,6 +8,8 @@
  * with -1000, so the guest's OOM killer picks a worker and the agent keeps answering.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -640,6 +642,93 @@ static void cmd_workers(void) {
         reply("%s", out);
 }
 
+/* A guest lying about its balloon, as a malicious driver could: writes PAGES into the virtio-balloon
+ * device's config.actual (QEMU then reports RAM - PAGES * 4 KiB as the balloon size, negative past
+ * the RAM). Through the virtio PCI configuration access capability, a window in PCI config space
+ * onto the device's BARs: sysfs lets root write config space whatever the kernel's devmem policy. */
+#define PCI_CAP_ID_VNDR 0x09
+#define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_PCI_CFG 5
+
+static int balloon_config(char *ret, size_t size) {
+        static const char dir[] = "/sys/bus/pci/devices";
+        struct dirent *de;
+        DIR *d = opendir(dir);
+        int r = -ENODEV;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                char path[512], id[32];
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s/vendor", dir, de->d_name);
+                if (read_file(path, id, sizeof(id)) < 0 || strncmp(id, "0x1af4", 6) != 0)
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s/device", dir, de->d_name);
+                /* Transitional and modern virtio-balloon. */
+                if (read_file(path, id, sizeof(id)) < 0 || (strncmp(id, "0x1002", 6) != 0 && strncmp(id, "0x1045", 6) != 0))
+                        continue;
+                snprintf(ret, size, "%s/%s/config", dir, de->d_name);
+                r = 0;
+                break;
+        }
+        closedir(d);
+        return r;
+}
+
+static void cmd_balloon_actual(const char *pages_s) {
+        uint8_t cfg[256];
+        char path[512];
+        unsigned long long pages;
+        int dev_bar = -1, window = -1, fd, r;
+        uint32_t dev_off = 0;
+        char *end;
+
+        if (!pages_s || (errno = 0, pages = strtoull(pages_s, &end, 10), errno != 0 || *end || pages > UINT32_MAX))
+                return reply("err usage: balloon-actual PAGES");
+        r = balloon_config(path, sizeof(path));
+        if (r < 0)
+                return reply("err no virtio-balloon PCI device: %s", strerror(-r));
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return reply("err cannot open %s: %s", path, strerror(errno));
+        if (pread(fd, cfg, sizeof(cfg), 0) != (ssize_t) sizeof(cfg)) {
+                close(fd);
+                return reply("err cannot read %s", path);
+        }
+        /* The capability list: status bit 4, first pointer at 0x34, each at most once. */
+        for (unsigned p = (cfg[6] & 0x10) ? cfg[0x34] & ~3u : 0, n = 0; p >= 0x40 && p + 20 <= sizeof(cfg) && n < 48;
+             p = cfg[p + 1] & ~3u, n++) {
+                if (cfg[p] != PCI_CAP_ID_VNDR)
+                        continue;
+                if (cfg[p + 3] == VIRTIO_PCI_CAP_DEVICE_CFG) {
+                        dev_bar = cfg[p + 4];
+                        memcpy(&dev_off, cfg + p + 8, 4);
+                        dev_off = le32toh(dev_off);
+                } else if (cfg[p + 3] == VIRTIO_PCI_CAP_PCI_CFG)
+                        window = (int) p;
+        }
+        if (dev_bar < 0 || window < 0) {
+                close(fd);
+                return reply("err no device or PCI configuration access capability");
+        }
+
+        /* struct virtio_pci_cfg_cap: bar at 4, offset at 8, length at 12, data at 16; config.actual
+         * is the second le32 of struct virtio_balloon_config. */
+        uint8_t bar = (uint8_t) dev_bar;
+        uint32_t off = htole32(dev_off + 4), len = htole32(4), val = htole32((uint32_t) pages);
+        if (pwrite(fd, &bar, 1, window + 4) != 1 || pwrite(fd, &off, 4, window + 8) != 4 ||
+            pwrite(fd, &len, 4, window + 12) != 4 || pwrite(fd, &val, 4, window + 16) != 4) {
+                r = -errno;
+                close(fd);
+                return reply("err cannot write %s: %s", path, strerror(-r));
+        }
+        close(fd);
+        reply("ok");
+}
+
 static void handle_line(char *line) {
         char *saveptr = NULL, *cmd, *a, *b;
 
@@ -674,6 +763,8 @@ static void handle_line(char *line) {
                 cmd_thp(a);
         else if (strcmp(cmd, "workers") == 0)
                 cmd_workers();
+        else if (strcmp(cmd, "balloon-actual") == 0)
+                cmd_balloon_actual(a);
         else
                 reply("err unknown command %s", cmd);
 }

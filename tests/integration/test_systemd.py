@@ -93,11 +93,14 @@ def journal_records(datagrams):
 
 
 def plain_tree(root, vms):
-    """A plain-directory cgroup tree: balloon.slice/balloon-<vm>.slice/memory.high = max."""
+    """A plain-directory cgroup tree: balloon.slice/balloon-<vm>.slice/memory.high = max, and a
+    memory.current under the VMs' memory.high (without one the daemon never lowers memory.high: it
+    could not bound what the write makes the writer reclaim)."""
     for vm in vms:
         d = root / "balloon.slice" / f"balloon-{vm}.slice"
         d.mkdir(parents=True)
         (d / "memory.high").write_text("max\n")
+        (d / "memory.current").write_text(f"{256 * MiB}\n")
 
 
 def memory_high(root, vm):

@@ -114,7 +114,7 @@ def test_libvirtd_restart(lv):
     # Managed as before: a move by someone else is adopted, and undone by the policy (events and
     # commands on the new connection).
     g.balloon(448 * MIB)
-    abtest.wait_until(lambda: d.saw(r"lv1: balloon moved to \S+, away from our target 384M"), 30,
+    abtest.wait_until(lambda: d.saw(r"lv1: balloon deflated to \S+ past our target 384M"), 30,
                       what="the daemon to see the outside move")
     abtest.wait_until(lambda: g.query_balloon() == 384 * MIB, 30, 0.2, what="lv1 back at 384M")
 

@@ -599,6 +599,33 @@ static void test_hold_logged_once(void **state) {
         assert_string_equal(vm_last_decision(x->vm)->reason, "held: in hysteresis");
 }
 
+/* Paused or in a dry run nothing moves, so the same decision comes at every tick: said once, then
+ * again after REPEAT_LOG_USEC; a hold with quiet ticks between is still the same hold. */
+static void repeat_decisions(Fixture *x) {
+        PolicyDecision d = decision(x->vm, POLICY_INFLATE, "host pressure"), none = decision(x->vm, POLICY_NONE, "");
+        PolicyDecision hold = decision(x->vm, POLICY_HOLD, "held: in hysteresis");
+
+        d.target = GIB;
+        for (uint64_t t = 1; t <= 30; t++)
+                vm_apply_decision(x->vm, t * USEC_PER_SEC, &d, true);
+        vm_apply_decision(x->vm, 31 * USEC_PER_SEC + REPEAT_LOG_USEC, &d, true);
+        for (uint64_t t = 1; t <= 30; t++) {
+                vm_apply_decision(x->vm, 2 * REPEAT_LOG_USEC + t * 2 * USEC_PER_SEC, &hold, false);
+                vm_apply_decision(x->vm, 2 * REPEAT_LOG_USEC + t * 2 * USEC_PER_SEC + 1, &none, false);
+        }
+}
+
+static void test_repeats_logged_once(void **state) {
+        Fixture *x = *state;
+        _cleanup_free_ char *log = NULL;
+
+        adopt(x);
+        log = capture_log(repeat_decisions, x);
+        assert_int_equal(count(log, "decision vm=web action=inflate"), 2);
+        assert_int_equal(count(log, "decision vm=web action=hold"), 1);
+        assert_int_equal(x->vm->target, 3 * GIB / 2); /* dry run: nothing sent */
+}
+
 static void test_history_ring(void **state) {
         Fixture *x = *state;
 
@@ -747,6 +774,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_update_stats, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_memory_high_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hold_logged_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_repeats_logged_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_history_ring, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refresh_and_events, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_slice_trigger_rearmed, setup, teardown),

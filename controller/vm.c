@@ -667,15 +667,17 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *decision, boo
         }
 
         /* memory.high alone, bounded to where it is: nothing to do after all. */
-        if (d.action == POLICY_NONE || (d.action == POLICY_SET_HIGH && !high_changes)) {
-                vm->last_action = POLICY_NONE;
+        if (d.action == POLICY_NONE || (d.action == POLICY_SET_HIGH && !high_changes))
                 return;
-        }
 
-        /* A hold repeats every tick while it lasts; say it once. */
-        bool repeat = d.action == POLICY_HOLD && vm->last_action == POLICY_HOLD;
-        vm->last_action = d.action;
+        /* A hold repeats every tick while it lasts, with quiet ticks between; paused or in a dry run,
+         * so does every decision, since nothing moves. Each is said once, and again after
+         * REPEAT_LOG_USEC if it still holds. */
+        bool repeat = (d.action == POLICY_HOLD || dry_run) && d.action == vm->logged.action &&
+                d.target == vm->logged.target && d.memory_high == vm->logged.memory_high &&
+                now < vm->logged.usec + REPEAT_LOG_USEC;
         if (!repeat) {
+                vm->logged = (VMLoggedDecision) { d.action, d.target, d.memory_high, now };
                 /* What the action moves: the balloon, memory.high's new value, nothing for a hold. */
                 uint64_t bytes = is_balloon_action(d.action) ?
                         (d.target > vm->actual ? d.target - vm->actual : vm->actual - d.target) :
@@ -683,6 +685,9 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *decision, boo
                 log_decision(vm->name, policy_action_to_string(d.action), bytes, d.target, d.reason);
                 vm_record(vm, now, &d);
         }
+
+        if (dry_run && repeat)
+                return; /* its "would set" was said with it */
 
         if (high_changes && d.raise_high_first)
                 vm_write_memory_high(vm, d.memory_high, dry_run);

@@ -34,6 +34,14 @@ struct VMContext {
 };
 
 #define VM_HISTORY_MAX 16
+/* How long an unchanged hold, or an unchanged decision while paused or in a dry run, stays unsaid. */
+#define REPEAT_LOG_USEC (10 * 60 * USEC_PER_SEC)
+
+typedef struct VMLoggedDecision {
+        PolicyAction action;
+        uint64_t target, memory_high;
+        uint64_t usec;
+} VMLoggedDecision;
 
 typedef struct VMHistoryEntry {
         uint64_t usec;
@@ -96,7 +104,7 @@ typedef struct VM {
         /* Balloon sizes rejected (out of [0, boot memory], or malformed): logged once per interval. */
         uint64_t invalid_logged_usec;
         unsigned invalid_suppressed;
-        PolicyAction last_action; /* of the last decision: a hold is logged once */
+        VMLoggedDecision logged;  /* the last decision logged: repeats of it are not */
 
         VMHistoryEntry history[VM_HISTORY_MAX];
         unsigned n_history;

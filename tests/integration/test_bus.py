@@ -352,3 +352,56 @@ def test_api_on_a_real_guest(run_dir, test_cgroup, guest_image):
         g.stop()
         bus.stop()
     assert status_code == 0
+
+
+def test_pause_and_hysteresis_survive_sigkill(run_dir, test_cgroup, guest_image):
+    """A daemon killed (SIGKILL, the watchdog) while paused and while a guest is in hysteresis, and
+    started again: it is still paused, and it still does not inflate that guest under host pressure
+    until the window is over (<RuntimeDir>/state)."""
+    bus = PrivateBus(OPEN_POLICY)
+    test_cgroup.sub(slice_of("web"))
+    d = Daemon(run_dir, test_cgroup.unified_root, CONFIG)
+    g = Guest.start("web", run_dir, qmp_path=d.qmp_path("web"), image=guest_image,
+                    cgroups=test_cgroup.procs_paths(slice_of("web")))
+    d2 = None
+    try:
+        g.wait_ready(90)
+        env = {"DBUS_SYSTEM_BUS_ADDRESS": bus.address}
+        d.start(env=env)
+        wait_until(lambda: d.saw("web: adopted"), 30, what="adoption")
+
+        # Guest pressure: below GuestMinAvailable=, so the guest enters its 60 s of hysteresis.
+        available = g.meminfo()["MemAvailable"] // 1024
+        g.cmd_ok(f"alloc squeeze {max(available - 20, 16)}", timeout=120)
+        wait_until(lambda: any("guest pressure" in x.reason for x in d.decisions_for("web")), 30, 0.2,
+                   what="a decision on guest pressure")
+        ctl_ok(bus, "pause")
+        state = d.runtime_dir / "state"
+        wait_until(lambda: state.exists() and "paused 1\n" in state.read_text(), 10, 0.2, what="the state file")
+        assert re.search(r"^vm web [1-9]\d* ", state.read_text(), re.M), state.read_text()
+        g.cmd_ok("free squeeze")
+
+        d.proc.kill()
+        d.proc.wait(10)
+        killed = time.monotonic()
+
+        # Started again with the host short of memory for good.
+        d2 = Daemon(run_dir, test_cgroup.unified_root, PRESSURE)
+        d2.start(env=env)
+        wait_until(lambda: d2.saw("web: adopted"), 30, what="adoption after the restart")
+        assert d2.saw(r"Paused, as before the restart"), d2.log_tail()
+        assert d2.saw(r"web: hysteresis, back-off and stall count carried over"), d2.log_tail()
+        assert status(bus)["paused"] is True
+
+        ctl_ok(bus, "resume")
+        wait_until(lambda: d2.decisions_for("web", "hold"), 20, 0.2, what="web held in hysteresis")
+        held = d2.decisions_for("web", "hold")
+        assert any("hysteresis" in x.reason for x in held), held
+        time.sleep(max(0.0, 40 - (time.monotonic() - killed)))
+        assert not d2.decisions_for("web", "inflate"), "inflated inside the hysteresis window after a restart"
+        assert d2.alive()
+    finally:
+        status_code = (d2 or d).stop()
+        g.stop()
+        bus.stop()
+    assert status_code == 0

@@ -17,9 +17,6 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libvirt/libvirt.h>
-#include <libvirt/libvirt-qemu.h>
-#include <libvirt/virterror.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +27,7 @@
 #include "domain-xml.h"
 #include "json-util.h"
 #include "libvirt-connection.h"
+#include "libvirt-dl.h"
 #include "log.h"
 #include "util.h"
 #include "vm.h"
@@ -89,7 +87,7 @@ typedef struct LibvirtBackend {
 } LibvirtBackend;
 
 static const char *lv_error(void) {
-        return virGetLastErrorMessage();
+        return sym_virGetLastErrorMessage();
 }
 
 static const Config *lv_config(const Libvirt *lv) {
@@ -104,7 +102,7 @@ static LibvirtBackend *backend_of(const Libvirt *lv, size_t i) {
 static LibvirtBackend *lv_find(Libvirt *lv, virDomainPtr dom) {
         char uuid[VIR_UUID_STRING_BUFLEN];
 
-        if (virDomainGetUUIDString(dom, uuid) < 0)
+        if (sym_virDomainGetUUIDString(dom, uuid) < 0)
                 return NULL;
         for (size_t i = 0; i < lv->discovery.vms.n; i++)
                 if (streq(backend_of(lv, i)->uuid, uuid))
@@ -188,12 +186,12 @@ static void lb_call_job(LbCall *c, int *ret_type) {
         virTypedParameterPtr params = NULL;
         int type = VIR_DOMAIN_JOB_NONE, n = 0, state, reason;
 
-        if (virDomainGetState(c->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED &&
+        if (sym_virDomainGetState(c->dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED &&
             IN_SET(reason, VIR_DOMAIN_PAUSED_MIGRATION, VIR_DOMAIN_PAUSED_POSTCOPY))
                 c->migrating = true;
-        if (virDomainGetJobStats(c->dom, &type, &params, &n, 0) >= 0) {
-                (void) virTypedParamsGetInt(params, n, VIR_DOMAIN_JOB_OPERATION, &c->job_operation);
-                virTypedParamsFree(params, n);
+        if (sym_virDomainGetJobStats(c->dom, &type, &params, &n, 0) >= 0) {
+                (void) sym_virTypedParamsGetInt(params, n, VIR_DOMAIN_JOB_OPERATION, &c->job_operation);
+                sym_virTypedParamsFree(params, n);
         }
         if (type != VIR_DOMAIN_JOB_NONE &&
             IN_SET(c->job_operation, VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT))
@@ -203,7 +201,7 @@ static void lb_call_job(LbCall *c, int *ret_type) {
 
 static void lb_call_failed(LbCall *c) {
         c->result = -EIO;
-        (void) snprintf(c->error, sizeof c->error, "%s", virGetLastErrorMessage());
+        (void) snprintf(c->error, sizeof c->error, "%s", sym_virGetLastErrorMessage());
 }
 
 static void lb_call_run(WorkerCall *wc) {
@@ -217,11 +215,11 @@ static void lb_call_run(WorkerCall *wc) {
         switch (c->op) {
         case LB_PROBE:
                 /* As for QMP: without stats polling the VM is never inflated, but the floor applies. */
-                if (virDomainSetMemoryStatsPeriod(c->dom, c->stats_period, VIR_DOMAIN_AFFECT_LIVE) < 0)
+                if (sym_virDomainSetMemoryStatsPeriod(c->dom, c->stats_period, VIR_DOMAIN_AFFECT_LIVE) < 0)
                         c->period_failed = true;
                 _fallthrough_;
         case LB_STATS:
-                c->n_stats = virDomainMemoryStats(c->dom, c->stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+                c->n_stats = sym_virDomainMemoryStats(c->dom, c->stats, VIR_DOMAIN_MEMORY_STAT_NR, 0);
                 if (c->n_stats < 0)
                         lb_call_failed(c);
                 break;
@@ -231,7 +229,7 @@ static void lb_call_run(WorkerCall *wc) {
                         c->result = -EBUSY;
                         break;
                 }
-                if (virDomainSetMemoryFlags(c->dom, c->target_kib, VIR_DOMAIN_AFFECT_LIVE) < 0)
+                if (sym_virDomainSetMemoryFlags(c->dom, c->target_kib, VIR_DOMAIN_AFFECT_LIVE) < 0)
                         lb_call_failed(c);
                 break;
         }
@@ -258,10 +256,10 @@ static int lb_call_start(LibvirtBackend *b, LbOp op, unsigned long target_kib) {
                 .stats_period = (int) MAX(b->backend.vm->ctx->config->stats_interval_usec / USEC_PER_SEC, 1u),
                 .target_kib = target_kib,
         };
-        (void) virDomainRef(c->dom);
+        (void) sym_virDomainRef(c->dom);
         r = worker_call_start(b->lv->workers, &c->call);
         if (r < 0) {
-                (void) virDomainFree(c->dom);
+                (void) sym_virDomainFree(c->dom);
                 free(c);
                 return log_warning_errno(r, "%s: cannot start a thread for %s: %m", b->backend.vm->name,
                                          lb_op_to_string(op));
@@ -300,7 +298,7 @@ static bool lb_read_xml(LibvirtBackend *b) {
         DomainInfo info;
         int r;
 
-        xml = virDomainGetXMLDesc(b->dom, 0);
+        xml = sym_virDomainGetXMLDesc(b->dom, 0);
         if (!xml) {
                 lb_retry(b, "reading the domain XML", lv_error());
                 return false;
@@ -322,7 +320,7 @@ static bool lb_read_xml(LibvirtBackend *b) {
         vm_backend_metadata(vm, &info.config);
         free(b->device);
         if (asprintf(&b->device, "%s of domain %s", info.balloon_alias ?: "memballoon",
-                     virDomainGetName(b->dom)) < 0)
+                     sym_virDomainGetName(b->dom)) < 0)
                 b->device = NULL;
         domain_info_done(&info);
         return true;
@@ -341,7 +339,7 @@ static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (b->call)
                 return 0; /* its return probes again if it has to */
-        active = virDomainIsActive(b->dom);
+        active = sym_virDomainIsActive(b->dom);
         if (active <= 0) {
                 if (active < 0)
                         lb_retry(b, "checking the domain", lv_error());
@@ -352,7 +350,7 @@ static int on_probe(sd_event_source *s, uint64_t usec, void *userdata) {
         if (!lb_read_xml(b))
                 return 0;
 
-        b->boot_kib = virDomainGetMaxMemory(b->dom);
+        b->boot_kib = sym_virDomainGetMaxMemory(b->dom);
         if (b->boot_kib == 0) {
                 lb_retry(b, "reading the domain's memory size", lv_error());
                 return 0;
@@ -435,7 +433,7 @@ static void lb_stats_done(LibvirtBackend *b, const LbCall *c) {
         vm_backend_stats(vm, &s);
 
         /* QEMU may have been moved to another cgroup since (or only now into its slice). */
-        if (domain_cgroup(b->lv, virDomainGetName(b->dom), &cgpath, &unused) >= 0 && !streq_ptr(cgpath, vm->cgpath)) {
+        if (domain_cgroup(b->lv, sym_virDomainGetName(b->dom), &cgpath, &unused) >= 0 && !streq_ptr(cgpath, vm->cgpath)) {
                 log_info("%s: QEMU's cgroup is now %s", vm->name, cgpath ?: "out of reach");
                 vm_backend_cgroup(vm, cgpath);
         }
@@ -486,7 +484,7 @@ static void lb_call_done(WorkerCall *wc, void *owner) {
                         (void) lb_call_start(b, LB_SET_TARGET, b->queued_target_kib);
                 }
         }
-        (void) virDomainFree(c->dom);
+        (void) sym_virDomainFree(c->dom);
         free(c);
 }
 
@@ -525,7 +523,7 @@ static void lb_free(Backend *backend) {
                 worker_call_abandon(&b->call->call);
         free(b->device);
         if (b->dom)
-                (void) virDomainFree(b->dom);
+                (void) sym_virDomainFree(b->dom);
         free(b);
 }
 
@@ -544,7 +542,7 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         LibvirtBackend *b = lv_find(lv, dom);
         _cleanup_free_ char *cgpath = NULL, *slice_vm = NULL, *xml = NULL;
         _cleanup_(vm_freep) VM *vm = NULL;
-        const char *dname = virDomainGetName(dom);
+        const char *dname = sym_virDomainGetName(dom);
         const char *name;
         VM *other;
         int r;
@@ -552,8 +550,8 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         if (b) {
                 /* Known (libvirtd restarted, or the domain resumed): the new handle, adopted again. */
                 if (b->dom != dom) {
-                        (void) virDomainRef(dom);
-                        (void) virDomainFree(b->dom);
+                        (void) sym_virDomainRef(dom);
+                        (void) sym_virDomainFree(b->dom);
                         b->dom = dom;
                 }
                 b->seen = true;
@@ -565,7 +563,7 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         if (domain_cgroup(lv, dname, &cgpath, &slice_vm) < 0)
                 return log_oom();
         /* Not (yet) in its slice: the name its <partition> gives, else the domain's. */
-        if (!slice_vm && (xml = virDomainGetXMLDesc(dom, 0))) {
+        if (!slice_vm && (xml = sym_virDomainGetXMLDesc(dom, 0))) {
                 DomainInfo info;
                 _cleanup_free_ char *ppath = NULL, *pcg = NULL;
 
@@ -601,9 +599,9 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         b->lv = lv;
         b->seen = true;
         b->probe_backoff_usec = BACKOFF_MIN_USEC;
-        (void) virDomainRef(dom);
+        (void) sym_virDomainRef(dom);
         b->dom = dom;
-        if (virDomainGetUUIDString(dom, b->uuid) < 0)
+        if (sym_virDomainGetUUIDString(dom, b->uuid) < 0)
                 return log_warning_errno(EIO, "%s: no UUID for domain %s: %s", name, dname, lv_error());
         r = sd_event_add_time_relative(ctx->vm->event, &b->probe, CLOCK_MONOTONIC, 0, 0, on_probe, b);
         if (r < 0)
@@ -631,7 +629,7 @@ static void lv_domain_gone(Libvirt *lv, virDomainPtr dom, const char *why) {
 
         if (!b)
                 return;
-        log_info("%s: domain %s %s, dropping the VM", b->backend.vm->name, virDomainGetName(dom), why);
+        log_info("%s: domain %s %s, dropping the VM", b->backend.vm->name, sym_virDomainGetName(dom), why);
         discovery_remove_vm(&lv->discovery, b->backend.vm);
 }
 
@@ -654,7 +652,7 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
                 break;
         case VIR_DOMAIN_EVENT_DEFINED:
         case VIR_DOMAIN_EVENT_UNDEFINED:
-                log_debug("domain %s %s", virDomainGetName(dom),
+                log_debug("domain %s %s", sym_virDomainGetName(dom),
                           event == VIR_DOMAIN_EVENT_DEFINED ? "defined" : "undefined");
                 break;
         default:
@@ -790,7 +788,9 @@ int libvirt_discovery_new(const DiscoveryContext *ctx, Discovery **ret) {
         _cleanup_free_ Libvirt *lv = NULL;
         int r;
 
-        if (!ctx->vm->config->libvirt) {
+        /* Loaded here, when the configuration asks for it: a daemon without libvirt maps none of it.
+         * Without it the other sources still run; dlopen_libvirt() said why. */
+        if (!ctx->vm->config->libvirt || dlopen_libvirt() < 0) {
                 *ret = NULL;
                 return 0;
         }

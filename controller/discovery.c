@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-#include "backend-libvirt.h"
 #include "backend-qmp.h"
+#include "config-paths.h"
 #include "discovery.h"
 #include "log.h"
+#if HAVE_LIBVIRT
+#include "backend-libvirt.h"
+#endif
 
 /* libvirt first: a slice that holds a libvirt domain is managed through libvirt, not waited on for a
  * QMP socket libvirt never offers. */
 const discovery_new_t discovery_sources[] = {
+#if HAVE_LIBVIRT
         libvirt_discovery_new,
+#endif
         qmp_discovery_new,
         NULL,
 };

@@ -1,15 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-#include <libxml/parser.h>
-#include <libxml/xpath.h>
-#include <libxml/xpathInternals.h>
-
 #include "domain-xml.h"
+#include "libvirt-dl.h"
 #include "log.h"
 #include "macro.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(xmlDoc *, xmlFreeDoc);
-DEFINE_TRIVIAL_CLEANUP_FUNC(xmlXPathContext *, xmlXPathFreeContext);
+DEFINE_TRIVIAL_CLEANUP_FUNC(xmlDoc *, sym_xmlFreeDoc);
+DEFINE_TRIVIAL_CLEANUP_FUNC(xmlXPathContext *, sym_xmlXPathFreeContext);
 
 /* The string value of the first node 'expr' selects (XPath string()), NULL when none or empty. */
 static int xpath_string(xmlXPathContext *ctx, const char *expr, char **ret) {
@@ -19,26 +16,26 @@ static int xpath_string(xmlXPathContext *ctx, const char *expr, char **ret) {
 
         if (asprintf(&q, "string(%s)", expr) < 0)
                 return -ENOMEM;
-        o = xmlXPathEvalExpression((const xmlChar *) q, ctx);
+        o = sym_xmlXPathEvalExpression((const xmlChar *) q, ctx);
         if (!o)
                 return -ENOMEM;
         if (o->type == XPATH_STRING && o->stringval && o->stringval[0]) {
                 s = strdup((const char *) o->stringval);
                 if (!s) {
-                        xmlXPathFreeObject(o);
+                        sym_xmlXPathFreeObject(o);
                         return -ENOMEM;
                 }
         }
-        xmlXPathFreeObject(o);
+        sym_xmlXPathFreeObject(o);
         *ret = s;
         return 0;
 }
 
 static bool xpath_exists(xmlXPathContext *ctx, const char *expr) {
-        xmlXPathObject *o = xmlXPathEvalExpression((const xmlChar *) expr, ctx);
+        xmlXPathObject *o = sym_xmlXPathEvalExpression((const xmlChar *) expr, ctx);
         bool found = o && o->type == XPATH_NODESET && !xmlXPathNodeSetIsEmpty(o->nodesetval);
 
-        xmlXPathFreeObject(o);
+        sym_xmlXPathFreeObject(o);
         return found;
 }
 
@@ -91,17 +88,17 @@ static const char *why_unsupported(xmlXPathContext *ctx) {
 }
 
 int domain_xml_parse(const char *xml, const char *name, DomainInfo *ret) {
-        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
-        _cleanup_(xmlXPathFreeContextp) xmlXPathContext *ctx = NULL;
+        _cleanup_(sym_xmlFreeDocp) xmlDoc *doc = NULL;
+        _cleanup_(sym_xmlXPathFreeContextp) xmlXPathContext *ctx = NULL;
         DomainInfo i = {};
         int r;
 
-        doc = xmlReadMemory(xml, (int) strlen(xml), "domain.xml", NULL,
+        doc = sym_xmlReadMemory(xml, (int) strlen(xml), "domain.xml", NULL,
                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-        if (!doc || !xmlDocGetRootElement(doc) || !xmlStrEqual(xmlDocGetRootElement(doc)->name, BAD_CAST "domain"))
+        if (!doc || !sym_xmlDocGetRootElement(doc) || !sym_xmlStrEqual(sym_xmlDocGetRootElement(doc)->name, BAD_CAST "domain"))
                 return -EBADMSG;
-        ctx = xmlXPathNewContext(doc);
-        if (!ctx || xmlXPathRegisterNs(ctx, BAD_CAST "ab", BAD_CAST DOMAIN_METADATA_NS) < 0)
+        ctx = sym_xmlXPathNewContext(doc);
+        if (!ctx || sym_xmlXPathRegisterNs(ctx, BAD_CAST "ab", BAD_CAST DOMAIN_METADATA_NS) < 0)
                 return -ENOMEM;
 
         vm_config_defaults(&i.config);

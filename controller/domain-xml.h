@@ -25,7 +25,8 @@ typedef struct DomainInfo {
         VMConfig config;          /* from the metadata; *_set say which keys it gives */
 } DomainInfo;
 
-/* Parses the XML. Bad metadata values are logged (naming 'name', the domain) and skipped: the
- * domain's word is no reason not to manage it. -EBADMSG when it is not a domain's XML. */
+/* Parses the XML, after dlopen_libvirt() (which loads libxml2). Bad metadata values are logged (naming
+ * 'name', the domain) and skipped: the domain's word is no reason not to manage it. -EBADMSG when it
+ * is not a domain's XML. */
 int domain_xml_parse(const char *xml, const char *name, DomainInfo *ret);
 void domain_info_done(DomainInfo *i);

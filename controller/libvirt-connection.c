@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <inttypes.h>
-#include <libvirt/virterror.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <sys/eventfd.h>
 
 #include "libvirt-connection.h"
+#include "libvirt-dl.h"
 #include "log.h"
 #include "macro.h"
 #include "virt-event.h"
@@ -97,11 +97,11 @@ static int on_close_event(sd_event_source *s, int fd, uint32_t revents, void *us
 static void close_connection(virConnectPtr conn, int event_ids[_EVENT_MAX], int qemu_event_id) {
         for (size_t i = 0; i < _EVENT_MAX; i++)
                 if (event_ids[i] >= 0)
-                        (void) virConnectDomainEventDeregisterAny(conn, event_ids[i]);
+                        (void) sym_virConnectDomainEventDeregisterAny(conn, event_ids[i]);
         if (qemu_event_id >= 0)
-                (void) virConnectDomainQemuMonitorEventDeregister(conn, qemu_event_id);
-        (void) virConnectUnregisterCloseCallback(conn, on_close);
-        (void) virConnectClose(conn);
+                (void) sym_virConnectDomainQemuMonitorEventDeregister(conn, qemu_event_id);
+        (void) sym_virConnectUnregisterCloseCallback(conn, on_close);
+        (void) sym_virConnectClose(conn);
 }
 
 static void lc_disconnect(LibvirtConnection *c) {
@@ -131,12 +131,12 @@ static int connect_register_events(ConnectCall *cc) {
         };
 
         for (size_t i = 0; i < _EVENT_MAX; i++) {
-                cc->event_ids[i] = virConnectDomainEventRegisterAny(cc->conn, NULL, events[i].id, events[i].cb,
+                cc->event_ids[i] = sym_virConnectDomainEventRegisterAny(cc->conn, NULL, events[i].id, events[i].cb,
                                                                     cc->userdata, NULL);
                 if (cc->event_ids[i] < 0)
                         return -EIO;
         }
-        cc->qemu_event_id = virConnectDomainQemuMonitorEventRegister(cc->conn, NULL, "BALLOON_GUEST_PRESSURE",
+        cc->qemu_event_id = sym_virConnectDomainQemuMonitorEventRegister(cc->conn, NULL, "BALLOON_GUEST_PRESSURE",
                                                                      cb->guest_pressure, cc->userdata, NULL, 0);
         cc->no_qemu_events = cc->qemu_event_id < 0;
         return 0;
@@ -147,30 +147,30 @@ static void connect_run(WorkerCall *wc) {
         ConnectCall *cc = (ConnectCall *) wc;
         const char *what;
 
-        cc->conn = virConnectOpen(cc->uri);
+        cc->conn = sym_virConnectOpen(cc->uri);
         if (!cc->conn) {
-                (void) snprintf(cc->error, sizeof cc->error, "%s", virGetLastErrorMessage());
+                (void) snprintf(cc->error, sizeof cc->error, "%s", sym_virGetLastErrorMessage());
                 return;
         }
         what = "Cannot watch the libvirt connection";
-        if (virConnectRegisterCloseCallback(cc->conn, on_close, cc->c, NULL) >= 0 &&
-            virConnectSetKeepAlive(cc->conn, 5, 3) >= 0) {
+        if (sym_virConnectRegisterCloseCallback(cc->conn, on_close, cc->c, NULL) >= 0 &&
+            sym_virConnectSetKeepAlive(cc->conn, 5, 3) >= 0) {
                 what = "Cannot follow libvirt's domain events";
                 if (connect_register_events(cc) >= 0) {
                         what = "Cannot list libvirt's domains";
-                        cc->n_doms = virConnectListAllDomains(cc->conn, &cc->doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+                        cc->n_doms = sym_virConnectListAllDomains(cc->conn, &cc->doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
                         if (cc->n_doms >= 0)
                                 return;
                 }
         }
-        (void) snprintf(cc->error, sizeof cc->error, "%s: %s", what, virGetLastErrorMessage());
+        (void) snprintf(cc->error, sizeof cc->error, "%s: %s", what, sym_virGetLastErrorMessage());
         close_connection(cc->conn, cc->event_ids, cc->qemu_event_id);
         cc->conn = NULL;
 }
 
 static void connect_call_free(ConnectCall *cc) {
         for (int i = 0; i < cc->n_doms; i++)
-                (void) virDomainFree(cc->doms[i]);
+                (void) sym_virDomainFree(cc->doms[i]);
         free(cc->doms);
         free(cc->uri);
         free(cc);
@@ -291,7 +291,7 @@ int libvirt_connection_new(sd_event *event, const LibvirtCallbacks *callbacks, v
         r = virt_event_register(event);
         if (r < 0)
                 return log_error_errno(r, "Cannot hook libvirt's events into the event loop: %m");
-        virSetErrorFunc(NULL, quiet_errors);
+        sym_virSetErrorFunc(NULL, quiet_errors);
 
         r = sd_event_add_time_relative(event, &c->reconnect, CLOCK_MONOTONIC, 0, 0, on_reconnect, c);
         if (r < 0)

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "domain-xml.h"
+#include "libvirt-dl.h"
 #include "log.h"
 
 /* As virDomainGetXMLDesc() gives a running domain, shortened. */
@@ -158,5 +159,6 @@ int main(void) {
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_DEBUG);
+        assert_int_equal(dlopen_libvirt(), 0);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

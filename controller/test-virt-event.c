@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "libvirt-dl.h"
 #include "util.h"
 #include "virt-event.h"
 
@@ -244,6 +245,8 @@ int main(void) {
         };
         int r;
 
+        /* The daemon's copy of libvirt is the one this test links: the same event loop hooks. */
+        assert_int_equal(dlopen_libvirt(), 0);
         assert_true(sd_event_new(&event) >= 0);
         r = cmocka_run_group_tests(tests, NULL, NULL);
         virt_event_flush();

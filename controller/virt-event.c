@@ -15,13 +15,13 @@
  * made from another thread is recorded under the lock and applied by the loop's thread, woken
  * through an eventfd, as libvirt's own implementation does with its poll loop. */
 
-#include <libvirt/libvirt.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "libvirt-dl.h"
 #include "log.h"
 #include "virt-event.h"
 
@@ -374,7 +374,7 @@ int virt_event_register(sd_event *e) {
         ve.event = sd_event_ref(e);
         ve.loop_thread = pthread_self();
 
-        virEventRegisterImpl(virt_add_handle, virt_update_handle, virt_remove_handle,
+        sym_virEventRegisterImpl(virt_add_handle, virt_update_handle, virt_remove_handle,
                              virt_add_timeout, virt_update_timeout, virt_remove_timeout);
         return 0;
 }

@@ -5,7 +5,7 @@
 
 /* Registers an implementation of libvirt's event loop (virEventRegisterImpl()) on the sd-event loop
  * 'e': every fd and timer libvirt's client library watches becomes a source of 'e'. Once per process,
- * before the first connection; -EBUSY for another loop. */
+ * after dlopen_libvirt(), before the first connection; -EBUSY for another loop. */
 int virt_event_register(sd_event *e);
 
 /* Runs the free callbacks of removed handles and timers now, as the loop would: after the last

@@ -77,7 +77,8 @@ int main(int argc, char *argv[]) {
                         help();
                         return 0;
                 case ARG_VERSION:
-                        printf("autoballoond %s\n", PACKAGE_VERSION);
+                        /* As systemd lists its compile-time features. */
+                        printf("autoballoond %s %slibvirt\n", PACKAGE_VERSION, HAVE_LIBVIRT ? "+" : "-");
                         return 0;
                 case ARG_CONFIG_DIR:
                         o.config_dir = optarg;

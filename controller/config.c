@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "cgroup.h"
+#include "config-paths.h"
 #include "config.h"
 #include "log.h"
 #include "util.h"
@@ -58,6 +59,13 @@ typedef struct ConfigKey {
         size_t set_offset;         /* VM keys: the bool that says the key was set, else SIZE_MAX */
 } ConfigKey;
 
+/* A daemon built without the libvirt backend (meson -Dlibvirt=disabled) refuses Libvirt=yes. */
+#if HAVE_LIBVIRT
+#  define LIBVIRT_DEFAULT "yes"
+#else
+#  define LIBVIRT_DEFAULT "no"
+#endif
+
 #define DAEMON_KEY(n, t, field, def, lo, hi, r) \
         { n, t, offsetof(Config, field), def, lo, hi, r, SIZE_MAX }
 #define VM_KEY(n, t, field, set_field, def, lo, hi, r) \
@@ -91,7 +99,7 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("BalloonStallSec",      CONFIG_TIME,          stall_usec,               "10",               USEC_PER_SEC, USEC_PER_HOUR, "must be between 1s and 1h"),
         DAEMON_KEY("BalloonBackoffSec",    CONFIG_TIME,          stall_backoff_usec,       "30",               USEC_PER_SEC, USEC_PER_HOUR, "must be between 1s and 1h"),
         DAEMON_KEY("RuntimeDir",           CONFIG_PATH,          runtime_dir,              "/run/autoballoon", 0, RUNTIME_DIR_MAX, "must be an absolute path of at most 64 characters"),
-        DAEMON_KEY("Libvirt",              CONFIG_BOOL,          libvirt,                  "yes",              0, 0, NULL),
+        DAEMON_KEY("Libvirt",              CONFIG_BOOL,          libvirt,                  LIBVIRT_DEFAULT,    0, 0, NULL),
         DAEMON_KEY("LibvirtURI",           CONFIG_STRING,        libvirt_uri,              "qemu:///system",   0, 0, NULL),
         DAEMON_KEY("DomainMetadata",       CONFIG_BOOL,          domain_metadata,          "yes",              0, 0, NULL),
         DAEMON_KEY("DomainMaxWeight",      CONFIG_UINT,          domain_max_weight,        "10000",            1, 10000, "must be between 1 and 10000"),
@@ -653,6 +661,10 @@ static void config_assign(ConfigParser *p, const char *name, const char *value) 
 
         /* "Key=" resets to the default, as in systemd unit files. */
         r = config_key_parse(k, *value ? value : k->default_value, base, &reason);
+        if (r >= 0 && !HAVE_LIBVIRT && streq(k->name, "Libvirt") && p->config->libvirt) {
+                reason = "this autoballoond is built without libvirt (meson -Dlibvirt=disabled)";
+                r = -EOPNOTSUPP;
+        }
         if (r == -ENOMEM) {
                 p->error = log_oom();
                 return;

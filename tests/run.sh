@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Sets up and runs the whole test suite, fastest tiers first:
-#   1. build with -Werror and the unit tests
+#   1. build with -Werror and the unit tests, also built without libvirt (-Dlibvirt=disabled)
 #   2. the unit tests again under ASan+UBSan
 #   3. the guest image (cached in $AUTOBALLOON_CACHE)
 #   4. integration and end-to-end tests on real QEMU guests, real PSI and real cgroups (root)
@@ -20,9 +20,13 @@ tier "setup"
 tests/setup.sh
 
 tier "build (-Werror) and unit tests"
-[ -d build/ci ] || meson setup build/ci --werror -Dtests=enabled >/dev/null
+[ -d build/ci ] || meson setup build/ci --werror -Dtests=enabled -Dlibvirt=enabled >/dev/null
 ninja -C build/ci >/dev/null
 meson test -C build/ci --suite unit --print-errorlogs
+# Without the libvirt backend: it builds, and the tests of what differs (Libvirt=, the daemon's core).
+[ -d build/ci-nolibvirt ] || meson setup build/ci-nolibvirt --werror -Dtests=enabled -Dlibvirt=disabled >/dev/null
+ninja -C build/ci-nolibvirt >/dev/null
+meson test -C build/ci-nolibvirt --print-errorlogs config vm manager bus
 
 tier "unit tests under ASan+UBSan"
 [ -d build/asan ] || meson setup build/asan --werror -Dtests=enabled -Db_sanitize=address,undefined \

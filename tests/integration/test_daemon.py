@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """autoballoond and its C modules against real parts: PSI triggers on a test cgroup, the QMP client
 on a real guest, the daemon adopting and dropping VMs, bad configuration and bad peers, and what
-the policy saw recorded and replayed."""
+the policy saw recorded and replayed, libvirt mapped only with Libvirt=yes."""
 
 import json
 import os
@@ -279,3 +279,54 @@ def test_record_and_replay(run_dir, test_cgroup):
     assert set(rows) == {"autoballoon", "none", "rfc", "proxmox"}
     assert all(int(row[1]) == len(records) for row in rows.values())
     assert all(int(x) == 0 for x in rows["none"][2:8])
+
+
+def mapped_files(pid):
+    """The files mapped into process pid."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {line.split()[5] for line in f if len(line.split()) > 5 and line.split()[5].startswith("/")}
+
+
+def test_libvirt_is_loaded_only_when_enabled(run_dir, test_cgroup):
+    """Libvirt=no maps nothing of libvirt; Libvirt=yes loads it (with no libvirtd: a socket nobody
+    listens on); Libvirt=yes without the library says so once and still manages the QMP VMs."""
+    version = subprocess.run([str(daemon_binary()), "--version"], capture_output=True, text=True).stdout
+    if "+libvirt" not in version:
+        pytest.skip(f"built without libvirt: {version.strip()}")
+    test_cgroup.sub(slice_of("web"))
+
+    def run(libvirt, wrap=()):
+        config = "[Daemon]\nStatsIntervalSec=1\n"
+        if libvirt:
+            config += f"Libvirt=yes\nLibvirtURI=qemu:///system?socket={run_dir}/no-libvirtd.sock\n"
+        d = Daemon(run_dir, test_cgroup.unified_root, config, libvirt=libvirt)
+        d.argv = [*wrap, *d.argv]
+        qmp = BalloonQMP(d.qmp_path("web"), 4 * GiB, 2 * GiB)
+        try:
+            d.start()
+            wait_until(lambda: d.saw(r"web: adopted"), 20, what="adoption")
+            files = mapped_files(d.proc.pid)
+        finally:
+            status = d.stop()
+            qmp.close()
+        assert status == 0, d.log_tail()
+        return d, {os.path.basename(f).split(".so")[0]: f for f in files}
+
+    def libvirt_and_deps(libs):
+        return {name for name in libs if name in ("libvirt", "libvirt-qemu", "libxml2", "libglib-2.0", "libgnutls")}
+
+    _, libs = run(False)
+    assert not libvirt_and_deps(libs), libs
+
+    d, libs = run(True)
+    assert {"libvirt", "libvirt-qemu", "libxml2"} <= libvirt_and_deps(libs), libs
+    assert d.saw(r"No libvirt at qemu:///system\?socket="), d.log_tail()
+
+    # The library as a package manager would leave it half removed: an empty file where it was.
+    hide = ["unshare", "--mount", "--propagation=private", "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"',
+            libs["libvirt"]]
+    d, libs = run(True, hide)
+    said = [line for line in d.lines if "Libvirt=yes, but libvirt.so.0 cannot be loaded" in line]
+    assert len(said) == 1, d.log_tail()
+    assert "libvirt domains are not managed" in said[0]
+    assert not libvirt_and_deps(libs), libs

@@ -9,7 +9,7 @@ cd "$top"
 export AUTOBALLOON_CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
 
 # On a pure cgroup v2 host the demo's memory limits need a cgroup delegated to it (see TestCgroup in
-# tests/lib/abtest.py): systemd makes one.
+# tests/lib/ab/cgroup.py): systemd makes one.
 if [ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] && [ -d /run/systemd/system ] &&
         [ -z "${AUTOBALLOON_DELEGATED:-}" ]; then
         AUTOBALLOON_DELEGATED=1 exec systemd-run --scope --quiet --collect -p Delegate=yes "$0" "$@"

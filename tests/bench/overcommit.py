@@ -37,7 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parents[1]
 sys.path.insert(0, str(TOP / "tests" / "lib"))
-from abtest import percentile  # noqa: E402  (nearest rank, as the other benchmarks)
+from ab.measure import percentile  # noqa: E402  (nearest rank, as the other benchmarks)
 MIB = 1 << 20
 PAGE = 4096
 POLICIES = ("none", "rfc", "proxmox", "autoballoon")

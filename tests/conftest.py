@@ -3,19 +3,15 @@
 
 import os
 import shutil
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
-
-from ab.cache import build_image, build_kernels, build_qemu  # noqa: E402
-from ab.cgroup import TestCgroup  # noqa: E402
-from ab.guest import GUESTS, Guest  # noqa: E402
-from ab.util import make_run_dir  # noqa: E402
-from ab.virt import LibvirtLoop  # noqa: E402
+from ab.cache import build_image, build_kernels, build_qemu
+from ab.cgroup import TestCgroup
+from ab.guest import GUESTS, Guest
+from ab.util import make_run_dir
+from ab.virt import LibvirtLoop
 
 
 @pytest.hookimpl(tryfirst=True)

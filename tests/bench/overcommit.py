@@ -88,12 +88,11 @@ def run_lab(cfg, run_dir):
 
 
 def ensure_gnuplot():
-    """gnuplot-nox, through tests/lib/debian.sh as the setup scripts install their packages."""
+    """gnuplot-nox, through tests/lib/common.sh as the setup scripts install their packages."""
     if shutil.which("gnuplot"):
         return
-    script = ('log() { echo "overcommit: $*"; }; die() { echo "overcommit: $*" >&2; exit 1; }; '
-              '. "$1" && ensure_packages gnuplot-nox')
-    if subprocess.run(["bash", "-c", script, "bash", str(TOP / "tests" / "lib" / "debian.sh")]).returncode != 0:
+    script = '. "$1" overcommit && ensure_packages gnuplot-nox'
+    if subprocess.run(["bash", "-c", script, "bash", str(TOP / "tests" / "lib" / "common.sh")]).returncode != 0:
         sys.exit("overcommit: gnuplot is needed for the plots")
 
 

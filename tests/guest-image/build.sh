@@ -8,18 +8,6 @@
 # in this directory) is unchanged; --force rebuilds anyway.
 set -euo pipefail
 
-usage() {
-        echo "usage: $0 [--force]" >&2
-        exit 2
-}
-
-force=0
-case $# in
-0) ;;
-1) [[ $1 == --force ]] || usage; force=1 ;;
-*) usage ;;
-esac
-
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/guest
 KERNEL_META=linux-image-cloud-amd64
@@ -29,6 +17,7 @@ MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_p
 PACKAGES=(busybox-static cpio gzip gcc libc6-dev kmod xz-utils)
 
 . "$SRC_DIR/../lib/common.sh" guest-image
+force_option "$@"
 
 # The meta package depends on the real image package of the current ABI, "(= version)".
 resolve_kernel() {

@@ -22,20 +22,9 @@
 #   LAB_SWAP_SIZE      the swap disk (default 1G)
 set -euo pipefail
 
-usage() {
-        echo "usage: $0 [--force]   (--force rebuilds the cached parts too)" >&2
-        exit 2
-}
-
-force=0
-case $# in
-0) ;;
-1) [[ $1 == --force ]] || usage; force=1 ;;
-*) usage ;;
-esac
-
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$SRC_DIR/../lib/common.sh" lab-build
+force_option "$@"
 CACHE_ROOT=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
 LAB=$CACHE_ROOT/lab
 GUEST=$CACHE_ROOT/guest

@@ -9,6 +9,7 @@
 #   need_root WHY             die unless run as root
 #   lock_cache DIR            makes DIR and holds DIR/.lock until the script exits: one build of a
 #                             cache at a time, whichever script or test asks for it
+#   force_option "$@"         the build scripts' one option: --force (force=1) rebuilds what is cached
 #   stamp_ok FILE STAMP       FILE holds STAMP (the inputs of a cached output), unless force=1
 # and Debian's packages through tests/lib/debian.sh (apt_update, pkg_version, ensure_packages).
 
@@ -33,6 +34,18 @@ lock_cache() {
         mkdir -p "$1"
         exec 9>"$1/.lock"
         flock 9
+}
+
+force_option() {
+        force=0
+        case $#:${1:-} in
+        0:) ;;
+        1:--force) force=1 ;;
+        *)
+                echo "usage: $0 [--force]   (--force rebuilds what is cached)" >&2
+                exit 2
+                ;;
+        esac
 }
 
 stamp_ok() {

@@ -33,11 +33,7 @@ cache=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/kernel
 pkg=linux-source-6.1
 deps=(bc bison flex libelf-dev libssl-dev build-essential xz-utils git)
 
-log() { printf '[build-kernel %3ds] %s\n' "$SECONDS" "$*"; }
-die() {
-        printf 'build-kernel: ERROR: %s\n' "$*" >&2
-        exit 1
-}
+. "$here/../tests/lib/common.sh" build-kernel
 
 pin=$(grep -v '^[[:space:]]*\(#\|$\)' "$here/linux-version" | head -n1 | tr -d '[:space:]')
 [[ -n $pin ]] || die "no version in $here/linux-version"
@@ -45,12 +41,9 @@ mapfile -t patches < <(find "$here/patches" -name '[0-9][0-9][0-9][0-9]-*.patch'
                        ! -name '0000-*' | sort)
 ((${#patches[@]})) || die "no patches in $here/patches"
 
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
+lock_cache "$cache"
 
 # --- tools ------------------------------------------------------------------------------------
-. "$here/../tests/lib/debian.sh"
 ensure_packages "${deps[@]}"
 
 # --- the pin ----------------------------------------------------------------------------------
@@ -77,7 +70,7 @@ base_key=$(printf '%s\n' "$pin" | cat - "$here/build-kernel.sh" "$here/config-fr
            sha256sum | cut -d' ' -f1)
 patched_key=$(printf '%s\n' "$base_key" | cat - "${patches[@]}" | sha256sum | cut -d' ' -f1)
 stock_key=$base_key
-fresh() { [[ -f $cache/$1 && "$(cat "$cache/$1.stamp" 2>/dev/null)" == "$2" ]]; }
+fresh() { [[ -f $cache/$1 ]] && stamp_ok "$cache/$1.stamp" "$2"; }
 if fresh bzImage "$patched_key" && { ((!stock)) || fresh bzImage-stock "$stock_key"; }; then
         log "up to date: $cache/bzImage$( ((stock)) && echo " $cache/bzImage-stock")"
         exit 0

@@ -45,11 +45,8 @@ src_sources=/etc/apt/sources.list.d/autoballoon-deb-src.sources
 qtest_prefix=/x86_64/pc/i440FX-pcihost/pci-bus-pc/pci-bus/virtio-balloon-pci
 qtest_prefix+=/virtio-balloon-pci-tests/guest-pressure
 
-log() { printf '[build-qemu %4ds] %s\n' "$SECONDS" "$*"; }
-die() {
-        printf 'build-qemu: ERROR: %s\n' "$*" >&2
-        exit 1
-}
+. "$here/../tests/lib/common.sh" build-qemu
+
 # Runs "$@" with its output in log file $1 (shifted); on failure shows the tail and dies.
 logged() {
         local logfile=$1
@@ -67,13 +64,10 @@ mapfile -t patches < <(find "$here/patches" -name '[0-9][0-9][0-9][0-9]-*.patch'
                        ! -name '0000-*' | sort)
 ((${#patches[@]})) || die "no patches in $here/patches"
 
-[[ $EUID == 0 ]] || die "must run as root (installs packages, writes $cache)"
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
+need_root "installs packages, writes $cache"
+lock_cache "$cache"
 
 # --- tools ------------------------------------------------------------------------------------
-. "$here/../tests/lib/debian.sh"
 ensure_packages "${deps[@]}"
 
 # --- the pin ----------------------------------------------------------------------------------
@@ -151,7 +145,7 @@ installed() {
         done
 }
 
-if ((!force)) && installed && [[ -f $cache/stamp && $(<"$cache/stamp") == "$stamp" ]]; then
+if installed && stamp_ok "$cache/stamp" "$stamp"; then
         log "up to date: $cache/bin/qemu-system-x86_64 (qemu $pin + ${#patches[@]} patches)"
 else
         # --- Debian's source, pristine ------------------------------------------------------------

@@ -3,16 +3,15 @@
 
 import os
 import shutil
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
-
-import abtest  # noqa: E402
-import abvirt  # noqa: E402
+from ab.cache import build_image, build_kernels, build_qemu
+from ab.cgroup import TestCgroup
+from ab.guest import GUESTS, Guest
+from ab.util import make_run_dir
+from ab.virt import LibvirtLoop
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -29,7 +28,7 @@ def pytest_runtest_makereport(item, call):
         return
     # The guests this test started or used: started during it, or still running.
     since = getattr(item, "abt_started", 0)
-    for guest in abtest.GUESTS:
+    for guest in GUESTS:
         if guest.started_at >= since or guest.alive():
             rep.sections.append((f"guest {guest.name} console ({guest.console_log})",
                                  guest.console_tail(40)))
@@ -52,25 +51,25 @@ def require_root():
 @pytest.fixture(scope="session")
 def guest_image(require_root):
     """Builds (or reuses) the test guest image once per session; a failed build fails."""
-    return abtest.build_image()
+    return build_image()
 
 
 @pytest.fixture(scope="session")
 def patched_kernels(require_root):
     """guest/build-kernel.sh --stock (cached): .patched and .stock bzImages."""
-    return abtest.build_kernels()
+    return build_kernels()
 
 
 @pytest.fixture(scope="session")
 def patched_qemu(require_root):
     """qemu/build-qemu.sh (cached): .binary and .bios_dir (for -L) of the patched QEMU."""
-    return abtest.build_qemu()
+    return build_qemu()
 
 
 @pytest.fixture
 def run_dir(request):
     """A short per-test directory for sockets and logs; kept when the test fails."""
-    d = abtest.make_run_dir()
+    d = make_run_dir()
     yield d
     if _failed(request.node):
         print(f"\nrun directory kept: {d}")
@@ -81,7 +80,7 @@ def run_dir(request):
 @pytest.fixture
 def test_cgroup(require_root):
     """A TestCgroup removed after the test whatever happened."""
-    cg = abtest.TestCgroup()
+    cg = TestCgroup()
     try:
         yield cg
     finally:
@@ -90,9 +89,9 @@ def test_cgroup(require_root):
 
 @pytest.fixture
 def lv(guest_image, run_dir):
-    """An abvirt.LibvirtLoop: setup(vms) starts its test cgroup, libvirtd and daemon (not yet
+    """A LibvirtLoop: setup(vms) starts its test cgroup, libvirtd and daemon (not yet
     running); everything is stopped and removed afterwards."""
-    env = abvirt.LibvirtLoop(run_dir, guest_image)
+    env = LibvirtLoop(run_dir, guest_image)
     try:
         yield env
     finally:
@@ -105,7 +104,7 @@ def guest_factory(guest_image, run_dir):
     guests = []
 
     def start(name, ready_timeout=60, **kwargs):
-        guest = abtest.Guest.start(name, run_dir, image=guest_image, **kwargs)
+        guest = Guest.start(name, run_dir, image=guest_image, **kwargs)
         guests.append(guest)
         guest.wait_ready(ready_timeout)
         return guest

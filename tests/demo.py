@@ -10,8 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
-import abtest  # noqa: E402
-from scenario import MIB, MIN_MEMORY, GUEST_MEM, VMS, ClosedLoop  # noqa: E402
+from ab.cache import build_image  # noqa: E402
+from ab.scenario import MIB, MIN_MEMORY, GUEST_MEM, VMS, ClosedLoop  # noqa: E402
+from ab.util import make_run_dir  # noqa: E402
 
 T0 = time.monotonic()
 
@@ -37,8 +38,8 @@ def timeline(loop, stop):
 
 
 def main():
-    run_dir = abtest.make_run_dir("abdemo-")
-    image = abtest.build_image()
+    run_dir = make_run_dir("abdemo-")
+    image = build_image()
     stop = threading.Event()
     with ClosedLoop(run_dir, image=image, on_line=show_decision, log=say) as loop:
         say(f"booting {len(VMS)} guests of {GUEST_MEM // MIB} MiB (TCG) in balloon slices under "

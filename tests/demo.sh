@@ -4,12 +4,11 @@
 # and then guest pressure, with a live timeline of every decision. Needs root (cgroups).
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
-export AUTOBALLOON_CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
+. "$(dirname "$0")/lib/common.sh" demo
+cd "$TOP"
 
 # On a pure cgroup v2 host the demo's memory limits need a cgroup delegated to it (see TestCgroup in
-# tests/lib/abtest.py): systemd makes one.
+# tests/lib/ab/cgroup.py): systemd makes one.
 if [ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] && [ -d /run/systemd/system ] &&
         [ -z "${AUTOBALLOON_DELEGATED:-}" ]; then
         AUTOBALLOON_DELEGATED=1 exec systemd-run --scope --quiet --collect -p Delegate=yes "$0" "$@"
@@ -19,4 +18,4 @@ tests/setup.sh
 [ -d build/ci ] || meson setup build/ci -Dtests=enabled >/dev/null
 ninja -C build/ci >/dev/null
 tests/guest-image/build.sh
-AUTOBALLOON_BUILD="$top/build/ci" exec /usr/bin/python3 tests/demo.py
+AUTOBALLOON_BUILD="$TOP/build/ci" exec /usr/bin/python3 tests/demo.py

@@ -10,9 +10,8 @@
 #   7. the guest pressure queue: patched kernel and QEMU built (cached), checkpatch, tests
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
-export AUTOBALLOON_CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
+. "$(dirname "$0")/lib/common.sh" run
+cd "$TOP"
 start=$(date +%s)
 tier() { printf '\n=== %s (%ds)\n' "$*" $(($(date +%s) - start)); }
 
@@ -39,7 +38,7 @@ tier "guest image"
 tests/guest-image/build.sh
 
 tier "integration and end-to-end tests (real guests, real PSI)"
-export AUTOBALLOON_BUILD="$top/build/ci"
+export AUTOBALLOON_BUILD="$TOP/build/ci"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration tests/e2e
 
 tier "libvirt backend (real libvirtd and TCG domains)"
@@ -55,8 +54,8 @@ qemu/build-qemu.sh --test
 # keep them), on absolute paths: from inside a git repository that tracks the patch, the kernel's
 # checkpatch would check the .patch file as a source file.
 (cd "$AUTOBALLOON_CACHE/kernel/src" &&
-        scripts/checkpatch.pl --strict --quiet "$top"/guest/patches/000[1-9]-*.patch)
-(cd "$AUTOBALLOON_CACHE/qemu/tree" && scripts/checkpatch.pl "$top"/qemu/patches/000[1-9]-*.patch)
+        scripts/checkpatch.pl --strict --quiet "$TOP"/guest/patches/000[1-9]-*.patch)
+(cd "$AUTOBALLOON_CACHE/qemu/tree" && scripts/checkpatch.pl "$TOP"/qemu/patches/000[1-9]-*.patch)
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/patches
 
 tier "done"

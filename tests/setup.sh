@@ -16,12 +16,7 @@ packages=(
         python3 python3-pytest
 )
 
-log() { echo "setup: $*"; }
-die() {
-        echo "setup: $*" >&2
-        exit 1
-}
-. "$(dirname "${BASH_SOURCE[0]}")/lib/debian.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh" setup
 
 ensure_packages "${packages[@]}"
 echo "setup: packages ok"

@@ -47,12 +47,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "patches"))
 
-import abtest  # noqa: E402
-from abtest import percentile  # noqa: E402
+from ab.cache import build_image, build_kernels, build_qemu  # noqa: E402
+from ab.cgroup import TestCgroup  # noqa: E402
+from ab.guest import Guest  # noqa: E402
+from ab.measure import percentile  # noqa: E402
+from ab.scenario import DECISION_RE, Daemon  # noqa: E402
+from ab.util import MiB, make_run_dir, wait_until  # noqa: E402
 import gpq  # noqa: E402
-from scenario import DECISION_RE, Daemon  # noqa: E402
 
-MiB = abtest.MiB
 VM = "vm1"
 SLICE = f"balloon.slice/balloon-{VM}.slice"
 BASE = 320 * MiB
@@ -117,7 +119,7 @@ def set_base(guest):
     for _ in range(10):
         guest.balloon(BASE)
         try:
-            abtest.wait_until(lambda: guest.query_balloon() == BASE, 3, 0.05)
+            wait_until(lambda: guest.query_balloon() == BASE, 3, 0.05)
             return
         except TimeoutError:
             time.sleep(1.5)
@@ -136,12 +138,12 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the logs (daemon, QEMU trace)")
     args = ap.parse_args()
 
-    kernels, qemu, image = abtest.build_kernels(), abtest.build_qemu(), abtest.build_image()
+    kernels, qemu, image = build_kernels(), build_qemu(), build_image()
     offset = time.time() - time.monotonic()
-    run_dir = abtest.make_run_dir("abbench-")
-    cgroup = abtest.TestCgroup()
+    run_dir = make_run_dir("abbench-")
+    cgroup = TestCgroup()
     daemon = Daemon(run_dir, cgroup.unified_root, CONFIG)
-    guest = abtest.Guest.start(
+    guest = Guest.start(
         VM, run_dir, mem="512M", qmp_path=daemon.qmp_path(VM), cgroups=cgroup.procs_paths(SLICE),
         image=image, free_page_reporting=False,
         extra_args=["-msg", "timestamp=on", "-trace", "virtio_balloon_guest_pressure",
@@ -151,7 +153,7 @@ def main():
         guest.wait_ready(90)
         guest.qmp_events()
         daemon.start()
-        abtest.wait_until(lambda: daemon.saw(rf"{VM}: adopted"), 30, what="the daemon to adopt the VM")
+        wait_until(lambda: daemon.saw(rf"{VM}: adopted"), 30, what="the daemon to adopt the VM")
         set_base(guest)
         # A worker holds all but 40 MiB: each round's allocation then overflows into reclaim at once.
         guest.cmd_ok(f"alloc base {guest.meminfo()['MemFree'] // 1024 - 40}", timeout=120)
@@ -175,8 +177,8 @@ def main():
             guest.cmd_ok("free round")
             rounds.append((begin, event))
             if event["data"]["action"] == "deflate":
-                abtest.wait_until(lambda: guest.query_balloon() >= event["data"]["target"], 10, 0.05,
-                                  what="the step to complete")
+                wait_until(lambda: guest.query_balloon() >= event["data"]["target"], 10, 0.05,
+                           what="the step to complete")
             if len(rounds) % 10 == 0:
                 print(f"  {len(rounds)} rounds after {time.monotonic() - start:.0f} s")
         time.sleep(1)

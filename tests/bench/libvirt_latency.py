@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Benchmark, not a test: prints figures and gates nothing.
 
-A balloon target change on one TCG guest run by a real libvirtd (abvirt), alternately through
+A balloon target change on one TCG guest run by a real libvirtd (ab.virt), alternately through
 libvirt (virDomainSetMemoryFlags, AFFECT_LIVE) and directly over QMP ("balloon" on a second monitor
 of the same QEMU), 2 x --calls times each, between two sizes 64M apart, each move 2.5 s after
 the last one (past the event throttle below). For each: the time until the
@@ -29,11 +29,13 @@ import libvirt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-import abtest  # noqa: E402
-from abtest import percentile  # noqa: E402
-import abvirt  # noqa: E402
+from ab import virt  # noqa: E402
+from ab.cache import build_image  # noqa: E402
+from ab.guest import QEMU  # noqa: E402
+from ab.measure import percentile  # noqa: E402
+from ab.util import MiB, make_run_dir, wait_until  # noqa: E402
 
-MIB = abtest.MiB
+MIB = MiB
 SIZES = (448 * MIB, 384 * MIB)
 
 
@@ -101,12 +103,12 @@ def main():
     ap.add_argument("--calls", type=int, default=60)
     args = ap.parse_args()
 
-    image = abtest.build_image()
-    run_dir = abtest.make_run_dir("abt-lvbench-")
-    lvd = abvirt.Libvirtd(run_dir)
+    image = build_image()
+    run_dir = make_run_dir("abt-lvbench-")
+    lvd = virt.Libvirtd(run_dir)
     try:
         lvd.start()
-        g = abvirt.DomainGuest(lvd, "bench", run_dir, image=image)
+        g = virt.DomainGuest(lvd, "bench", run_dir, image=image)
         g.wait_ready(120)
         libvirt.virEventRegisterDefaultImpl()
         threading.Thread(target=run_libvirt_events, daemon=True).start()
@@ -123,7 +125,7 @@ def main():
                 start_size = SIZES[(i + 1) % 2]
                 if abs(g.query_balloon() - start_size) >= MIB:
                     g.balloon(start_size)
-                    abtest.wait_until(lambda: abs(g.query_balloon() - start_size) < MIB, 30, 0.05)
+                    wait_until(lambda: abs(g.query_balloon() - start_size) < MIB, 30, 0.05)
                 # Every timed move starts past QEMU's event throttle (1 s, restarted by a held
                 # event), shared by all monitors, with the last move's held-back BALLOON_CHANGE read
                 # and dropped: it must not be taken for the timed move's first one.
@@ -156,7 +158,7 @@ def main():
             stats["QMP"].append(time.monotonic() - t0)
 
         print(f"\nballoon target change {SIZES[0] // MIB}M <-> {SIZES[1] // MIB}M, {args.calls * 2} calls each way, "
-              f"TCG guest, {shutil.which(abtest.QEMU)}, libvirt {libvirt.getVersion()}")
+              f"TCG guest, {shutil.which(QEMU)}, libvirt {libvirt.getVersion()}")
         for way in ("libvirt", "QMP"):
             print(f"{way} ({'virDomainSetMemoryFlags' if way == 'libvirt' else 'balloon'}):")
             for k, v in results[way].items():

@@ -31,7 +31,10 @@ from pathlib import Path
 import sys
 sys.path.insert(0, "/usr/lib/autoballoon-lab")
 import l2  # noqa: E402
-from abtest import QMP, PageCacheHog, parse_kv, proc_rss_kib, proc_stat, psi  # noqa: E402
+from ab.agent import parse_kv  # noqa: E402
+from ab.hog import PageCacheHog  # noqa: E402
+from ab.measure import proc_rss_kib, proc_stat, psi  # noqa: E402
+from ab.qmp import QMP  # noqa: E402
 from scenario import CGROUP, CONF_D, OUT, UNIT, journal, log, memory_high, messages, monotonic_usec, \
     run, unit_prop, wait_for  # noqa: E402
 
@@ -91,8 +94,8 @@ class Guest:
 
     def connect(self, timeout=240):
         self.pid = int(unit_prop(self.service, "MainPID"))
-        self.agent = l2.Agent(f"{l2.RUN_DIR}/{self.name}.ctl")
-        self.agent.wait_ready(timeout, alive=lambda: os.path.exists(f"/proc/{self.pid}"))
+        self.agent = l2.agent(self.name, lambda: os.path.exists(f"/proc/{self.pid}"))
+        self.agent.wait_ready(timeout)
         self.qmp = QMP(f"{l2.RUN_DIR}/{self.name}.hqmp")
         reply = self.agent.cmd("thp always")
         if reply != "ok":

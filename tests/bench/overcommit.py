@@ -37,7 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parents[1]
 sys.path.insert(0, str(TOP / "tests" / "lib"))
-from abtest import percentile  # noqa: E402  (nearest rank, as the other benchmarks)
+from ab.measure import percentile  # noqa: E402  (nearest rank, as the other benchmarks)
 MIB = 1 << 20
 PAGE = 4096
 POLICIES = ("none", "rfc", "proxmox", "autoballoon")
@@ -88,12 +88,11 @@ def run_lab(cfg, run_dir):
 
 
 def ensure_gnuplot():
-    """gnuplot-nox, through tests/lib/debian.sh as the setup scripts install their packages."""
+    """gnuplot-nox, through tests/lib/common.sh as the setup scripts install their packages."""
     if shutil.which("gnuplot"):
         return
-    script = ('log() { echo "overcommit: $*"; }; die() { echo "overcommit: $*" >&2; exit 1; }; '
-              '. "$1" && ensure_packages gnuplot-nox')
-    if subprocess.run(["bash", "-c", script, "bash", str(TOP / "tests" / "lib" / "debian.sh")]).returncode != 0:
+    script = '. "$1" overcommit && ensure_packages gnuplot-nox'
+    if subprocess.run(["bash", "-c", script, "bash", str(TOP / "tests" / "lib" / "common.sh")]).returncode != 0:
         sys.exit("overcommit: gnuplot is needed for the plots")
 
 

@@ -24,9 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-import abtest  # noqa: E402
-from abtest import percentile, proc_rss_kib, proc_stat  # noqa: E402
-from scenario import MIB, GUEST_MEM, VMS, ClosedLoop, make_config  # noqa: E402
+from ab.cache import build_image  # noqa: E402
+from ab.measure import percentile, proc_rss_kib, proc_stat  # noqa: E402
+from ab.scenario import MIB, GUEST_MEM, VMS, ClosedLoop, make_config  # noqa: E402
+from ab.util import make_run_dir, parse_size, wait_until  # noqa: E402
 
 
 def bench_config(vms):
@@ -54,7 +55,7 @@ def measure_reaction(loop, events):
             for g in loop.guests.values():
                 g.balloon(loop.guest_mem)
             for g in loop.guests.values():
-                abtest.wait_until(lambda: g.query_balloon() == loop.guest_mem, 30, what="a full guest")
+                wait_until(lambda: g.query_balloon() == loop.guest_mem, 30, what="a full guest")
                 g.cmd_ok("prefault 80", timeout=120)
             os.kill(loop.daemon.proc.pid, signal.SIGCONT)
             loop.host_pressure_on()
@@ -83,9 +84,9 @@ def main():
 
     vms, mem = VMS, GUEST_MEM
     if args.guests:
-        vms, mem = tuple((f"vm{i + 1}", 100) for i in range(args.guests)), abtest.parse_size(args.guest_mem or "160M")
-    run_dir = abtest.make_run_dir("abbench-")
-    with ClosedLoop(run_dir, image=abtest.build_image(), config=bench_config(vms), log=print, vms=vms,
+        vms, mem = tuple((f"vm{i + 1}", 100) for i in range(args.guests)), parse_size(args.guest_mem or "160M")
+    run_dir = make_run_dir("abbench-")
+    with ClosedLoop(run_dir, image=build_image(), config=bench_config(vms), log=print, vms=vms,
                     guest_mem=mem) as loop:
         # Many guests boot slowly side by side on two cores; idle guests need no resident memory.
         loop.start_guests(prefault=not args.guests, timeout=90 + 20 * len(vms))

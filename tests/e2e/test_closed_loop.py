@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import abtest
-from scenario import MIB, MIN_MEMORY, GUEST_MEM, VMS, ClosedLoop
+from ab.scenario import MIB, MIN_MEMORY, GUEST_MEM, VMS, ClosedLoop
+from ab.util import wait_until
 
 WEIGHTS = dict(VMS)
 
@@ -33,8 +33,8 @@ def test_closed_loop(loop):
     start = time.monotonic()
     loop.host_pressure_on()
     pressured = stall_rate(loop, 2)
-    abtest.wait_until(lambda: all(loop.daemon.decisions_for(vm, "inflate") for vm, _ in VMS), 60,
-                      what="every guest to be inflated")
+    wait_until(lambda: all(loop.daemon.decisions_for(vm, "inflate") for vm, _ in VMS), 60,
+               what="every guest to be inflated")
 
     first = {vm: loop.daemon.decisions_for(vm, "inflate")[0] for vm, _ in VMS}
     # The first round: decided in one go, by weighted water-filling over equally idle guests.
@@ -51,7 +51,7 @@ def test_closed_loop(loop):
             if abs(loop.actual(vm) - target) > 0.1 * (GUEST_MEM - target):
                 return False
         return True
-    abtest.wait_until(settled, 30, what="the balloons to reach their targets")
+    wait_until(settled, 30, what="the balloons to reach their targets")
 
     kept = {vm: loop.actual(vm) - MIN_MEMORY for vm, _ in VMS}
     assert kept["vm3"] > kept["vm1"] and kept["vm3"] > kept["vm2"], f"weight ignored: {kept}"
@@ -69,8 +69,8 @@ def test_closed_loop(loop):
     squeezed = loop.actual("vm1")
     mark = time.monotonic()
     loop.guest_pressure("vm1")
-    abtest.wait_until(lambda: loop.actual("vm1") > squeezed + 64 * MIB, 20,
-                      what="vm1 to deflate after guest pressure")
+    wait_until(lambda: loop.actual("vm1") > squeezed + 64 * MIB, 20,
+               what="vm1 to deflate after guest pressure")
     deflate_seconds = time.monotonic() - mark
     assert loop.daemon.decisions_for("vm1", "deflate", since=mark)
     print(f"guest pressure -> deflate in {deflate_seconds:.1f} s")
@@ -80,9 +80,9 @@ def test_closed_loop(loop):
     grown = loop.actual("vm1")
     mark = time.monotonic()
     loop.host_pressure_on()
-    abtest.wait_until(lambda: loop.daemon.decisions_for("vm2", "inflate", since=mark)
-                      or loop.daemon.decisions_for("vm3", "inflate", since=mark), 60,
-                      what="the other guests to be inflated again")
+    wait_until(lambda: loop.daemon.decisions_for("vm2", "inflate", since=mark)
+               or loop.daemon.decisions_for("vm3", "inflate", since=mark), 60,
+               what="the other guests to be inflated again")
     time.sleep(3)
     assert time.monotonic() - mark < 55, "phase 3 ran past the hysteresis window"
     assert not loop.daemon.decisions_for("vm1", "inflate", since=mark), "vm1 inflated in hysteresis"

@@ -8,18 +8,6 @@
 # in this directory) is unchanged; --force rebuilds anyway.
 set -euo pipefail
 
-usage() {
-        echo "usage: $0 [--force]" >&2
-        exit 2
-}
-
-force=0
-case $# in
-0) ;;
-1) [[ $1 == --force ]] || usage; force=1 ;;
-*) usage ;;
-esac
-
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/guest
 KERNEL_META=linux-image-cloud-amd64
@@ -27,18 +15,9 @@ MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_p
          virtio_balloon virtio_console)
 # busybox-static (not busybox): the initramfs has no libc.
 PACKAGES=(busybox-static cpio gzip gcc libc6-dev kmod xz-utils)
-START=$SECONDS
 
-log() {
-        printf 'guest-image: [%3ds] %s\n' $((SECONDS - START)) "$*"
-}
-
-die() {
-        printf 'guest-image: error: %s\n' "$*" >&2
-        exit 1
-}
-
-. "$SRC_DIR/../lib/debian.sh"
+. "$SRC_DIR/../lib/common.sh" guest-image
+force_option "$@"
 
 # The meta package depends on the real image package of the current ABI, "(= version)".
 resolve_kernel() {
@@ -131,17 +110,15 @@ install_module() {
 }
 
 main() {
-        [[ $EUID == 0 ]] || die "must run as root (installs packages, writes $CACHE)"
-        mkdir -p "$CACHE"
-        exec 9>"$CACHE/.lock"
-        flock 9
+        need_root "installs packages, writes $CACHE"
+        lock_cache "$CACHE"
 
         ensure_packages "${PACKAGES[@]}"
         resolve_kernel
         local stamp
         stamp=$(make_stamp)
-        if ((!force)) && [[ -f $CACHE/stamp && -f $CACHE/vmlinuz && -f $CACHE/initrd.img &&
-                -f $CACHE/manifest ]] && [[ $(<"$CACHE/stamp") == "$stamp" ]]; then
+        if stamp_ok "$CACHE/stamp" "$stamp" &&
+                [[ -f $CACHE/vmlinuz && -f $CACHE/initrd.img && -f $CACHE/manifest ]]; then
                 log "up to date in $CACHE ($KPKG $KVER)"
                 return 0
         fi

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from abtest import MiB, Guest, wait_until
-from scenario import Daemon, daemon_binary
+from ab.guest import Guest
+from ab.scenario import Daemon, daemon_binary
+from ab.util import MiB, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
 

@@ -13,8 +13,10 @@ import time
 
 import pytest
 
-from abtest import MiB, Guest, PageCacheHog, wait_until
-from scenario import Daemon, daemon_binary
+from ab.guest import Guest
+from ab.hog import PageCacheHog
+from ab.scenario import Daemon, daemon_binary
+from ab.util import MiB, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
 

@@ -6,7 +6,10 @@ import time
 
 import pytest
 
-from abtest import MiB, Guest, PageCacheHog, make_run_dir, parse_kv, wait_until
+from ab.agent import parse_kv
+from ab.guest import Guest
+from ab.hog import PageCacheHog
+from ab.util import MiB, make_run_dir, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
 

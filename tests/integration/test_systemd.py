@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from abtest import MiB, Guest, wait_until
-from notify import Datagrams, notify_lines
-from scenario import Daemon, daemon_binary
+from ab.guest import Guest
+from ab.notify import Datagrams, notify_lines
+from ab.scenario import Daemon, daemon_binary
+from ab.util import MiB, wait_until
 
 SLICES_SRC = Path(__file__).resolve().parents[2] / "slices"
 

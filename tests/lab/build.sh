@@ -22,20 +22,9 @@
 #   LAB_SWAP_SIZE      the swap disk (default 1G)
 set -euo pipefail
 
-usage() {
-        echo "usage: $0 [--force]   (--force rebuilds the cached parts too)" >&2
-        exit 2
-}
-
-force=0
-case $# in
-0) ;;
-1) [[ $1 == --force ]] || usage; force=1 ;;
-*) usage ;;
-esac
-
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP=$(cd "$SRC_DIR/../.." && pwd)
+. "$SRC_DIR/../lib/common.sh" lab-build
+force_option "$@"
 CACHE_ROOT=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
 LAB=$CACHE_ROOT/lab
 GUEST=$CACHE_ROOT/guest
@@ -62,18 +51,6 @@ HOST_PACKAGES=(mmdebstrap zstd e2fsprogs busybox-static cpio gzip kmod qemu-syst
                libsystemd-dev libjson-c-dev libinih-dev libvirt-dev libxml2-dev)
 # Loaded by L1's initramfs (their dependencies come along).
 L1_MODULES=(virtio_pci virtio_blk)
-START=$SECONDS
-
-log() {
-        printf 'lab-build: [%3ds] %s\n' $((SECONDS - START)) "$*"
-}
-
-die() {
-        printf 'lab-build: error: %s\n' "$*" >&2
-        exit 1
-}
-
-. "$TOP/tests/lib/debian.sh"
 
 # Runs a command, showing its output only if it fails.
 quiet() {
@@ -87,9 +64,9 @@ sha() {
         sha256sum | cut -d' ' -f1
 }
 
-# A stamp file matches: the cached output is valid.
-stamp_ok() {
-        ((!force)) && [[ -f $1 ]] && [[ $(<"$1") == "$2" ]]
+# l2.py on the host, where the harness it imports is in the source tree.
+l2() {
+        PYTHONPATH=$TOP/tests/lib /usr/bin/python3 "$SRC_DIR/l2.py" "$@"
 }
 
 # ---------------------------------------------------------------------------- rootfs
@@ -207,7 +184,7 @@ install_guest_files() {
 # $1: the variant (l2.py), empty for the scenario's guest.
 build_l2_state() {
         local v=${1:-} name=l2${1:+-$1} stamp
-        stamp=$(printf '%s\n' "$ROOTFS_STAMP" "$(<"$GUEST/stamp")" "$(/usr/bin/python3 "$SRC_DIR/l2.py" ${v:+"$v"})" \
+        stamp=$(printf '%s\n' "$ROOTFS_STAMP" "$(<"$GUEST/stamp")" "$(l2 ${v:+"$v"})" \
                 "$(sha <"$SRC_DIR/save-l2-state.py")" | sha)
         if stamp_ok "$LAB/$name.stamp" "$stamp" && [[ -f $LAB/$name.state ]]; then
                 log "L2 state ${v:+of $v }cached ($(du -h "$LAB/$name.state" | cut -f1))"
@@ -245,7 +222,8 @@ install_autoballoon() {
 configure_image() {
         local etc=$STAGE/etc lib=$STAGE/usr/lib/autoballoon-lab f v
         install -m 755 "$SRC_DIR/scenario.py" "$lib/scenario.py"
-        install -m 644 "$TOP/tests/lib/abtest.py" "$lib/abtest.py"
+        install -d "$lib/ab"
+        install -m 644 "$TOP"/tests/lib/ab/*.py "$lib/ab/"
         install -m 644 "$SRC_DIR/lab-scenario.service" "$etc/systemd/system/lab-scenario.service"
         if [[ $(realpath "$PAYLOAD") != $(realpath "$SRC_DIR/scenario.py") ]]; then
                 install -m 755 "$PAYLOAD" "$lib/${PAYLOAD##*/}"
@@ -261,7 +239,7 @@ configure_image() {
         install -D -m 644 "$SRC_DIR/lab.conf" "$etc/autoballoon/autoballoon.conf.d/50-lab.conf"
         install -D -m 644 "$LAB/l2.state" "$STAGE/var/lib/autoballoon-lab/l2.state"
         for v in "${L2_VARIANTS[@]}"; do
-                install -m 644 "$LAB/l2-$v.state" "$STAGE$(/usr/bin/python3 "$SRC_DIR/l2.py" --state-path "$v")"
+                install -m 644 "$LAB/l2-$v.state" "$STAGE$(l2 --state-path "$v")"
         done
         mkdir -p "$STAGE/var/lib/autoballoon-lab/out"
 
@@ -297,12 +275,10 @@ make_disks() {
 }
 
 main() {
-        [[ $EUID == 0 ]] || die "must run as root (mmdebstrap, chroot, device nodes in the image)"
+        need_root "mmdebstrap, chroot, device nodes in the image"
+        # run.sh holds the lock already when it runs this script.
+        [[ -n ${AUTOBALLOON_LAB_LOCKED:-} ]] || lock_cache "$LAB"
         mkdir -p "$LAB" "$RUN"
-        if [[ -z ${AUTOBALLOON_LAB_LOCKED:-} ]]; then
-                exec 9>"$LAB/.lock"
-                flock 9
-        fi
         ensure_packages "${HOST_PACKAGES[@]}"
         log "guest image (tests/guest-image/build.sh)"
         "$TOP/tests/guest-image/build.sh" 2>&1 | sed -u 's/^/lab-build:   /'

@@ -4,13 +4,16 @@
 inside L1. A migration state restores only into the same binary with the same devices in the
 same order, so both sides build the command line here. Paths are as seen inside L1.
 
+Its agent is the harness' (tests/lib/ab, next to this file in L1; on the host, on PYTHONPATH).
+
 Variants: the scenario's guest (MEM_MIB, free page reporting on) has no name; others are named
 "MIB" or "MIB-nofpr" (free page reporting off), each restored from its own saved state.
 """
 
-import socket
+import os
 import sys
-import time
+
+from ab.agent import Agent
 
 LAB_LIB = "/usr/lib/autoballoon-lab"
 GUEST_DIR = LAB_LIB + "/guest"
@@ -67,82 +70,13 @@ def qmp_args(name):
     return ["-qmp", f"unix:{QMP_DIR}/{name}.sock,server=on,wait=off"]
 
 
-class Agent:
-    """abguest on the guest's virtio console (tests/guest-image/README.md), one line per command."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = None
-        self.buf = b""
-        self.token = 0
-
-    def _connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(self.path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-    def _readline(self, deadline):
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.sock.settimeout(min(left, 1.0))
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            if not data:
-                raise ConnectionError(f"{self.path}: closed")
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode(errors="replace").strip()
-
-    def wait_ready(self, timeout, alive=lambda: True):
-        """Pings until the agent answers (earlier lines are dropped); raises TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while self.sock is None:
-            if not alive():
-                raise RuntimeError("QEMU exited")
-            try:
-                self._connect()
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"no agent socket {self.path} after {timeout}s")
-                time.sleep(0.2)
-        while time.monotonic() < deadline:
-            if not alive():
-                raise RuntimeError("QEMU exited")
-            self.token += 1
-            want = f"ok pong t{self.token}"
-            self.sock.sendall(f"ping t{self.token}\n".encode())
-            attempt = min(deadline, time.monotonic() + 2.0)
-            while True:
-                line = self._readline(attempt)
-                if line is None:
-                    break
-                if line == want:
-                    return
-        raise TimeoutError(f"agent on {self.path} not answering after {timeout}s")
-
-    def cmd(self, line, timeout=120):
-        """One command; returns the answer line ("ok ..." or "err ...")."""
-        self.sock.sendall(line.encode() + b"\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._readline(deadline)
-            if reply is None:
-                raise TimeoutError(f"no answer to {line!r} in {timeout}s")
-            if reply.startswith(("ok", "err")):
-                return reply
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+def agent(name, alive, root="/"):
+    """The agent (ab.agent.Agent) of the L2 guest name; alive() says whether its QEMU still runs;
+    root: where L1's root is seen from (the state saver's chroot)."""
+    def check_alive():
+        if not alive():
+            raise RuntimeError(f"{name}: QEMU exited")
+    return Agent(os.path.join(root, RUN_DIR.lstrip("/"), f"{name}.ctl"), name, check_alive)
 
 
 def describe(spec=None):

@@ -23,11 +23,8 @@ LAB=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/lab
 RUN=${LAB_RUN_DIR:-$LAB/run}
 TIMEOUT=${LAB_TIMEOUT:-900}
 L1_MEM=${LAB_L1_MEM:-2G}
-START=$SECONDS
 
-log() {
-        printf 'lab: [%3ds] %s\n' $((SECONDS - START)) "$*"
-}
+. "$SRC_DIR/../lib/common.sh" lab
 
 fail() {
         log "FAIL: $*"
@@ -35,14 +32,13 @@ fail() {
 }
 
 left() {
-        echo $((TIMEOUT - (SECONDS - START)))
+        echo $((TIMEOUT - SECONDS))
 }
 
-[[ $EUID == 0 ]] || fail "must run as root"
-mkdir -p "$LAB" "$RUN"
+need_root "QEMU, the lab's cache"
 # One lab at a time: the build and the run share $RUN.
-exec 9>"$LAB/.lock"
-flock 9
+lock_cache "$LAB"
+mkdir -p "$RUN"
 export AUTOBALLOON_LAB_LOCKED=1 LAB_RUN_DIR=$RUN
 
 log "build (cached parts are reused; budget ${TIMEOUT}s for build + run)"
@@ -50,7 +46,7 @@ rc=0
 timeout "$(left)" "$SRC_DIR/build.sh" || rc=$?
 ((rc != 124)) || fail "time budget of ${TIMEOUT}s ran out during the build"
 ((rc == 0)) || fail "the lab build failed ($rc)"
-build_seconds=$((SECONDS - START))
+build_seconds=$SECONDS
 
 append="root=/dev/vda rw console=ttyS0 panic=1 mitigations=off systemd.unified_cgroup_hierarchy=1 psi=1"
 append+=" systemd.firstboot=off"
@@ -112,7 +108,7 @@ fi
 
 result=$(tr -d '\r' <"$RUN/scenario.out" | grep '^LAB-RESULT ' | tail -n 1 || true)
 echo
-echo "=== lab summary (build ${build_seconds}s, L1 ${run_seconds}s, total $((SECONDS - START))s)"
+echo "=== lab summary (build ${build_seconds}s, L1 ${run_seconds}s, total ${SECONDS}s)"
 tr -d '\r' <"$RUN/scenario.out" | sed -n 's/^LAB-CHECK //p' | sed 's/^/  /'
 if ((timed_out)); then
         echo "--- L1 console (last 30 lines)"

@@ -19,7 +19,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "lib"))
 import l2  # noqa: E402
-from abtest import QMP, parse_kv, wait_until  # noqa: E402
+from ab.agent import parse_kv  # noqa: E402
+from ab.qmp import QMP  # noqa: E402
+from ab.util import wait_until  # noqa: E402
 
 NAME = "save"
 BOOT_TIMEOUT = 120
@@ -63,8 +65,8 @@ def main():
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     qmp = agent = None
     try:
-        agent = l2.Agent(inside(f"{l2.RUN_DIR}/{NAME}.ctl"))
-        agent.wait_ready(BOOT_TIMEOUT, alive=lambda: proc.poll() is None)
+        agent = l2.agent(NAME, lambda: proc.poll() is None, root)
+        agent.wait_ready(BOOT_TIMEOUT)
         print(f"L2 guest ready after {time.monotonic() - started:.1f} s "
               f"({agent.cmd('meminfo')})", flush=True)
         time.sleep(SETTLE_SECONDS)

@@ -14,7 +14,7 @@ Phases, one L1 boot, two L2 guests restored from a saved state (l2.py):
   reload    a MaxMemory= drop-in for a + `systemctl reload`: a is inflated to it
   weight    `autoballoonctl set-weight b 400 --runtime`, then host pressure again: b now keeps
             twice what a keeps above the floor
-  testtree  the test harness' cgroup tree (abtest.TestCgroup) on a pure cgroup v2 host, as the
+  testtree  the test harness' cgroup tree (ab.cgroup.TestCgroup) on a pure cgroup v2 host, as the
             demo uses it there: in a delegated scope, with memory.high in the VM slices, a
             memory limit, real PSI from a page-cache hog, and nothing left behind
 
@@ -38,7 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, "/usr/lib/autoballoon-lab")
 import l2  # noqa: E402
-from abtest import QMP, psi  # noqa: E402
+from ab.measure import psi  # noqa: E402
+from ab.qmp import QMP  # noqa: E402
 
 MIB = 1 << 20
 OUT = Path("/var/lib/autoballoon-lab/out")
@@ -210,9 +211,9 @@ class Lab:
         for vm in WEIGHTS:
             service = f"autoballoon-vm-{vm}.service"
             pid = unit_prop(service, "MainPID")
-            agent = l2.Agent(f"{l2.RUN_DIR}/{vm}.ctl")
+            agent = l2.agent(vm, lambda: os.path.exists(f"/proc/{pid}"))
             try:
-                agent.wait_ready(180, alive=lambda: os.path.exists(f"/proc/{pid}"))
+                agent.wait_ready(180)
                 ok, detail = True, f"ready {time.monotonic() - t0:.0f} s after the start (restored)"
             except (TimeoutError, RuntimeError, OSError) as e:
                 _, status = run("systemctl", "status", "--no-pager", "--lines=5", service)
@@ -441,15 +442,17 @@ class Lab:
     def phase_testtree(self):
         code = ("import json, sys\n"
                 "sys.path.insert(0, '/usr/lib/autoballoon-lab')\n"
-                "import abtest\n"
-                "cg = abtest.TestCgroup()\n"
+                "from ab.cgroup import TestCgroup\n"
+                "from ab.hog import PageCacheHog\n"
+                "from ab.util import MiB, wait_until\n"
+                "cg = TestCgroup()\n"
                 "try:\n"
                 "    vm = cg.unified('balloon.slice/balloon-t.slice')\n"
                 "    res = {'v2_only': cg.v2_only, 'slice_high': (vm / 'memory.high').read_text().strip()}\n"
-                "    cg.set_limit(cg.usage() + 16 * abtest.MiB)\n"
+                "    cg.set_limit(cg.usage() + 16 * MiB)\n"
                 "    before = cg.pressure()['some']['total']\n"
-                "    with abtest.PageCacheHog(64, cg.procs_paths('hog')):\n"
-                "        res['stalled'] = abtest.wait_until(\n"
+                "    with PageCacheHog(64, cg.procs_paths('hog')):\n"
+                "        res['stalled'] = wait_until(\n"
                 "            lambda: cg.pressure()['some']['total'] > before + 100000, 60, 0.5, 'PSI')\n"
                 "    roots = list(cg.roots)\n"
                 "finally:\n"

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Debian packages for the setup and build scripts, which source this file after defining their own
-# log MESSAGE and die MESSAGE.
+# Debian packages for the setup and build scripts, through tests/lib/common.sh, which defines the
+# log MESSAGE and die MESSAGE this file uses.
 
 apt_updated=0
 

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-import abtest
-import abvirt
-from abvirt import adopted
-from notify import Datagrams, notify_lines
-from scenario import GUEST_MEM, MIB, MIN_MEMORY
+from ab import virt
+from ab.notify import Datagrams, notify_lines
+from ab.scenario import GUEST_MEM, MIB, MIN_MEMORY
+from ab.util import wait_until
+from ab.virt import adopted
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
@@ -26,16 +26,16 @@ def test_host_and_guest_pressure(lv):
     loop = lv.setup({"lv1": f"MinMemory={MIN_MEMORY // MIB}M\n"})
     g = lv.domain("lv1")
     d = loop.daemon.start()
-    abtest.wait_until(lambda: adopted(d, "lv1"), 30, what="the daemon to adopt the domain")
+    wait_until(lambda: adopted(d, "lv1"), 30, what="the daemon to adopt the domain")
     assert d.saw(r"lv1: found libvirt domain lv1 in balloon\.slice/balloon-lv1\.slice"), d.log_tail()
 
     loop.host_pressure_on()
-    abtest.wait_until(lambda: d.decisions_for("lv1", "inflate"), 60, what="lv1 to be inflated")
+    wait_until(lambda: d.decisions_for("lv1", "inflate"), 60, what="lv1 to be inflated")
     target = d.decisions_for("lv1", "inflate")[-1].target
     assert MIN_MEMORY <= target < GUEST_MEM
     # Through virDomainSetMemoryFlags: the guest's balloon gets there.
-    abtest.wait_until(lambda: g.query_balloon() <= target + 0.1 * (GUEST_MEM - target), 30, 0.2,
-                      what="the balloon to reach its target")
+    wait_until(lambda: g.query_balloon() <= target + 0.1 * (GUEST_MEM - target), 30, 0.2,
+               what="the balloon to reach its target")
     loop.host_pressure_off()
 
     squeezed = g.query_balloon()
@@ -43,8 +43,8 @@ def test_host_and_guest_pressure(lv):
     # Below GuestMinAvailable= (48M), but not so far that the guest (no swap) OOM-kills the
     # allocation before the deflation lands.
     loop.guest_pressure("lv1", leave_mb=40)
-    abtest.wait_until(lambda: g.query_balloon() > squeezed + 64 * MIB, 30, 0.2,
-                      what="lv1 to deflate after guest pressure")
+    wait_until(lambda: g.query_balloon() > squeezed + 64 * MIB, 30, 0.2,
+               what="lv1 to deflate after guest pressure")
     print(f"guest pressure -> deflate through libvirt in {time.monotonic() - mark:.1f} s")
     assert d.decisions_for("lv1", "deflate", since=mark)
     assert loop.oom_kills() == {"lv1": 0}
@@ -60,13 +60,13 @@ def test_qemu_and_libvirt_share_by_weight(lv):
     lv.qemu_guest("q1")
     lv.domain("lv1", metadata={"weight": 200, "min-memory": "300M"})
     d = loop.daemon.start()
-    abtest.wait_until(lambda: adopted(d, "lv1") and d.saw(r"q1: adopted: .*\(QMP\)"), 30,
-                      what="the daemon to adopt both VMs")
+    wait_until(lambda: adopted(d, "lv1") and d.saw(r"q1: adopted: .*\(QMP\)"), 30,
+               what="the daemon to adopt both VMs")
     assert d.saw(r"lv1: adopted: .*weight 200"), d.log_tail()
 
     loop.host_pressure_on()
-    abtest.wait_until(lambda: d.decisions_for("q1", "inflate") and d.decisions_for("lv1", "inflate"), 60,
-                      what="both VMs to be inflated")
+    wait_until(lambda: d.decisions_for("q1", "inflate") and d.decisions_for("lv1", "inflate"), 60,
+               what="both VMs to be inflated")
     first = {vm: d.decisions_for(vm, "inflate")[0] for vm in ("q1", "lv1")}
     kept = {vm: dec.target - MIN_MEMORY for vm, dec in first.items()}
     print(f"first inflations: {first}; kept above the floor lv1/q1 = {kept['lv1'] / kept['q1']:.2f}")
@@ -80,7 +80,7 @@ def test_qemu_and_libvirt_share_by_weight(lv):
     def settled():
         return all(abs(loop.actual(vm) - d.decisions_for(vm, "inflate")[-1].target)
                    <= 0.1 * (GUEST_MEM - d.decisions_for(vm, "inflate")[-1].target) for vm in ("q1", "lv1"))
-    abtest.wait_until(settled, 30, 0.2, what="both balloons to reach their targets")
+    wait_until(settled, 30, 0.2, what="both balloons to reach their targets")
     loop.host_pressure_off()
     assert loop.oom_kills() == {"q1": 0, "lv1": 0}
     assert d.stop() == 0
@@ -93,17 +93,17 @@ def test_libvirtd_restart(lv):
     g = lv.domain("lv1", metadata={"max-memory": "384M"}, ready=False)
     g.wait_ready(120)
     d = loop.daemon.start()
-    abtest.wait_until(lambda: g.query_balloon() == 384 * MIB, 60, 0.2,
-                      what="lv1 inflated to its metadata's MaxMemory")
+    wait_until(lambda: g.query_balloon() == 384 * MIB, 60, 0.2,
+               what="lv1 inflated to its metadata's MaxMemory")
     time.sleep(2)
     g.qmp_events().clear()  # from now on: any BALLOON_CHANGE the harness monitor sees
 
     lv.libvirtd.stop_daemon()
-    abtest.wait_until(lambda: d.saw("Lost the connection to libvirt"), 30, what="the daemon to notice")
+    wait_until(lambda: d.saw("Lost the connection to libvirt"), 30, what="the daemon to notice")
     time.sleep(3)
     assert d.alive()
     lv.libvirtd.start()
-    abtest.wait_until(lambda: adopted(d, "lv1", 2), 90, what="the domain to be adopted again")
+    wait_until(lambda: adopted(d, "lv1", 2), 90, what="the domain to be adopted again")
     assert d.saw(r"Connected to libvirt .*: 1 running domain"), d.log_tail()
     readopted = [line for line in d.lines if re.search(r"lv1: adopted", line)][-1]
     assert "actual 384M" in readopted, readopted
@@ -114,14 +114,14 @@ def test_libvirtd_restart(lv):
     # Managed as before: a move by someone else is adopted, and undone by the policy (events and
     # commands on the new connection).
     g.balloon(448 * MIB)
-    abtest.wait_until(lambda: d.saw(r"lv1: balloon deflated to \S+ past our target 384M"), 30,
-                      what="the daemon to see the outside move")
-    abtest.wait_until(lambda: g.query_balloon() == 384 * MIB, 30, 0.2, what="lv1 back at 384M")
+    wait_until(lambda: d.saw(r"lv1: balloon deflated to \S+ past our target 384M"), 30,
+               what="the daemon to see the outside move")
+    wait_until(lambda: g.query_balloon() == 384 * MIB, 30, 0.2, what="lv1 back at 384M")
 
     # The metadata changed on the running domain (as virsh writes it): followed at once.
-    lv.libvirtd.virsh("metadata", "lv1", abvirt.METADATA_NS, "--key", "ab", "--live",
+    lv.libvirtd.virsh("metadata", "lv1", virt.METADATA_NS, "--key", "ab", "--live",
                       "--set", "<vm><max-memory>320M</max-memory></vm>")
-    abtest.wait_until(lambda: g.query_balloon() == 320 * MIB, 30, 0.2, what="lv1 at its new MaxMemory")
+    wait_until(lambda: g.query_balloon() == 320 * MIB, 30, 0.2, what="lv1 at its new MaxMemory")
     assert d.saw(r"lv1: metadata changed"), d.log_tail()
     assert not d.saw(r"lv1: .*failed"), d.log_tail()
     assert d.stop() == 0
@@ -138,8 +138,8 @@ def test_domain_not_answering(lv, run_dir):
     g = lv.domain("lv1")
     notify = Datagrams(run_dir / "notify")
     d = loop.daemon.start(env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"})
-    abtest.wait_until(lambda: adopted(d, "lv1") and d.saw(r"q1: adopted: .*\(QMP\)"), 60,
-                      what="the daemon to adopt both VMs")
+    wait_until(lambda: adopted(d, "lv1") and d.saw(r"q1: adopted: .*\(QMP\)"), 60,
+               what="the daemon to adopt both VMs")
     pid = d.proc.pid
 
     def count(prefix):
@@ -149,9 +149,9 @@ def test_domain_not_answering(lv, run_dir):
     try:
         mark = time.monotonic()
         loop.host_pressure_on()
-        abtest.wait_until(lambda: d.saw(r"lv1: libvirt has not finished"), 60,
-                          what="the daemon to give up waiting for lv1")
-        abtest.wait_until(lambda: d.decisions_for("q1", "inflate", since=mark), 60, what="q1 to be inflated")
+        wait_until(lambda: d.saw(r"lv1: libvirt has not finished"), 60,
+                   what="the daemon to give up waiting for lv1")
+        wait_until(lambda: d.decisions_for("q1", "inflate", since=mark), 60, what="q1 to be inflated")
         for _ in range(12):
             pings, status = count("WATCHDOG=1"), count("STATUS=")
             time.sleep(10)
@@ -162,8 +162,8 @@ def test_domain_not_answering(lv, run_dir):
     finally:
         os.kill(g.pid, signal.SIGCONT)
         loop.host_pressure_off()
-    abtest.wait_until(lambda: d.saw(r"lv1: libvirt finished"), 60, what="lv1's call to return")
-    abtest.wait_until(lambda: adopted(d, "lv1", 2), 60, what="lv1 to be adopted again")
+    wait_until(lambda: d.saw(r"lv1: libvirt finished"), 60, what="lv1's call to return")
+    wait_until(lambda: adopted(d, "lv1", 2), 60, what="lv1 to be adopted again")
     assert d.stop() == 0
     notify.close()
 
@@ -180,16 +180,16 @@ def test_domain_destroyed_mid_operation(lv):
         g.wait_ready(120)
     d = loop.daemon.start()
 
-    abtest.wait_until(lambda: d.decisions_for("lv2", "inflate"), 60, 0.05, what="lv2 to be inflated")
+    wait_until(lambda: d.decisions_for("lv2", "inflate"), 60, 0.05, what="lv2 to be inflated")
     mark = time.monotonic()
     g2.destroy()
-    abtest.wait_until(lambda: d.saw(r"lv2: domain lv2 stopped, dropping the VM"), 30,
-                      what="the daemon to drop lv2")
+    wait_until(lambda: d.saw(r"lv2: domain lv2 stopped, dropping the VM"), 30,
+               what="the daemon to drop lv2")
     print(f"destroyed at balloon {d.decisions_for('lv2', 'inflate')[-1]!r}, dropped "
           f"{time.monotonic() - mark:.1f} s later")
 
     # The survivor is served: inflated to its MaxMemory.
-    abtest.wait_until(lambda: g1.query_balloon() == 448 * MIB, 60, 0.2, what="lv1 inflated to 448M")
+    wait_until(lambda: g1.query_balloon() == 448 * MIB, 60, 0.2, what="lv1 inflated to 448M")
     time.sleep(5)  # several ticks
     assert d.alive()
     # Nothing more of lv2: no decision, no failed call. (Its slice is still there, empty: the scan
@@ -207,10 +207,10 @@ def test_domain_destroyed_mid_operation(lv):
     # lv2 again: its slice, which the scan took meanwhile for a plain QEMU to come, is handed to
     # the domain, and QEMU moved into it after the start is followed there.
     g2.boot()
-    abtest.wait_until(lambda: d.saw(r"lv2: the slice is domain lv2's: managing it through libvirt"), 30,
-                      what="the slice handed to the domain")
+    wait_until(lambda: d.saw(r"lv2: the slice is domain lv2's: managing it through libvirt"), 30,
+               what="the slice handed to the domain")
     g2.move_to(loop.cgroup, loop.slice_of("lv2"))
-    abtest.wait_until(lambda: d.saw(r"lv2: QEMU's cgroup is now balloon\.slice/balloon-lv2\.slice"), 30,
-                      what="the daemon to follow QEMU into its slice")
-    abtest.wait_until(lambda: g2.query_balloon() == 256 * MIB, 90, 0.2, what="lv2 managed again")
+    wait_until(lambda: d.saw(r"lv2: QEMU's cgroup is now balloon\.slice/balloon-lv2\.slice"), 30,
+               what="the daemon to follow QEMU into its slice")
+    wait_until(lambda: g2.query_balloon() == 256 * MIB, 90, 0.2, what="lv2 managed again")
     assert d.stop() == 0

@@ -3,9 +3,8 @@
 which kernel on which QEMU, the feature bit and the queue in x-query-virtio-status, guest pressure
 on demand."""
 
-import abtest
+from ab.util import MiB
 
-MiB = abtest.MiB
 FEATURE_BIT = 9                 # VIRTIO_BALLOON_F_GUEST_PRESSURE
 EVENT = "BALLOON_GUEST_PRESSURE"
 STEP = 32 * MiB                 # guest-pressure-step default

@@ -6,9 +6,8 @@ import time
 
 import pytest
 
+from ab.util import MiB, wait_until
 import gpq
-from abtest import MiB, wait_until
-
 pytestmark = pytest.mark.usefixtures("require_root")
 
 GUEST_MEM = 512 * MiB

@@ -9,10 +9,11 @@ import time
 
 import pytest
 
-import abtest
+from ab.guest import Guest
+from ab.hog import PageCacheHog
+from ab.scenario import Daemon
+from ab.util import MiB, wait_until
 import gpq
-from abtest import MiB, wait_until
-from scenario import Daemon
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
@@ -51,7 +52,7 @@ class HostPressure:
 
     def on(self, headroom=32 * MiB):
         self.cgroup.set_limit(self.cgroup.usage() + headroom)
-        self.hog = abtest.PageCacheHog(256, self.cgroup.procs_paths("hog")).start()
+        self.hog = PageCacheHog(256, self.cgroup.procs_paths("hog")).start()
 
     def off(self):
         if self.hog:
@@ -66,11 +67,11 @@ class HostPressure:
 def setup(guest_image, run_dir, test_cgroup, patched_kernels, patched_qemu):
     daemon = Daemon(run_dir, test_cgroup.unified_root, CONFIG)
     pressure = HostPressure(test_cgroup)
-    guest = abtest.Guest.start(VM, run_dir, mem="512M", qmp_path=daemon.qmp_path(VM),
-                               cgroups=test_cgroup.procs_paths(SLICE), image=guest_image,
-                               free_page_reporting=False,
-                               extra_args=["-trace", "virtio_balloon_to_target"],
-                               **gpq.guest_kwargs(patched_kernels, patched_qemu, "patched", "on"))
+    guest = Guest.start(VM, run_dir, mem="512M", qmp_path=daemon.qmp_path(VM),
+                        cgroups=test_cgroup.procs_paths(SLICE), image=guest_image,
+                        free_page_reporting=False,
+                        extra_args=["-trace", "virtio_balloon_to_target"],
+                        **gpq.guest_kwargs(patched_kernels, patched_qemu, "patched", "on"))
     try:
         guest.wait_ready(90)
         guest.qmp_events()

@@ -7,13 +7,12 @@ import time
 
 import pytest
 
-import abtest
+from ab.util import MiB, wait_until
+from ab.virt import adopted
 import gpq
-from abvirt import adopted
 
 pytestmark = pytest.mark.usefixtures("require_root")
 
-MiB = abtest.MiB
 
 
 def test_guest_pressure_event_through_libvirt(lv, patched_kernels, patched_qemu):
@@ -22,15 +21,15 @@ def test_guest_pressure_event_through_libvirt(lv, patched_kernels, patched_qemu)
     g.wait_ready(120)
     assert gpq.feature_bit(g.virtio_balloon_status(), "guest-features"), "the patched driver did not negotiate"
     d = loop.daemon.start()
-    abtest.wait_until(lambda: adopted(d, "lv1"), 30, what="the daemon to adopt the domain")
-    abtest.wait_until(lambda: g.query_balloon() == 384 * MiB, 60, 0.2, what="lv1 inflated to its MaxMemory")
+    wait_until(lambda: adopted(d, "lv1"), 30, what="the daemon to adopt the domain")
+    wait_until(lambda: g.query_balloon() == 384 * MiB, 60, 0.2, what="lv1 inflated to its MaxMemory")
     assert not d.saw("Cannot follow QEMU's BALLOON_GUEST_PRESSURE"), d.log_tail()
 
     g.qmp_events().clear()
     mark = time.monotonic()
     gpq.squeeze(g)
     g.wait_qmp_event(gpq.EVENT, 30)
-    decided = abtest.wait_until(
+    decided = wait_until(
         lambda: [x for x in d.decisions_for("lv1", since=mark) if x.reason.startswith("guest driver event")],
         20, 0.1, what="the daemon's decision on the event relayed by libvirt")[0]
     assert decided.action in ("deflate", "cancel", "hold"), decided

@@ -9,7 +9,7 @@ Libvirtd       virtlogd and libvirtd from Debian's packages, started without sys
                Its socket is in the test's run directory: URI qemu:///system?socket=....
 LibvirtLoop    a scenario.ClosedLoop (test cgroup, daemon, pressure knobs) with a Libvirtd in its
                test cgroup, libvirt domains and plain QEMU guests.
-DomainGuest    an abtest.Guest whose QEMU libvirt starts from a domain XML (TCG,
+DomainGuest    an ab.guest.Guest whose QEMU libvirt starts from a domain XML (TCG,
                <domain type='qemu'>): the same agent on a virtio console and a harness QMP
                monitor (passed through with <qemu:commandline>), so every Guest helper works.
 
@@ -34,9 +34,10 @@ import time
 import xml.sax.saxutils
 from pathlib import Path
 
-import abtest
-from abtest import Guest, wait_until
-from scenario import ClosedLoop, daemon_config
+from ab.cgroup import join_preexec
+from ab.guest import GUESTS, QEMU, Guest
+from ab.scenario import ClosedLoop, daemon_config
+from ab.util import tail, wait_until
 
 QEMU_CONF = """\
 user = "root"
@@ -103,9 +104,8 @@ class Libvirtd:
         self.pid = None
 
     def _spawn(self, argv):
-        abtest._check_procs_paths(self.cgroups)
         subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, timeout=60,
-                       preexec_fn=abtest._join_cgroups(self.cgroups))
+                       preexec_fn=join_preexec(self.cgroups))
 
     def start(self):
         _ensure_system()
@@ -185,7 +185,7 @@ class DomainGuest(Guest):
     metadata: {"weight": "200", "min-memory": "256M", ...} for autoballoon's <metadata>;
     balloon: "virtio" or "none" (the memballoon model);
     qemu, kernel, bios_dir, balloon_props: another QEMU and its firmware, another kernel,
-    more virtio-balloon-pci properties (as abtest.Guest.start takes them).
+    more virtio-balloon-pci properties (as Guest.start takes them).
     """
 
     def __init__(self, libvirtd, name, run_dir, mem="512M", image=None, metadata=None,
@@ -227,7 +227,7 @@ class DomainGuest(Guest):
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
-    <emulator>{shutil.which(qemu or abtest.QEMU)}</emulator>
+    <emulator>{shutil.which(qemu or QEMU)}</emulator>
     <serial type='file'><source path={_q(self.console_log)}/><target port='0'/></serial>
     <console type='unix'><source mode='bind' path={_q(self.ctl_path)}/><target type='virtio' port='0'/></console>
     <controller type='usb' model='none'/>
@@ -241,7 +241,7 @@ class DomainGuest(Guest):
         libvirtd.virsh("define", str(xml_path))
         libvirtd.domains.add(name)
         self.boot()
-        abtest.GUESTS.append(self)
+        GUESTS.append(self)
 
     def boot(self):
         """Starts the (defined) domain: at creation, and again after destroy()."""
@@ -258,7 +258,7 @@ class DomainGuest(Guest):
 
     def _check_alive(self):
         if not self.alive():
-            raise RuntimeError(f"domain {self.name}: QEMU exited; log:\n{abtest._tail(self.qemu_log, 20)}")
+            raise RuntimeError(f"domain {self.name}: QEMU exited; log:\n{tail(self.qemu_log, 20)}")
 
     def move_to(self, cgroup, sub):
         """Puts QEMU (all its threads) into a sub-group of a TestCgroup, in both hierarchies."""
@@ -309,7 +309,7 @@ class LibvirtLoop:
     def setup(self, vms, **kwargs):
         self.loop = ClosedLoop(self.run_dir, image=self.image, config=config(self.libvirtd.uri, vms, **kwargs),
                                libvirt=True)
-        # QEMU starts in libvirtd's cgroup (libvirt's own cgroups are off, see abvirt): its boot
+        # QEMU starts in libvirtd's cgroup (libvirt's own cgroups are off, see QEMU_CONF): its boot
         # memory stays charged there, below the test cgroup whose limit makes the host pressure.
         self.libvirtd.cgroups = self.loop.cgroup.procs_paths("libvirtd")
         self.libvirtd.start()
@@ -327,9 +327,9 @@ class LibvirtLoop:
         return g
 
     def qemu_guest(self, name):
-        g = abtest.Guest.start(name, self.run_dir, mem="512M", qmp_path=self.loop.daemon.qmp_path(name),
-                               cgroups=self.loop.cgroup.procs_paths(self.loop.slice_of(name)),
-                               image=self.image, free_page_reporting=False)
+        g = Guest.start(name, self.run_dir, mem="512M", qmp_path=self.loop.daemon.qmp_path(name),
+                        cgroups=self.loop.cgroup.procs_paths(self.loop.slice_of(name)),
+                        image=self.image, free_page_reporting=False)
         self.loop.guests[name] = g
         self.ready(g)
         return g

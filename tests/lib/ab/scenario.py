@@ -13,17 +13,20 @@ import threading
 import time
 from pathlib import Path
 
-import abtest
+from ab.cache import REPO
+from ab.cgroup import TestCgroup
+from ab.guest import Guest
+from ab.hog import PageCacheHog
+from ab.util import wait_until
 
 MIB = 1024 * 1024
-TOP = Path(__file__).resolve().parents[2]
 
 DECISION_RE = re.compile(r'decision vm=(\S+) action=(\S+) bytes=(\d+) target=(\d+) \(\d+ MiB\) reason="(.*)"$')
 LATENCY_RE = re.compile(r"latency trigger->balloon (\d+) us")
 
 
 def daemon_binary():
-    build = Path(os.environ.get("AUTOBALLOON_BUILD", TOP / "build" / "ci"))
+    build = Path(os.environ.get("AUTOBALLOON_BUILD", REPO / "build" / "ci"))
     binary = build / "controller" / "autoballoond"
     if not binary.exists():
         raise RuntimeError(f"{binary} not built: run meson setup {build} && ninja -C {build}")
@@ -168,7 +171,7 @@ class ClosedLoop:
         self.log = log
         self.vms = vms
         self.guest_mem = guest_mem
-        self.cgroup = abtest.TestCgroup()
+        self.cgroup = TestCgroup()
         # No D-Bus API: on a host with a system bus it belongs to the real autoballoond, if any.
         self.daemon = Daemon(self.run_dir, self.cgroup.unified_root, config, extra_args=["--bus=none"],
                              on_line=on_line, libvirt=libvirt)
@@ -196,7 +199,7 @@ class ClosedLoop:
 
     def start_guests(self, prefault=True, timeout=90):
         for name, _ in self.vms:
-            self.guests[name] = abtest.Guest.start(
+            self.guests[name] = Guest.start(
                 name, self.run_dir, mem=f"{self.guest_mem // MIB}M", qmp_path=self.daemon.qmp_path(name),
                 cgroups=self.cgroup.procs_paths(self.slice_of(name)), image=self.image,
                 free_page_reporting=False)
@@ -211,13 +214,13 @@ class ClosedLoop:
 
     def start_daemon(self):
         self.daemon.start()
-        abtest.wait_until(lambda: all(self.daemon.saw(rf"{vm}: adopted") for vm, _ in self.vms), 30,
-                          what="the daemon to adopt every VM")
+        wait_until(lambda: all(self.daemon.saw(rf"{vm}: adopted") for vm, _ in self.vms), 30,
+                   what="the daemon to adopt every VM")
 
     def host_pressure_on(self, headroom=32 * MIB, hog_mb=256):
         """A memory limit just above what the guests use, and a page-cache hog inside it."""
         self.cgroup.set_limit(self.cgroup.usage() + headroom)
-        self.hog = abtest.PageCacheHog(hog_mb, self.cgroup.procs_paths("hog"))
+        self.hog = PageCacheHog(hog_mb, self.cgroup.procs_paths("hog"))
         self.hog.start()
 
     def host_pressure_off(self):

@@ -42,7 +42,10 @@ static void help(void) {
                "     --rate=SIZE        Closed loop: balloon speed per second (default 64M)\n"
                "     --repeat=N         Time each decision over N calls (default 1)\n"
                "     --tsv              Tab-separated figures (bytes, microseconds, nanoseconds) instead\n"
-               "                        of a Markdown table\n");
+               "                        of a Markdown table\n"
+               "     --decisions        Instead of the figures, every decision that acts, tab-separated:\n"
+               "                        record, mode, VM, action, target, memory.high, reason; and per\n"
+               "                        record and mode the summary: host pressure, goal, planned, reason\n");
 }
 
 /* One VM as one run sees it: the mode's carried state and, in the closed loop, the modelled balloon. */
@@ -77,6 +80,7 @@ typedef struct Options {
         uint64_t rate;
         uint64_t repeat;
         bool tsv;
+        bool decisions;
 } Options;
 
 static void run_done(Run *r) {
@@ -206,7 +210,23 @@ static void run_model(Run *r, const Options *o, const TraceRecord *t, uint64_t d
                 host->available < t->params.host_reserve;
 }
 
-static int run_record(Run *r, const Options *o, const TraceRecord *t) {
+/* What --decisions compares across versions of the policy: what the daemon would do and say. */
+static void print_decisions(const Run *r, uint64_t record, const TraceRecord *t, const PolicySummary *summary) {
+        const char *mode = policy_mode_to_string(r->mode);
+
+        printf("%" PRIu64 "\t%s\t-\tsummary\t%s\t%" PRIu64 "\t%" PRIu64 "\t%s\n", record, mode,
+               summary->host_pressure ? "pressure" : "-", summary->goal, summary->planned, summary->reason);
+        for (size_t i = 0; i < t->n_vms; i++) {
+                const PolicyDecision *d = &r->out[i];
+
+                if (d->action != POLICY_NONE)
+                        printf("%" PRIu64 "\t%s\t%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%s\n", record, mode,
+                               t->vms[i].name, policy_action_to_string(d->action), d->target, d->memory_high,
+                               d->reason);
+        }
+}
+
+static int run_record(Run *r, const Options *o, uint64_t record, const TraceRecord *t) {
         PolicyParams p = t->params;
         PolicyHost host = t->host;
         PolicySummary summary;
@@ -258,6 +278,8 @@ static int run_record(Run *r, const Options *o, const TraceRecord *t) {
                 o->repeat;
         r->decisions++;
 
+        if (o->decisions)
+                print_decisions(r, record, t, &summary);
         r->last_reclaim_usec = summary.last_reclaim_usec;
         r->last_cycle_usec = summary.last_cycle_usec;
         for (size_t i = 0; i < t->n_vms; i++) {
@@ -337,7 +359,7 @@ static void runs_done(Run (*runs)[_POLICY_MODE_MAX]) {
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_POLICY = 0x100, ARG_CLOSED_LOOP, ARG_RATE, ARG_REPEAT, ARG_TSV };
+        enum { ARG_POLICY = 0x100, ARG_CLOSED_LOOP, ARG_RATE, ARG_REPEAT, ARG_TSV, ARG_DECISIONS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "policy", required_argument, NULL, ARG_POLICY },
@@ -345,6 +367,7 @@ int main(int argc, char *argv[]) {
                 { "rate", required_argument, NULL, ARG_RATE },
                 { "repeat", required_argument, NULL, ARG_REPEAT },
                 { "tsv", no_argument, NULL, ARG_TSV },
+                { "decisions", no_argument, NULL, ARG_DECISIONS },
                 {}
         };
         _cleanup_(runs_done) Run runs[_POLICY_MODE_MAX] = {};
@@ -378,6 +401,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_TSV:
                         o.tsv = true;
+                        break;
+                case ARG_DECISIONS:
+                        o.decisions = true;
                         break;
                 default:
                         return 2;
@@ -425,7 +451,7 @@ int main(int argc, char *argv[]) {
                 max_vms = MAX(max_vms, (uint64_t) t.n_vms);
 
                 for (size_t i = 0; i < n_runs && r >= 0; i++)
-                        r = run_record(&runs[i], &o, &t);
+                        r = run_record(&runs[i], &o, lineno, &t);
                 trace_record_done(&t);
                 if (r < 0) {
                         fprintf(stderr, "%s:%" PRIu64 ": %s\n", path, lineno,
@@ -434,6 +460,8 @@ int main(int argc, char *argv[]) {
                 }
         }
 
+        if (o.decisions)
+                return 0;
         if (o.tsv)
                 print_tsv(runs, n_runs);
         else {

@@ -7,7 +7,13 @@
 # stable on a shared machine) and wall time per decision (the mean over the trace, each decision
 # repeated so that a measurement lasts tens of milliseconds; noisy on a loaded machine).
 #
-#   tests/bench/scale.sh [SIZES...]      default sizes: 10 100 1000 10000
+# Before the figures, it checks that the policy still decides what it decided when the baselines in
+# tests/bench/decisions/ were written: every mode's decisions that act (targets, memory.high,
+# reasons) and summaries on synthetic traces, open and closed loop (ab-replay --decisions). An
+# optimization of the policy must leave them the same; a change of what it decides writes them anew
+# with --write-decisions, in the commit that changes them.
+#
+#   tests/bench/scale.sh [--write-decisions] [SIZES...]      default sizes: 10 100 1000 10000
 #
 # Builds in $AUTOBALLOON_BENCH_BUILD (default build/bench). Needs valgrind.
 set -euo pipefail
@@ -15,6 +21,11 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${AUTOBALLOON_BENCH_BUILD:-$top/build/bench}
 records=${AUTOBALLOON_BENCH_RECORDS:-5}
+write_decisions=false
+if [ "${1:-}" = --write-decisions ]; then
+        write_decisions=true
+        shift
+fi
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(10 100 1000 10000)
 modes=(autoballoon none rfc proxmox)
@@ -27,6 +38,41 @@ synth=$build/tests/bench/ab-synth
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+
+# NAME|ab-synth options|ab-replay options. The largest trace's decisions (11 MB) are kept as a digest.
+cases=(
+        "wave16|--vms=16 --records=600|"
+        "wave16-closed|--vms=16 --records=600|--closed-loop"
+        "wave300-closed|--vms=300 --records=300 --seed=2|--closed-loop"
+        "always1000|--vms=1000 --records=5 --interval=10 --pressure=always|"
+        "always10000|--vms=10000 --records=5 --interval=10 --pressure=always|"
+)
+baselines=$top/tests/bench/decisions
+for c in "${cases[@]}"; do
+        IFS='|' read -r name synth_args replay_args <<<"$c"
+        # shellcheck disable=SC2086 # the options are words
+        "$synth" $synth_args | "$replay" $replay_args --decisions - >"$tmp/$name.tsv"
+        base=$baselines/$name.tsv.xz
+        [ "$name" != always10000 ] || base=$baselines/$name.sha256
+        if $write_decisions; then
+                if [ "${base%.xz}" != "$base" ]; then
+                        xz -9 <"$tmp/$name.tsv" >"$base"
+                else
+                        sha256sum <"$tmp/$name.tsv" | cut -d' ' -f1 >"$base"
+                fi
+                echo "decisions: $name written to ${base#"$top"/}"
+        elif [ "${base%.xz}" != "$base" ] && ! xzcat "$base" | cmp -s - "$tmp/$name.tsv"; then
+                echo "decisions: $name differs from ${base#"$top"/}:" >&2
+                diff <(xzcat "$base") "$tmp/$name.tsv" | head -20 >&2
+                exit 1
+        elif [ "${base%.xz}" = "$base" ] && [ "$(sha256sum <"$tmp/$name.tsv" | cut -d' ' -f1)" != "$(cat "$base")" ]; then
+                echo "decisions: $name differs from ${base#"$top"/}" >&2
+                exit 1
+        else
+                echo "decisions: $name identical to the baseline ($(wc -l <"$tmp/$name.tsv") lines)"
+        fi
+done
+echo
 
 echo "One decision, $records decisions per size 10 s apart, host pressure at every one ($(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg))."
 echo

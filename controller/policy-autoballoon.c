@@ -5,7 +5,10 @@
  * guest pressure deflates with hysteresis, memory.high follows the balloon, stalled balloons are
  * backed off. docs/design.md ("Where each decision is made") walks through it. */
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "policy-internal.h"
 
@@ -26,6 +29,8 @@ typedef struct DecideContext {
         const PolicyHost *host;
         const PolicyVM *vms;
         PolicyDecision *out;
+        bool explain;         /* reasons for the "none" decisions too */
+        char tax_rate[16];    /* "0.75": formatted once, not in every VM's reason */
         bool host_pressure;   /* trigger fired or reserve missing: guests under pressure are held */
         bool settling;        /* the trigger fired, but the last reclaim has not had time to work */
         uint64_t goal;        /* 0 when nothing is to be reclaimed this round */
@@ -50,32 +55,41 @@ static InflateBlock inflate_block(uint64_t now, const PolicyVM *vm) {
         return BLOCK_NONE;
 }
 
-/* 'd' holds the VM's guest pressure already (policy_decision_init), which the water-filling's
- * bisection would otherwise compute again at every step. */
+/* 'd' holds the VM's guest pressure already (policy_decision_init). */
 static bool inflate_eligible(const PolicyParams *p, uint64_t now, const PolicyVM *vm, const PolicyDecision *d) {
         return !vm_stalled(p, now, vm) && d->guest_pressure == 0 && inflate_block(now, vm) == BLOCK_NONE;
 }
 
-static void decide_fill_get(const void *userdata, size_t i, FillItem *ret) {
-        const DecideContext *c = userdata;
-        const PolicyVM *vm = &c->vms[i];
+/* The eligible VMs share what they have minus the goal; the others' share stays 0. */
+static int decide_shares(DecideContext *c, size_t n) {
+        uint64_t now = c->host->now_usec;
+        unsigned __int128 total = 0;
+        size_t m = 0;
 
-        if (!inflate_eligible(c->p, c->host->now_usec, vm, &c->out[i])) {
-                *ret = (FillItem) { .weight = 1 };
-                return;
+        _cleanup_free_ FillItem *items = reallocarray(NULL, MAX(n, 1u), sizeof(FillItem));
+        if (!items)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const PolicyVM *vm = &c->vms[i];
+
+                if (!inflate_eligible(c->p, now, vm, &c->out[i]))
+                        continue;
+                items[m++] = (FillItem) {
+                        .weight = vm->weight,
+                        .floor = vm_min(vm),
+                        .ceil = vm->actual,
+                        .idle = MIN(vm->guest_free, vm->actual - vm_min(vm)),
+                        .vm = i,
+                };
+                total += vm->actual;
         }
-        *ret = (FillItem) {
-                .weight = vm->weight,
-                .floor = vm_min(vm),
-                .ceil = vm->actual,
-                .idle = MIN(vm->guest_free, vm->actual - vm_min(vm)),
-        };
-}
 
-static void decide_fill_put(void *userdata, size_t i, uint64_t alloc) {
-        DecideContext *c = userdata;
-
-        c->out[i].share = alloc;
+        int r = policy_fill(total > c->goal ? total - c->goal : 0, items, m, c->p->tax_rate);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < m; k++)
+                c->out[items[k].vm].share = items[k].alloc;
+        return 0;
 }
 
 /* The raise that must come before the balloon gives memory back, so the host does not reclaim at
@@ -108,6 +122,18 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
                 goto finish;
         }
 
+        if (floor) {
+                /* The floor is guaranteed: up to min at once, whatever the host state. */
+                t = MIN(add_sat(vm->actual, p->max_step), min);
+                t = MIN(page_up(t), vm->max);
+        } else
+                t = page_down(MIN(add_sat(vm->actual, MIN(p->deflate_step, p->max_step)), vm->max));
+
+        /* Nothing to do (at max, or the deflation in flight): no reason but when explaining. */
+        if (!c->explain && vm->target >= vm->actual && (floor || !c->host_pressure) &&
+            (t <= vm->actual || vm->target >= t))
+                return;
+
         policy_reason_add_signals(d->reason, vm, d->guest_pressure);
 
         if (policy_cancel_inflate(vm, d))
@@ -123,13 +149,6 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
                 raise_high_for(p, vm, MAX(vm->actual, vm->target), d);
                 goto finish;
         }
-
-        if (floor) {
-                /* The floor is guaranteed: up to min at once, whatever the host state. */
-                t = MIN(add_sat(vm->actual, p->max_step), min);
-                t = MIN(page_up(t), vm->max);
-        } else
-                t = page_down(MIN(add_sat(vm->actual, MIN(p->deflate_step, p->max_step)), vm->max));
 
         if (t <= vm->actual) {
                 reason_add(d->reason, ": at max %s", FB(vm->max));
@@ -150,12 +169,44 @@ finish:
         reason_add(d->reason, ", hysteresis %s", FU(p->hysteresis_usec));
 }
 
+/* The reason of an inflation, before what follows the caps: what asked for the most, then the
+ * tightest cap. */
+static void inflate_reason(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d, uint64_t want,
+                           uint64_t want_slice, uint64_t want_max, uint64_t red, InflateCap cap,
+                           uint64_t cap_rate, uint64_t since) {
+        const PolicyParams *p = c->p;
+
+        if (want == want_max && vm->actual > vm->max)
+                reason_add(d->reason, "above max %s by %s", FB(vm->max), FB(want_max));
+        else if (want == want_slice && want_slice > 0)
+                reason_add(d->reason, "slice pressure: current %s >= memory.high %s, excess %s%s",
+                           FB(vm->memory_current), FB(vm->memory_high), FB(want_slice),
+                           c->goal > 0 ? " (more than the host share)" : "");
+        else
+                reason_add(d->reason, "host pressure: goal %s, share %s of %s by weight %" PRIu64
+                           ", idle %s taxed at %s",
+                           FB(c->goal), FB(d->share), FB(vm->actual), vm->weight ?: 1,
+                           FB(MIN(vm->guest_free, vm->actual - vm_min(vm))), c->tax_rate);
+
+        if (want == 0) {
+                reason_add(d->reason, ": nothing to give");
+                return;
+        }
+        if (cap == CAP_MODE && red == cap_rate)
+                reason_add(d->reason, "; capped by rate %s/s (%s since the last inflate)", FB(p->max_rate), FU(since));
+        else if (cap == CAP_MODE)
+                reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
+        else
+                policy_reason_add_cap(d->reason, vm, cap);
+}
+
 static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         const PolicyParams *p = c->p;
-        uint64_t now = c->host->now_usec, min = vm_min(vm);
+        uint64_t now = c->host->now_usec;
         bool slice = vm->slice_pressure && vm->memory_high_known && vm->memory_current >= vm->memory_high;
         bool above_max = vm->actual > vm->max;
-        uint64_t want_host = 0, want_slice = 0, want_max = 0, want, red, t;
+        uint64_t want_host = 0, want_slice = 0, want_max = 0, want, red = 0, t, cap_rate = UINT64_MAX, since = 0;
+        InflateCap cap = CAP_NONE;
         InflateBlock b;
 
         if (c->goal == 0 && !slice && !above_max)
@@ -184,42 +235,24 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 want_max = vm->actual - vm->max;
         want = MAX(want_host, MAX(want_slice, want_max));
 
-        /* The reason names what asked for the most. */
-        if (want == want_max && above_max)
-                reason_add(d->reason, "above max %s by %s", FB(vm->max), FB(want_max));
-        else if (want == want_slice && slice)
-                reason_add(d->reason, "slice pressure: current %s >= memory.high %s, excess %s%s",
-                           FB(vm->memory_current), FB(vm->memory_high), FB(want_slice),
-                           c->goal > 0 ? " (more than the host share)" : "");
-        else
-                reason_add(d->reason, "host pressure: goal %s, share %s of %s by weight %" PRIu64
-                           ", idle %s taxed at %.2f",
-                           FB(c->goal), FB(d->share), FB(vm->actual), vm->weight ?: 1,
-                           FB(MIN(vm->guest_free, vm->actual - min)), p->tax_rate);
-
         if (want == 0) {
-                reason_add(d->reason, ": nothing to give");
+                /* Most VMs, when a goal is shared among many: a "none" without a reason. */
+                if (c->explain)
+                        inflate_reason(c, vm, d, want, want_slice, want_max, red, cap, cap_rate, since);
                 return;
         }
 
         /* The caps, the tightest of which is named. */
-        uint64_t cap_rate = UINT64_MAX, since = 0;
-        InflateCap cap;
         if (vm->carry.last_inflate_usec != 0) {
                 since = sub_sat(now, vm->carry.last_inflate_usec);
                 cap_rate = u128_sat((unsigned __int128) p->max_rate * since / USEC_PER_SEC);
         }
         red = policy_cap_inflate(vm, want, MIN(p->max_step, cap_rate), &cap);
-        if (cap == CAP_MODE && red == cap_rate)
-                reason_add(d->reason, "; capped by rate %s/s (%s since the last inflate)", FB(p->max_rate), FU(since));
-        else if (cap == CAP_MODE)
-                reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
-        else
-                policy_reason_add_cap(d->reason, vm, cap);
 
         t = policy_inflate_target(vm, red);
         if (t >= vm->actual) {
                 d->action = POLICY_HOLD;
+                inflate_reason(c, vm, d, want, want_slice, want_max, red, cap, cap_rate, since);
                 reason_add(d->reason, "; held: nothing left under the caps");
                 return;
         }
@@ -228,13 +261,17 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
 
         if (vm->target < vm->actual && vm->target <= t) {
                 /* Do not stack: what is already asked covers this round. */
-                reason_add(d->reason, "; inflate to %s in flight", FB(vm->target));
+                if (c->explain) {
+                        inflate_reason(c, vm, d, want, want_slice, want_max, red, cap, cap_rate, since);
+                        reason_add(d->reason, "; inflate to %s in flight", FB(vm->target));
+                }
                 return;
         }
 
         d->action = POLICY_INFLATE;
         d->target = t;
         d->carry.last_inflate_usec = now;
+        inflate_reason(c, vm, d, want, want_slice, want_max, red, cap, cap_rate, since);
 }
 
 static void decide_high(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
@@ -333,15 +370,18 @@ static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
         policy_reason_add_counts(ret->reason, c->out, n, c->host_pressure ? "; " : ": ");
 }
 
-void policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
-                               PolicyDecision *out, PolicySummary *summary) {
+int policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                              bool explain, PolicyDecision *out, PolicySummary *summary) {
         uint64_t now = host->now_usec;
         DecideContext c = {
                 .p = p,
                 .host = host,
                 .vms = vms,
                 .out = out,
+                .explain = explain,
         };
+
+        (void) snprintf(c.tax_rate, sizeof c.tax_rate, "%.2f", p->tax_rate);
 
         /* What the balloons already in flight will return counts against the missing reserve: only
          * those still moving, and no more than a step each, so a balloon that crawls cannot hold
@@ -363,22 +403,14 @@ void policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, co
         c.host_pressure = host->pressure || host->available < p->host_reserve;
 
         if (c.goal > 0) {
-                /* The eligible VMs share what they have minus the goal. */
-                unsigned __int128 total = 0;
-                for (size_t i = 0; i < n; i++)
-                        if (inflate_eligible(p, now, &vms[i], &out[i]))
-                                total += vms[i].actual;
-
-                FillOps ops = {
-                        .get = decide_fill_get,
-                        .put = decide_fill_put,
-                        .userdata = &c,
-                };
-                policy_fill(total > c.goal ? total - c.goal : 0, n, p->tax_rate, &ops);
+                int r = decide_shares(&c, n);
+                if (r < 0)
+                        return r;
         }
 
         for (size_t i = 0; i < n; i++)
                 decide_vm(&c, &vms[i], &out[i]);
 
         summarize(&c, n, summary);
+        return 0;
 }

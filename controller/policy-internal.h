@@ -97,27 +97,25 @@ static inline uint64_t policy_inflate_target(const PolicyVM *vm, uint64_t red) {
         return page_up(vm->actual - page_down(MIN(red, vm->actual)));
 }
 
-/* Water-filling over a source of items and a sink of allocations, so that policy_decide() needs no
- * scratch arrays: see policy_water_fill() in policy.h for what it computes. Bisects on the level:
- * O(n) per step, a bounded number of steps. */
+/* Water-filling over a compact array of the items taking part (policy-fill.c says how): see
+ * policy_water_fill() in policy.h for what it computes. Writes each item's alloc, normalizing its
+ * weight, ceil and idle as policy_water_fill() says; 'vm' is the caller's. Expected O(n) with a few
+ * O(n) passes for the rounding; 0 or -ENOMEM. */
 typedef struct FillItem {
         uint64_t weight, floor, ceil, idle;
+        size_t vm;
+        uint64_t alloc;
 } FillItem;
 
-typedef struct FillOps {
-        void (*get)(const void *userdata, size_t i, FillItem *ret);
-        void (*put)(void *userdata, size_t i, uint64_t alloc);
-        void *userdata;
-} FillOps;
+int policy_fill(unsigned __int128 budget, FillItem *items, size_t n, double tax_rate);
 
-void policy_fill(unsigned __int128 budget, size_t n, double tax_rate, const FillOps *ops);
-
-/* The modes; 'summary' is never NULL, 'out' holds policy_decision_init(). */
-void policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
-                               PolicyDecision *out, PolicySummary *summary);
-void policy_decide_none(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
-                        PolicyDecision *out, PolicySummary *summary);
-void policy_decide_rfc(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
-                       PolicyDecision *out, PolicySummary *summary);
-void policy_decide_proxmox(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
-                           PolicyDecision *out, PolicySummary *summary);
+/* The modes; 'summary' is never NULL, 'out' holds policy_decision_init(). 'explain': reasons for the
+ * "none" decisions too. 0 or -ENOMEM. */
+int policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                              bool explain, PolicyDecision *out, PolicySummary *summary);
+int policy_decide_none(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                       bool explain, PolicyDecision *out, PolicySummary *summary);
+int policy_decide_rfc(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                      bool explain, PolicyDecision *out, PolicySummary *summary);
+int policy_decide_proxmox(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                          bool explain, PolicyDecision *out, PolicySummary *summary);

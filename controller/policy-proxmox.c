@@ -15,9 +15,8 @@
  * Where it differs from Proxmox's code:
  *  - compute_alg1 iterates passes, each computing one level from all the VMs of the pass, and stops
  *    when a pass changes nothing; a VM clamped at its min or max keeps its proportional share in that
- *    level, so part of the goal can stay unspent. Here the level is found by the same bisection as
- *    the default policy's water-filling (O(n) per step): what a clamped VM cannot take goes to the
- *    others.
+ *    level, so part of the goal can stay unspent. Here the level is found by the default policy's
+ *    water-filling (policy-fill.c): what a clamped VM cannot take goes to the others.
  *  - When the preferred VMs move nothing, Proxmox's second pass starts from the first pass's
  *    results; here it starts over.
  *  - The safety caps of every mode: no inflation past the guest's available memory minus
@@ -26,7 +25,9 @@
  *  - The 80% target, the 10 MiB dead band and the 100 MiB step are Proxmox's defaults, fixed here.
  */
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 
 #include "policy-internal.h"
 
@@ -50,26 +51,6 @@ static bool pve_takes_part(const ProxmoxContext *c, size_t i) {
         return c->all || pve_short_of_memory(&c->vms[i]) == c->grow;
 }
 
-static void pve_fill_get(const void *userdata, size_t i, FillItem *ret) {
-        const ProxmoxContext *c = userdata;
-        const PolicyVM *vm = &c->vms[i];
-
-        if (!pve_takes_part(c, i)) {
-                *ret = (FillItem) { .weight = 1 };
-                return;
-        }
-        *ret = (FillItem) {
-                .weight = vm->weight,
-                .floor = vm_min(vm),
-                .ceil = vm->max,
-        };
-}
-
-static void pve_fill_put(void *userdata, size_t i, uint64_t alloc) {
-        ProxmoxContext *c = userdata;
-
-        c->out[i].share = alloc;
-}
 
 /* Where the VM goes this cycle, from its share: at most 100 MiB away from its actual size. */
 static uint64_t pve_move(const ProxmoxContext *c, size_t i, InflateCap *ret_cap) {
@@ -87,33 +68,49 @@ static uint64_t pve_move(const ProxmoxContext *c, size_t i, InflateCap *ret_cap)
         return vm->actual;
 }
 
-/* The VMs taking part share what they have plus the goal; returns the net change it leads to. */
-static __int128 pve_pass(ProxmoxContext *c, size_t n, __int128 goal) {
-        FillOps ops = {
-                .get = pve_fill_get,
-                .put = pve_fill_put,
-                .userdata = c,
-        };
+/* The VMs taking part share what they have plus the goal ('items' has room for n); the net change it
+ * leads to in *ret_net. 0 or -ENOMEM. */
+static int pve_pass(ProxmoxContext *c, size_t n, __int128 goal, FillItem *items, __int128 *ret_net) {
         __int128 total = 0, net = 0;
         InflateCap cap;
+        size_t m = 0;
+        int r;
 
-        for (size_t i = 0; i < n; i++)
-                if (pve_takes_part(c, i))
-                        total += c->vms[i].actual;
-        policy_fill((unsigned __int128) MAX(total + goal, 0), n, 0, &ops);
+        for (size_t i = 0; i < n; i++) {
+                const PolicyVM *vm = &c->vms[i];
 
-        for (size_t i = 0; i < n; i++)
-                if (pve_takes_part(c, i))
-                        net += (__int128) pve_move(c, i, &cap) - c->vms[i].actual;
-        return net;
+                if (!pve_takes_part(c, i))
+                        continue;
+                items[m++] = (FillItem) {
+                        .weight = vm->weight,
+                        .floor = vm_min(vm),
+                        .ceil = vm->max,
+                        .vm = i,
+                };
+                total += vm->actual;
+        }
+        r = policy_fill((unsigned __int128) MAX(total + goal, 0), items, m, 0);
+        if (r < 0)
+                return r;
+
+        for (size_t k = 0; k < m; k++) {
+                size_t i = items[k].vm;
+
+                c->out[i].share = items[k].alloc;
+                net += (__int128) pve_move(c, i, &cap) - c->vms[i].actual;
+        }
+        *ret_net = net;
+        return 0;
 }
 
-static void pve_decide_vm(const ProxmoxContext *c, size_t i, uint64_t now, const char *why, PolicyDecision *d) {
+static void pve_decide_vm(const ProxmoxContext *c, size_t i, uint64_t now, const char *why, bool explain,
+                          PolicyDecision *d) {
         const PolicyVM *vm = &c->vms[i];
         InflateCap cap;
         uint64_t t = pve_move(c, i, &cap);
 
-        if (t == vm->actual)
+        /* Nothing to do, or in flight: a "none" without a reason but when explaining. */
+        if (t == vm->actual || (t == vm->target && !explain))
                 return;
 
         reason_add(d->reason, "%s; share %s by weight %" PRIu64 " among %s", why, FB(d->share), vm->weight ?: 1,
@@ -134,15 +131,15 @@ static void pve_decide_vm(const ProxmoxContext *c, size_t i, uint64_t now, const
                 d->carry.last_inflate_usec = now;
 }
 
-void policy_decide_proxmox(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
-                           PolicyDecision *out, PolicySummary *summary) {
+int policy_decide_proxmox(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                          bool explain, PolicyDecision *out, PolicySummary *summary) {
         uint64_t now = host->now_usec, used = sub_sat(host->total, host->available);
         char why[POLICY_REASON_MAX] = "";
 
         if (host->last_cycle_usec != 0 && now < add_sat(host->last_cycle_usec, PVE_CYCLE_USEC)) {
                 reason_add(summary->reason, "proxmox: next cycle in %s",
                            FU(host->last_cycle_usec + PVE_CYCLE_USEC - now));
-                return;
+                return 0;
         }
         summary->last_cycle_usec = now;
 
@@ -152,7 +149,7 @@ void policy_decide_proxmox(const PolicyParams *p, const PolicyHost *host, const 
 
         if (goal >= -(__int128) PVE_DEADBAND && goal <= (__int128) PVE_DEADBAND) {
                 reason_add(summary->reason, "%s: within %s, nothing to do", why, FB(PVE_DEADBAND));
-                return;
+                return 0;
         }
 
         ProxmoxContext c = {
@@ -163,15 +160,23 @@ void policy_decide_proxmox(const PolicyParams *p, const PolicyHost *host, const 
         uint64_t magnitude = (uint64_t) (goal > 0 ? goal : -goal);
         reason_add(why, ": %s %s", c.grow ? "grow by" : "shrink by", FB(magnitude));
 
-        __int128 net = pve_pass(&c, n, goal);
-        if (c.grow ? net <= 0 : net >= 0) {
+        _cleanup_free_ FillItem *items = reallocarray(NULL, MAX(n, 1u), sizeof(FillItem));
+        __int128 net;
+        int r;
+
+        if (!items)
+                return -ENOMEM;
+        r = pve_pass(&c, n, goal, items, &net);
+        if (r >= 0 && (c.grow ? net <= 0 : net >= 0)) {
                 c.all = true;
-                (void) pve_pass(&c, n, goal);
+                r = pve_pass(&c, n, goal, items, &net);
         }
+        if (r < 0)
+                return r;
 
         for (size_t i = 0; i < n; i++)
                 if (pve_takes_part(&c, i)) {
-                        pve_decide_vm(&c, i, now, why, &out[i]);
+                        pve_decide_vm(&c, i, now, why, explain, &out[i]);
                         if (out[i].action == POLICY_INFLATE)
                                 summary->planned += vms[i].actual - out[i].target;
                 }
@@ -180,4 +185,5 @@ void policy_decide_proxmox(const PolicyParams *p, const PolicyHost *host, const 
         summary->goal = c.grow ? 0 : magnitude;
         reason_add(summary->reason, "%s, planned %s", why, FB(summary->planned));
         policy_reason_add_counts(summary->reason, out, n, "; ");
+        return 0;
 }

@@ -18,7 +18,7 @@
 #define RFC_STEP (32 * MIB)
 #define RFC_HYSTERESIS_USEC (60 * USEC_PER_SEC)
 
-static void rfc_guest_pressure(uint64_t now, const PolicyVM *vm, PolicyDecision *d) {
+static void rfc_guest_pressure(uint64_t now, const PolicyVM *vm, bool explain, PolicyDecision *d) {
         uint64_t t;
 
         d->carry.hysteresis_until_usec = add_sat(now, RFC_HYSTERESIS_USEC);
@@ -29,11 +29,15 @@ static void rfc_guest_pressure(uint64_t now, const PolicyVM *vm, PolicyDecision 
                 goto finish;
         }
 
+        t = page_down(MIN(add_sat(vm->target, RFC_STEP), vm->max));
+        /* At max: a "none" without a reason but when explaining. */
+        if (!explain && vm->target >= vm->actual && t <= vm->target)
+                return;
+
         policy_reason_add_signals(d->reason, vm, d->guest_pressure);
         if (policy_cancel_inflate(vm, d))
                 goto finish;
 
-        t = page_down(MIN(add_sat(vm->target, RFC_STEP), vm->max));
         if (t <= vm->target) {
                 reason_add(d->reason, ": at max %s", FB(vm->max));
                 goto finish;
@@ -77,13 +81,13 @@ static void rfc_inflate(uint64_t now, const PolicyVM *vm, PolicyDecision *d) {
         d->carry.last_inflate_usec = now;
 }
 
-void policy_decide_rfc(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
-                       PolicyDecision *out, PolicySummary *summary) {
+int policy_decide_rfc(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                      bool explain, PolicyDecision *out, PolicySummary *summary) {
         uint64_t now = host->now_usec;
 
         for (size_t i = 0; i < n; i++) {
                 if (out[i].guest_pressure != 0)
-                        rfc_guest_pressure(now, &vms[i], &out[i]);
+                        rfc_guest_pressure(now, &vms[i], explain, &out[i]);
                 else if (host->pressure)
                         rfc_inflate(now, &vms[i], &out[i]);
 
@@ -101,4 +105,5 @@ void policy_decide_rfc(const PolicyParams *p, const PolicyHost *host, const Poli
         } else
                 reason_add(summary->reason, "rfc: no host pressure event");
         policy_reason_add_counts(summary->reason, out, n, host->pressure ? "; " : ": ");
+        return 0;
 }

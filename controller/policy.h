@@ -6,7 +6,8 @@
 #include <stdint.h>
 
 /* The policy: pure C. A snapshot of the host and the VMs goes in, one decision per VM comes out with
- * a human-readable reason. No I/O, no clock (the time is part of the snapshot), no allocation.
+ * a human-readable reason. No I/O, no clock (the time is part of the snapshot); the only allocation
+ * is the water-filling's scratch array, freed before it returns.
  * State that must survive between decisions (hysteresis, stall back-off, rate cap) is carried by the
  * caller: it is read from PolicyVM.carry and the new values are returned in PolicyDecision.carry.
  * trace.c writes and reads every field of PolicyParams, PolicyHost and PolicyVM: a new one goes
@@ -133,7 +134,7 @@ typedef struct PolicyDecision {
 
         PolicyCarry carry;            /* to pass back in the next PolicyVM */
 
-        char reason[POLICY_REASON_MAX];
+        char reason[POLICY_REASON_MAX]; /* "" for a "none" decision, but from policy_explain() */
 } PolicyDecision;
 
 typedef struct PolicySummary {
@@ -145,21 +146,26 @@ typedef struct PolicySummary {
         char reason[POLICY_REASON_MAX];
 } PolicySummary;
 
-/* Decides for every VM with the algorithm p->mode; 'out' has room for n decisions. Returns 0, or -EINVAL
+/* Decides for every VM with the algorithm p->mode; 'out' has room for n decisions. Returns 0, -EINVAL
  * on invalid params (an unknown mode, tax_rate outside [0, 1), reclaim_step, max_step, max_rate,
- * deflate_step or stall_usec 0).
+ * deflate_step or stall_usec 0), or -ENOMEM. Only the decisions that act get a reason: the daemon
+ * uses no other, and at thousands of VMs formatting them would cost most of a decision.
  * Carried state: stall_count is reset once a move completed (actual == target with progress after
  * the back-off ended, so the stop a stall orders does not reset it); back-off delays inflation only,
  * deflation towards a guest's needs is never delayed. 'summary' may be NULL. */
 int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
                   PolicyDecision *out, PolicySummary *summary);
+/* policy_decide() with the reasons of the "none" decisions too (why nothing is done, e.g. "nothing to
+ * give"): the same decisions otherwise, for explaining a snapshot (ab-replay --explain, the tests). */
+int policy_explain(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
+                   PolicyDecision *out, PolicySummary *summary);
 
-/* Water-filling on its own (used by policy_decide and the tests): shares 'budget' bytes among n VMs,
+/* Water-filling on its own (what policy_decide does, for the tests): shares 'budget' bytes among n VMs,
  * each getting an allocation in [floor[i], ceil[i]] so that, where not clamped, the VMs' cost above
  * their floor per unit of weight is equal. Memory between floor[i] and ceil[i] costs 1 per byte,
  * except the top idle[i] bytes below ceil[i] (idle guest memory, which a balloon takes first), which
  * cost 1/(1 - tax_rate) per byte. Writes alloc[i]; the sum equals the budget clamped to
  * [sum floor, sum ceil]. A weight of 0 counts as 1, a ceil below its floor as the floor, a tax_rate
- * outside [0, 1) as 0, and idle may be NULL (no idle memory). */
-void policy_water_fill(uint64_t budget, size_t n, const uint64_t *weight, const uint64_t *floor,
-                       const uint64_t *ceil, const uint64_t *idle, double tax_rate, uint64_t *alloc);
+ * outside [0, 1) as 0, and idle may be NULL (no idle memory). 0 or -ENOMEM. */
+int policy_water_fill(uint64_t budget, size_t n, const uint64_t *weight, const uint64_t *floor,
+                      const uint64_t *ceil, const uint64_t *idle, double tax_rate, uint64_t *alloc);

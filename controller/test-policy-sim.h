@@ -76,8 +76,33 @@ static inline void sim_init(Sim *s, size_t n) {
                 s->vm[i] = test_vm("vm", 100, 2 * GIB);
 }
 
+/* Decides with policy_explain(), whose reasons the tests check, and with policy_decide(), which must
+ * decide the same with the reasons of the decisions that act only. */
 static inline void sim_decide(Sim *s) {
-        assert_int_equal(policy_decide(&s->p, &s->host, s->vm, s->n, s->out, &s->summary), 0);
+        PolicyDecision quiet[8];
+        PolicySummary summary;
+
+        assert_int_equal(policy_explain(&s->p, &s->host, s->vm, s->n, s->out, &s->summary), 0);
+        assert_int_equal(policy_decide(&s->p, &s->host, s->vm, s->n, quiet, &summary), 0);
+
+        assert_int_equal(summary.host_pressure, s->summary.host_pressure);
+        assert_int_equal(summary.goal, s->summary.goal);
+        assert_int_equal(summary.planned, s->summary.planned);
+        assert_int_equal(summary.last_reclaim_usec, s->summary.last_reclaim_usec);
+        assert_int_equal(summary.last_cycle_usec, s->summary.last_cycle_usec);
+        assert_string_equal(summary.reason, s->summary.reason);
+        for (size_t i = 0; i < s->n; i++) {
+                const PolicyDecision *d = &s->out[i], *q = &quiet[i];
+
+                assert_int_equal(q->action, d->action);
+                assert_int_equal(q->target, d->target);
+                assert_int_equal(q->memory_high, d->memory_high);
+                assert_int_equal(q->raise_high_first, d->raise_high_first);
+                assert_int_equal(q->guest_pressure, d->guest_pressure);
+                assert_int_equal(q->share, d->share);
+                assert_memory_equal(&q->carry, &d->carry, sizeof q->carry);
+                assert_string_equal(q->reason, d->action == POLICY_NONE ? "" : d->reason);
+        }
 }
 
 /* What the manager does with the decisions: new carried state, memory.high, balloon commands (a

@@ -28,7 +28,7 @@ static void test_water_fill_weights(void **state) {
         uint64_t idle[] = { 0, 0 }, alloc[2];
         uint64_t budget = 1 * GIB + 3 * GIB + 12345;
 
-        policy_water_fill(budget, 2, w, fl, ce, idle, 0.75, alloc);
+        assert_int_equal(policy_water_fill(budget, 2, w, fl, ce, idle, 0.75, alloc), 0);
 
         assert_int_equal(alloc[0] + alloc[1], budget);
         double ratio = (double) (alloc[0] - fl[0]) / (double) (alloc[1] - fl[1]);
@@ -40,23 +40,23 @@ static void test_water_fill_limits(void **state) {
         uint64_t idle[] = { 0, 3 * GIB, 0 }, alloc[3];
 
         /* The heavy one is full at its ceiling, the others share the rest. */
-        policy_water_fill(6 * GIB + 7, 3, w, fl, ce, idle, 0.5, alloc);
+        assert_int_equal(policy_water_fill(6 * GIB + 7, 3, w, fl, ce, idle, 0.5, alloc), 0);
         assert_int_equal(alloc[0], ce[0]);
         assert_int_equal(alloc[0] + alloc[1] + alloc[2], 6 * GIB + 7);
         for (size_t i = 0; i < 3; i++)
                 assert_in_range(alloc[i], fl[i], ce[i]);
 
         /* Below the sum of the floors everybody is at the floor, above the ceilings at the ceiling. */
-        policy_water_fill(GIB, 3, w, fl, ce, idle, 0.5, alloc);
+        assert_int_equal(policy_water_fill(GIB, 3, w, fl, ce, idle, 0.5, alloc), 0);
         for (size_t i = 0; i < 3; i++)
                 assert_int_equal(alloc[i], fl[i]);
-        policy_water_fill(UINT64_MAX, 3, w, fl, ce, idle, 0.5, alloc);
+        assert_int_equal(policy_water_fill(UINT64_MAX, 3, w, fl, ce, idle, 0.5, alloc), 0);
         for (size_t i = 0; i < 3; i++)
                 assert_int_equal(alloc[i], ce[i]);
 
         /* A ceiling below the floor: the floor wins. */
         uint64_t fl2[] = { GIB, GIB }, ce2[] = { 512 * MIB, 4 * GIB }, w2[] = { 1, 1 }, a2[2];
-        policy_water_fill(2 * GIB, 2, w2, fl2, ce2, NULL, 0, a2);
+        assert_int_equal(policy_water_fill(2 * GIB, 2, w2, fl2, ce2, NULL, 0, a2), 0);
         assert_int_equal(a2[0], GIB);
         assert_int_equal(a2[1], GIB);
 }
@@ -82,7 +82,7 @@ static void test_water_fill_random(void **state) {
                 seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
                 uint64_t budget = sum_fl + (seed >> 1) % (sum_ce - sum_fl + 1);
 
-                policy_water_fill(budget, n, w, fl, ce, idle, tax, alloc);
+                assert_int_equal(policy_water_fill(budget, n, w, fl, ce, idle, tax, alloc), 0);
 
                 double level = -1;
                 for (size_t i = 0; i < n; i++) {
@@ -106,7 +106,7 @@ static void test_water_fill_idle_gives_first(void **state) {
         uint64_t w[] = { 100, 100 }, fl[] = { 0, 0 }, ce[] = { 1000 * MIB, 1000 * MIB };
         uint64_t idle[] = { 0, 1000 * MIB }, alloc[2];
 
-        policy_water_fill(1000 * MIB, 2, w, fl, ce, idle, 0.75, alloc);
+        assert_int_equal(policy_water_fill(1000 * MIB, 2, w, fl, ce, idle, 0.75, alloc), 0);
 
         assert_int_equal(alloc[0] + alloc[1], 1000 * MIB);
         /* The idle one keeps (1 - tax) of what the busy one keeps. */
@@ -118,7 +118,7 @@ static void test_water_fill_tax_zero(void **state) {
         uint64_t w[] = { 300, 100 }, fl[] = { 0, 0 }, ce[] = { 1000 * MIB, 1000 * MIB };
         uint64_t idle[] = { 1000 * MIB, 0 }, alloc[2];
 
-        policy_water_fill(800 * MIB, 2, w, fl, ce, idle, 0, alloc);
+        assert_int_equal(policy_water_fill(800 * MIB, 2, w, fl, ce, idle, 0, alloc), 0);
 
         assert_int_equal(alloc[0] + alloc[1], 800 * MIB);
         assert_true(fabs((double) alloc[0] / (double) alloc[1] - 3.0) < 0.03);
@@ -127,17 +127,17 @@ static void test_water_fill_tax_zero(void **state) {
 static void test_water_fill_edges(void **state) {
         uint64_t w[] = { 0, 0 }, fl[] = { 0, 0 }, ce[] = { GIB, GIB }, alloc[2];
 
-        policy_water_fill(GIB, 0, NULL, NULL, NULL, NULL, 0.5, NULL);
+        assert_int_equal(policy_water_fill(GIB, 0, NULL, NULL, NULL, NULL, 0.5, NULL), 0);
 
         /* Weight 0 counts as 1: an even split. */
-        policy_water_fill(GIB, 2, w, fl, ce, NULL, 0.5, alloc);
+        assert_int_equal(policy_water_fill(GIB, 2, w, fl, ce, NULL, 0.5, alloc), 0);
         assert_int_equal(alloc[0], GIB / 2);
         assert_int_equal(alloc[1], GIB / 2);
 
         /* Sums beyond 64 bits. */
         uint64_t w3[] = { 1, 2, 3 }, fl3[] = { 0, 0, 0 }, alloc3[3];
         uint64_t ce3[] = { UINT64_MAX / 2, UINT64_MAX / 2, UINT64_MAX / 2 };
-        policy_water_fill(UINT64_MAX, 3, w3, fl3, ce3, NULL, 0, alloc3);
+        assert_int_equal(policy_water_fill(UINT64_MAX, 3, w3, fl3, ce3, NULL, 0, alloc3), 0);
         unsigned __int128 sum = (unsigned __int128) alloc3[0] + alloc3[1] + alloc3[2];
         assert_true(sum == UINT64_MAX);
         assert_true(alloc3[0] < alloc3[1] && alloc3[1] <= alloc3[2]);

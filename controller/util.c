@@ -261,25 +261,42 @@ int parse_time_usec(const char *s, uint64_t *ret) {
 
 char *format_bytes(char *buf, size_t n, uint64_t bytes) {
         static const char suffixes[] = "KMGTPE";
-        uint64_t unit = 1;
+        char s[FORMAT_BYTES_MAX] = "max", digits[4];
+        uint64_t unit = 1, whole;
+        size_t l = strlen(s), k = 0;
         char suffix = 'B';
 
-        if (bytes == SIZE_UNLIMITED) {
-                (void) snprintf(buf, n, "max");
-                return buf;
+        /* By hand, not snprintf(): the policy formats thousands of sizes per decision on a large host. */
+        if (bytes != SIZE_UNLIMITED) {
+                for (size_t i = 0; i < strlen(suffixes) && bytes / unit >= 1024; i++) {
+                        unit *= 1024;
+                        suffix = suffixes[i];
+                }
+
+                /* One decimal, truncated, and only when it is not zero: "1.5G", "2G". The product
+                 * fits: unit is at most 2^60. */
+                uint64_t tenths = bytes % unit * 10 / unit;
+                whole = bytes / unit; /* < 1024 */
+                do {
+                        digits[k++] = (char) ('0' + whole % 10);
+                        whole /= 10;
+                } while (whole > 0);
+                for (l = 0; k > 0; )
+                        s[l++] = digits[--k];
+                if (tenths > 0) {
+                        s[l++] = '.';
+                        s[l++] = (char) ('0' + tenths);
+                }
+                s[l++] = suffix;
+                s[l] = 0;
         }
 
-        for (size_t i = 0; i < strlen(suffixes) && bytes / unit >= 1024; i++) {
-                unit *= 1024;
-                suffix = suffixes[i];
+        /* Truncated as snprintf() would. */
+        if (n > 0) {
+                l = MIN(l, n - 1);
+                memcpy(buf, s, l);
+                buf[l] = 0;
         }
-
-        /* One decimal, truncated, and only when it is not zero: "1.5G", "2G". */
-        uint64_t tenths = (uint64_t) ((unsigned __int128) (bytes % unit) * 10 / unit);
-        if (tenths > 0)
-                (void) snprintf(buf, n, "%" PRIu64 ".%" PRIu64 "%c", bytes / unit, tenths, suffix);
-        else
-                (void) snprintf(buf, n, "%" PRIu64 "%c", bytes / unit, suffix);
         return buf;
 }
 

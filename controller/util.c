@@ -268,9 +268,11 @@ char *format_bytes(char *buf, size_t n, uint64_t bytes) {
 
         /* By hand, not snprintf(): the policy formats thousands of sizes per decision on a large host. */
         if (bytes != SIZE_UNLIMITED) {
-                for (size_t i = 0; i < strlen(suffixes) && bytes / unit >= 1024; i++) {
-                        unit *= 1024;
-                        suffix = suffixes[i];
+                /* The largest unit of which there are 1 or more: 1024^i <= bytes. */
+                unsigned i = bytes < 1024 ? 0 : (63 - (unsigned) __builtin_clzll(bytes)) / 10;
+                if (i > 0) {
+                        unit <<= 10 * i;
+                        suffix = suffixes[i - 1];
                 }
 
                 /* One decimal, truncated, and only when it is not zero: "1.5G", "2G". The product

@@ -84,7 +84,7 @@ static int decide_shares(DecideContext *c, size_t n) {
                 total += vm->actual;
         }
 
-        int r = policy_fill(total > c->goal ? total - c->goal : 0, items, m, c->p->tax_rate);
+        int r = policy_fill(total > c->goal ? total - c->goal : 0, items, m, c->p->tax_rate, NULL);
         if (r < 0)
                 return r;
         for (size_t k = 0; k < m; k++)

@@ -133,7 +133,7 @@ static double ramps_root(FillRamp *r, size_t n, double want, double slope0) {
         return CLAMP(lo + (want - at_lo) / slope, lo, hi);
 }
 
-int policy_fill(unsigned __int128 budget, FillItem *items, size_t n, double tax_rate) {
+int policy_fill(unsigned __int128 budget, FillItem *items, size_t n, double tax_rate, double *ret_level) {
         unsigned __int128 sum_floor = 0, sum_ceil = 0, want, sum = 0, room_hi = 0;
         double keep = 1.0 - tax_rate, slope0 = 0;
         size_t m = 0;
@@ -154,6 +154,8 @@ int policy_fill(unsigned __int128 budget, FillItem *items, size_t n, double tax_
         if (budget == sum_floor || budget == sum_ceil) {
                 for (size_t i = 0; i < n; i++)
                         items[i].alloc = budget == sum_floor ? items[i].floor : items[i].ceil;
+                if (ret_level)
+                        *ret_level = budget == sum_floor ? 0 : INFINITY;
                 return 0;
         }
         want = budget - sum_floor;
@@ -231,11 +233,14 @@ int policy_fill(unsigned __int128 budget, FillItem *items, size_t n, double tax_
 
                 it->alloc = it->floor + a;
         }
+        if (ret_level)
+                *ret_level = lo;
         return 0;
 }
 
 int policy_water_fill(uint64_t budget, size_t n, const uint64_t *weight, const uint64_t *floor,
-                      const uint64_t *ceil, const uint64_t *idle, double tax_rate, uint64_t *alloc) {
+                      const uint64_t *ceil, const uint64_t *idle, double tax_rate, uint64_t *alloc,
+                      double *ret_level) {
         _cleanup_free_ FillItem *items = reallocarray(NULL, n, sizeof(FillItem));
         int r;
 
@@ -251,7 +256,7 @@ int policy_water_fill(uint64_t budget, size_t n, const uint64_t *weight, const u
 
         if (!(tax_rate >= 0 && tax_rate < 1))
                 tax_rate = 0;
-        r = policy_fill(budget, items, n, tax_rate);
+        r = policy_fill(budget, items, n, tax_rate, ret_level);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++)

@@ -99,15 +99,15 @@ static inline uint64_t policy_inflate_target(const PolicyVM *vm, uint64_t red) {
 
 /* Water-filling over a compact array of the items taking part (policy-fill.c says how): see
  * policy_water_fill() in policy.h for what it computes. Writes each item's alloc, normalizing its
- * weight, ceil and idle as policy_water_fill() says; 'vm' is the caller's. Expected O(n) with a few
- * O(n) passes for the rounding; 0 or -ENOMEM. */
+ * weight, ceil and idle as policy_water_fill() says, and the level in *ret_level if not NULL; 'vm' is
+ * the caller's. Expected O(n); 0 or -ENOMEM. */
 typedef struct FillItem {
         uint64_t weight, floor, ceil, idle;
         size_t vm;
         uint64_t alloc;
 } FillItem;
 
-int policy_fill(unsigned __int128 budget, FillItem *items, size_t n, double tax_rate);
+int policy_fill(unsigned __int128 budget, FillItem *items, size_t n, double tax_rate, double *ret_level);
 
 /* The modes; 'summary' is never NULL, 'out' holds policy_decision_init(). 'explain': reasons for the
  * "none" decisions too. 0 or -ENOMEM. */

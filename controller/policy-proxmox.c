@@ -89,7 +89,7 @@ static int pve_pass(ProxmoxContext *c, size_t n, __int128 goal, FillItem *items,
                 };
                 total += vm->actual;
         }
-        r = policy_fill((unsigned __int128) MAX(total + goal, 0), items, m, 0);
+        r = policy_fill((unsigned __int128) MAX(total + goal, 0), items, m, 0, NULL);
         if (r < 0)
                 return r;
 

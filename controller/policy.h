@@ -156,7 +156,7 @@ typedef struct PolicySummary {
 int policy_decide(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
                   PolicyDecision *out, PolicySummary *summary);
 /* policy_decide() with the reasons of the "none" decisions too (why nothing is done, e.g. "nothing to
- * give"): the same decisions otherwise, for explaining a snapshot (ab-replay --explain, the tests). */
+ * give"): the same decisions otherwise, for explaining a snapshot (the policy tests check both). */
 int policy_explain(const PolicyParams *p, const PolicyHost *host, const PolicyVM *vms, size_t n,
                    PolicyDecision *out, PolicySummary *summary);
 
@@ -166,6 +166,9 @@ int policy_explain(const PolicyParams *p, const PolicyHost *host, const PolicyVM
  * except the top idle[i] bytes below ceil[i] (idle guest memory, which a balloon takes first), which
  * cost 1/(1 - tax_rate) per byte. Writes alloc[i]; the sum equals the budget clamped to
  * [sum floor, sum ceil]. A weight of 0 counts as 1, a ceil below its floor as the floor, a tax_rate
- * outside [0, 1) as 0, and idle may be NULL (no idle memory). 0 or -ENOMEM. */
+ * outside [0, 1) as 0, and idle may be NULL (no idle memory). The level, the cost above the floor
+ * per unit of weight where not clamped, in *ret_level if not NULL: 0 when the budget is at most the
+ * floors' sum, INFINITY when at least the ceilings'. 0 or -ENOMEM. */
 int policy_water_fill(uint64_t budget, size_t n, const uint64_t *weight, const uint64_t *floor,
-                      const uint64_t *ceil, const uint64_t *idle, double tax_rate, uint64_t *alloc);
+                      const uint64_t *ceil, const uint64_t *idle, double tax_rate, uint64_t *alloc,
+                      double *ret_level);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -28,7 +29,7 @@ static void test_water_fill_weights(void **state) {
         uint64_t idle[] = { 0, 0 }, alloc[2];
         uint64_t budget = 1 * GIB + 3 * GIB + 12345;
 
-        assert_int_equal(policy_water_fill(budget, 2, w, fl, ce, idle, 0.75, alloc), 0);
+        assert_int_equal(policy_water_fill(budget, 2, w, fl, ce, idle, 0.75, alloc, NULL), 0);
 
         assert_int_equal(alloc[0] + alloc[1], budget);
         double ratio = (double) (alloc[0] - fl[0]) / (double) (alloc[1] - fl[1]);
@@ -40,23 +41,23 @@ static void test_water_fill_limits(void **state) {
         uint64_t idle[] = { 0, 3 * GIB, 0 }, alloc[3];
 
         /* The heavy one is full at its ceiling, the others share the rest. */
-        assert_int_equal(policy_water_fill(6 * GIB + 7, 3, w, fl, ce, idle, 0.5, alloc), 0);
+        assert_int_equal(policy_water_fill(6 * GIB + 7, 3, w, fl, ce, idle, 0.5, alloc, NULL), 0);
         assert_int_equal(alloc[0], ce[0]);
         assert_int_equal(alloc[0] + alloc[1] + alloc[2], 6 * GIB + 7);
         for (size_t i = 0; i < 3; i++)
                 assert_in_range(alloc[i], fl[i], ce[i]);
 
         /* Below the sum of the floors everybody is at the floor, above the ceilings at the ceiling. */
-        assert_int_equal(policy_water_fill(GIB, 3, w, fl, ce, idle, 0.5, alloc), 0);
+        assert_int_equal(policy_water_fill(GIB, 3, w, fl, ce, idle, 0.5, alloc, NULL), 0);
         for (size_t i = 0; i < 3; i++)
                 assert_int_equal(alloc[i], fl[i]);
-        assert_int_equal(policy_water_fill(UINT64_MAX, 3, w, fl, ce, idle, 0.5, alloc), 0);
+        assert_int_equal(policy_water_fill(UINT64_MAX, 3, w, fl, ce, idle, 0.5, alloc, NULL), 0);
         for (size_t i = 0; i < 3; i++)
                 assert_int_equal(alloc[i], ce[i]);
 
         /* A ceiling below the floor: the floor wins. */
         uint64_t fl2[] = { GIB, GIB }, ce2[] = { 512 * MIB, 4 * GIB }, w2[] = { 1, 1 }, a2[2];
-        assert_int_equal(policy_water_fill(2 * GIB, 2, w2, fl2, ce2, NULL, 0, a2), 0);
+        assert_int_equal(policy_water_fill(2 * GIB, 2, w2, fl2, ce2, NULL, 0, a2, NULL), 0);
         assert_int_equal(a2[0], GIB);
         assert_int_equal(a2[1], GIB);
 }
@@ -82,7 +83,7 @@ static void test_water_fill_random(void **state) {
                 seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
                 uint64_t budget = sum_fl + (seed >> 1) % (sum_ce - sum_fl + 1);
 
-                assert_int_equal(policy_water_fill(budget, n, w, fl, ce, idle, tax, alloc), 0);
+                assert_int_equal(policy_water_fill(budget, n, w, fl, ce, idle, tax, alloc, NULL), 0);
 
                 double level = -1;
                 for (size_t i = 0; i < n; i++) {
@@ -102,11 +103,83 @@ static void test_water_fill_random(void **state) {
         }
 }
 
+/* The brute-force reference for the level: the sum of the x(L) in long double at every breakpoint,
+ * sorted, then the root on the linear piece where the sum reaches the budget. */
+static long double reference_sum(size_t n, const long double (*it)[4], long double keep, long double level) {
+        long double s = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                long double w = it[i][0], busy = it[i][1], idle = it[i][2], c = level * w;
+                s += c <= busy ? c : MIN(busy + (c - busy) * keep, busy + idle);
+        }
+        return s;
+}
+
+static int cmp_long_double(const void *a, const void *b) {
+        long double x = *(const long double *) a, y = *(const long double *) b;
+        return x < y ? -1 : x > y;
+}
+
+static long double reference_level(size_t n, const uint64_t *w, const uint64_t *fl, const uint64_t *ce,
+                                   const uint64_t *idle, double tax, uint64_t budget) {
+        long double it[16][4], points[2 * 16 + 1], keep = 1.0L - tax, want = (long double) budget;
+        size_t np = 0;
+
+        points[np++] = 0;
+        for (size_t i = 0; i < n; i++) {
+                uint64_t range = ce[i] > fl[i] ? ce[i] - fl[i] : 0, id = MIN(idle[i], range);
+                it[i][0] = (long double) (w[i] ?: 1);
+                it[i][1] = (long double) (range - id);
+                it[i][2] = (long double) id;
+                want -= (long double) fl[i];
+                points[np++] = it[i][1] / it[i][0];
+                points[np++] = (it[i][1] + it[i][2] / keep) / it[i][0];
+        }
+        qsort(points, np, sizeof points[0], cmp_long_double);
+        for (size_t k = 1; k < np; k++) {
+                long double a = reference_sum(n, it, keep, points[k - 1]), b = reference_sum(n, it, keep, points[k]);
+                if (b >= want && b > a)
+                        return points[k - 1] + (want - a) * (points[k] - points[k - 1]) / (b - a);
+        }
+        return points[np - 1];
+}
+
+/* The exact solver's level against the brute-force one, on random instances with ties, empty
+ * ranges, no idle memory and everything idle among them. */
+static void test_water_fill_level_reference(void **state) {
+        uint64_t seed = 7;
+
+        for (unsigned round = 0; round < 2000; round++) {
+                uint64_t w[16], fl[16], ce[16], idle[16], alloc[16], sum_fl = 0, sum_ce = 0;
+                size_t n = 1 + round % 16;
+                double tax = (double) (round % 5) * 0.2, level;
+
+                for (size_t i = 0; i < n; i++) {
+                        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                        w[i] = round % 3 == 0 ? 100 : (seed >> 50) % 10001;
+                        fl[i] = (seed >> 20) % (2 * GIB);
+                        ce[i] = round % 7 == 0 && i % 2 ? fl[i] : fl[i] + (seed >> 8) % (8 * GIB);
+                        idle[i] = (seed >> 40) % 3 == 0 ? 0 : (seed >> 40) % 3 == 1 ? ce[i] - fl[i] : (seed >> 30) % (4 * GIB);
+                        sum_fl += fl[i];
+                        sum_ce += ce[i];
+                }
+                if (sum_ce <= sum_fl + 1)
+                        continue;
+                seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                uint64_t budget = sum_fl + 1 + (seed >> 1) % (sum_ce - sum_fl - 1);
+
+                assert_int_equal(policy_water_fill(budget, n, w, fl, ce, idle, tax, alloc, &level), 0);
+                long double ref = reference_level(n, w, fl, ce, idle, tax, budget);
+                if (fabsl((long double) level - ref) > 1e-9L * ref)
+                        fail_msg("round %u: level %.17g, reference %.17Lg", round, level, ref);
+        }
+}
+
 static void test_water_fill_idle_gives_first(void **state) {
         uint64_t w[] = { 100, 100 }, fl[] = { 0, 0 }, ce[] = { 1000 * MIB, 1000 * MIB };
         uint64_t idle[] = { 0, 1000 * MIB }, alloc[2];
 
-        assert_int_equal(policy_water_fill(1000 * MIB, 2, w, fl, ce, idle, 0.75, alloc), 0);
+        assert_int_equal(policy_water_fill(1000 * MIB, 2, w, fl, ce, idle, 0.75, alloc, NULL), 0);
 
         assert_int_equal(alloc[0] + alloc[1], 1000 * MIB);
         /* The idle one keeps (1 - tax) of what the busy one keeps. */
@@ -118,7 +191,7 @@ static void test_water_fill_tax_zero(void **state) {
         uint64_t w[] = { 300, 100 }, fl[] = { 0, 0 }, ce[] = { 1000 * MIB, 1000 * MIB };
         uint64_t idle[] = { 1000 * MIB, 0 }, alloc[2];
 
-        assert_int_equal(policy_water_fill(800 * MIB, 2, w, fl, ce, idle, 0, alloc), 0);
+        assert_int_equal(policy_water_fill(800 * MIB, 2, w, fl, ce, idle, 0, alloc, NULL), 0);
 
         assert_int_equal(alloc[0] + alloc[1], 800 * MIB);
         assert_true(fabs((double) alloc[0] / (double) alloc[1] - 3.0) < 0.03);
@@ -127,17 +200,17 @@ static void test_water_fill_tax_zero(void **state) {
 static void test_water_fill_edges(void **state) {
         uint64_t w[] = { 0, 0 }, fl[] = { 0, 0 }, ce[] = { GIB, GIB }, alloc[2];
 
-        assert_int_equal(policy_water_fill(GIB, 0, NULL, NULL, NULL, NULL, 0.5, NULL), 0);
+        assert_int_equal(policy_water_fill(GIB, 0, NULL, NULL, NULL, NULL, 0.5, NULL, NULL), 0);
 
         /* Weight 0 counts as 1: an even split. */
-        assert_int_equal(policy_water_fill(GIB, 2, w, fl, ce, NULL, 0.5, alloc), 0);
+        assert_int_equal(policy_water_fill(GIB, 2, w, fl, ce, NULL, 0.5, alloc, NULL), 0);
         assert_int_equal(alloc[0], GIB / 2);
         assert_int_equal(alloc[1], GIB / 2);
 
         /* Sums beyond 64 bits. */
         uint64_t w3[] = { 1, 2, 3 }, fl3[] = { 0, 0, 0 }, alloc3[3];
         uint64_t ce3[] = { UINT64_MAX / 2, UINT64_MAX / 2, UINT64_MAX / 2 };
-        assert_int_equal(policy_water_fill(UINT64_MAX, 3, w3, fl3, ce3, NULL, 0, alloc3), 0);
+        assert_int_equal(policy_water_fill(UINT64_MAX, 3, w3, fl3, ce3, NULL, 0, alloc3, NULL), 0);
         unsigned __int128 sum = (unsigned __int128) alloc3[0] + alloc3[1] + alloc3[2];
         assert_true(sum == UINT64_MAX);
         assert_true(alloc3[0] < alloc3[1] && alloc3[1] <= alloc3[2]);
@@ -718,6 +791,7 @@ int main(void) {
                 cmocka_unit_test(test_water_fill_weights),
                 cmocka_unit_test(test_water_fill_limits),
                 cmocka_unit_test(test_water_fill_random),
+                cmocka_unit_test(test_water_fill_level_reference),
                 cmocka_unit_test(test_water_fill_idle_gives_first),
                 cmocka_unit_test(test_water_fill_tax_zero),
                 cmocka_unit_test(test_water_fill_edges),

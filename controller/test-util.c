@@ -5,6 +5,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -165,6 +168,45 @@ static void check_format(uint64_t bytes, const char *expected) {
         char buf[FORMAT_BYTES_MAX];
 
         assert_string_equal(format_bytes(buf, sizeof buf, bytes), expected);
+}
+
+/* format_bytes() as it was written with snprintf(), the reference for the hand-written one. */
+static void reference_format(uint64_t bytes, char *buf, size_t n) {
+        uint64_t unit = 1;
+        char suffix = 'B';
+
+        for (const char *s = "KMGTPE"; *s && bytes / unit >= 1024; s++) {
+                unit *= 1024;
+                suffix = *s;
+        }
+        uint64_t tenths = (uint64_t) ((unsigned __int128) (bytes % unit) * 10 / unit);
+        char s[64];
+        if (tenths > 0)
+                (void) snprintf(s, sizeof s, "%" PRIu64 ".%" PRIu64 "%c", bytes / unit, tenths, suffix);
+        else
+                (void) snprintf(s, sizeof s, "%" PRIu64 "%c", bytes / unit, suffix);
+        /* What snprintf(buf, n, ...) keeps of it. */
+        size_t l = MIN(strlen(s), n - 1);
+        memcpy(buf, s, l);
+        buf[l] = 0;
+}
+
+static void test_format_bytes_reference(void **state) {
+        char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+        uint64_t x = 1;
+
+        for (unsigned k = 0; k < 20000; k++) {
+                /* Every magnitude: a random value below a random power of two, and around the units. */
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                uint64_t bytes = k % 3 == 0 ? (UINT64_C(1) << (k / 3 % 64)) - k % 2 : x >> (x % 64);
+                if (bytes == SIZE_UNLIMITED)
+                        continue;
+                reference_format(bytes, a, sizeof a);
+                assert_string_equal(format_bytes(b, sizeof b, bytes), a);
+                /* Truncated as snprintf() truncates. */
+                reference_format(bytes, a, 3);
+                assert_string_equal(format_bytes(b, 3, bytes), a);
+        }
 }
 
 static void test_format_bytes(void **state) {
@@ -346,6 +388,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_size),
                 cmocka_unit_test(test_parse_time_usec),
                 cmocka_unit_test(test_format_bytes),
+                cmocka_unit_test(test_format_bytes_reference),
                 cmocka_unit_test_setup_teardown(test_read_full_file_at, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_write_string_file_at, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_write_file_atomic, tmpdir_setup, tmpdir_teardown),

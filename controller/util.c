@@ -260,42 +260,37 @@ int parse_time_usec(const char *s, uint64_t *ret) {
 }
 
 char *format_bytes(char *buf, size_t n, uint64_t bytes) {
-        static const char suffixes[] = "KMGTPE";
-        char s[FORMAT_BYTES_MAX] = "max", digits[4];
-        uint64_t unit = 1, whole;
-        size_t l = strlen(s), k = 0;
-        char suffix = 'B';
+        static const char suffixes[] = "BKMGTPE";
+        char s[FORMAT_BYTES_MAX], *p = s;
 
         /* By hand, not snprintf(): the policy formats thousands of sizes per decision on a large host. */
-        if (bytes != SIZE_UNLIMITED) {
-                /* The largest unit of which there are 1 or more: 1024^i <= bytes. */
+        if (bytes == SIZE_UNLIMITED)
+                p = stpcpy(s, "max");
+        else {
+                /* The largest unit of which there is at least 1, 1024^i: fewer than 1024 of them. */
                 unsigned i = bytes < 1024 ? 0 : (63 - (unsigned) __builtin_clzll(bytes)) / 10;
-                if (i > 0) {
-                        unit <<= 10 * i;
-                        suffix = suffixes[i - 1];
-                }
-
+                unsigned whole = (unsigned) (bytes >> (10 * i));
                 /* One decimal, truncated, and only when it is not zero: "1.5G", "2G". The product
-                 * fits: unit is at most 2^60. */
-                uint64_t tenths = bytes % unit * 10 / unit;
-                whole = bytes / unit; /* < 1024 */
-                do {
-                        digits[k++] = (char) ('0' + whole % 10);
-                        whole /= 10;
-                } while (whole > 0);
-                for (l = 0; k > 0; )
-                        s[l++] = digits[--k];
+                 * fits: the unit is at most 2^60. */
+                unsigned tenths = (unsigned) (((bytes & ((UINT64_C(1) << (10 * i)) - 1)) * 10) >> (10 * i));
+
+                if (whole >= 1000)
+                        *p++ = (char) ('0' + whole / 1000);
+                if (whole >= 100)
+                        *p++ = (char) ('0' + whole / 100 % 10);
+                if (whole >= 10)
+                        *p++ = (char) ('0' + whole / 10 % 10);
+                *p++ = (char) ('0' + whole % 10);
                 if (tenths > 0) {
-                        s[l++] = '.';
-                        s[l++] = (char) ('0' + tenths);
+                        *p++ = '.';
+                        *p++ = (char) ('0' + tenths);
                 }
-                s[l++] = suffix;
-                s[l] = 0;
+                *p++ = suffixes[i];
         }
 
         /* Truncated as snprintf() would. */
         if (n > 0) {
-                l = MIN(l, n - 1);
+                size_t l = MIN((size_t) (p - s), n - 1);
                 memcpy(buf, s, l);
                 buf[l] = 0;
         }

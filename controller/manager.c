@@ -293,7 +293,7 @@ static void manager_decide(Manager *m, const char *why) {
 
         r = policy_decide(&m->params, &host, m->snapshot, n, m->decisions, &m->last_summary);
         if (r < 0) {
-                log_error_errno(r, "Policy refused the parameters: %m");
+                log_error_errno(r, "Policy could not decide (parameters refused, or out of memory): %m");
                 return;
         }
 

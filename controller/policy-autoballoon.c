@@ -169,18 +169,24 @@ finish:
         reason_add(d->reason, ", hysteresis %s", FU(p->hysteresis_usec));
 }
 
+/* What an inflation asks for and is allowed, kept for its reason. */
+typedef struct InflateAsk {
+        uint64_t want, want_slice, want_max; /* the largest ask, and the slice's and max's */
+        uint64_t red;                        /* want after the caps */
+        InflateCap cap;
+        uint64_t cap_rate, since;            /* the rate cap, and the time since the last inflation */
+} InflateAsk;
+
 /* The reason of an inflation, before what follows the caps: what asked for the most, then the
  * tightest cap. */
-static void inflate_reason(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d, uint64_t want,
-                           uint64_t want_slice, uint64_t want_max, uint64_t red, InflateCap cap,
-                           uint64_t cap_rate, uint64_t since) {
+static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const InflateAsk *a, PolicyDecision *d) {
         const PolicyParams *p = c->p;
 
-        if (want == want_max && vm->actual > vm->max)
-                reason_add(d->reason, "above max %s by %s", FB(vm->max), FB(want_max));
-        else if (want == want_slice && want_slice > 0)
+        if (a->want == a->want_max && vm->actual > vm->max)
+                reason_add(d->reason, "above max %s by %s", FB(vm->max), FB(a->want_max));
+        else if (a->want == a->want_slice && a->want_slice > 0)
                 reason_add(d->reason, "slice pressure: current %s >= memory.high %s, excess %s%s",
-                           FB(vm->memory_current), FB(vm->memory_high), FB(want_slice),
+                           FB(vm->memory_current), FB(vm->memory_high), FB(a->want_slice),
                            c->goal > 0 ? " (more than the host share)" : "");
         else
                 reason_add(d->reason, "host pressure: goal %s, share %s of %s by weight %" PRIu64
@@ -188,16 +194,17 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, PolicyDec
                            FB(c->goal), FB(d->share), FB(vm->actual), vm->weight ?: 1,
                            FB(MIN(vm->guest_free, vm->actual - vm_min(vm))), c->tax_rate);
 
-        if (want == 0) {
+        if (a->want == 0) {
                 reason_add(d->reason, ": nothing to give");
                 return;
         }
-        if (cap == CAP_MODE && red == cap_rate)
-                reason_add(d->reason, "; capped by rate %s/s (%s since the last inflate)", FB(p->max_rate), FU(since));
-        else if (cap == CAP_MODE)
+        if (a->cap == CAP_MODE && a->red == a->cap_rate)
+                reason_add(d->reason, "; capped by rate %s/s (%s since the last inflate)", FB(p->max_rate),
+                           FU(a->since));
+        else if (a->cap == CAP_MODE)
                 reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
         else
-                policy_reason_add_cap(d->reason, vm, cap);
+                policy_reason_add_cap(d->reason, vm, a->cap);
 }
 
 static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
@@ -205,8 +212,8 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         uint64_t now = c->host->now_usec;
         bool slice = vm->slice_pressure && vm->memory_high_known && vm->memory_current >= vm->memory_high;
         bool above_max = vm->actual > vm->max;
-        uint64_t want_host = 0, want_slice = 0, want_max = 0, want, red = 0, t, cap_rate = UINT64_MAX, since = 0;
-        InflateCap cap = CAP_NONE;
+        InflateAsk a = { .cap_rate = UINT64_MAX };
+        uint64_t want_host = 0, t;
         InflateBlock b;
 
         if (c->goal == 0 && !slice && !above_max)
@@ -230,29 +237,29 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         if (c->goal > 0)
                 want_host = vm->actual - d->share;
         if (slice)
-                want_slice = MAX(vm->memory_current - vm->memory_high + SLICE_MIN_STEP, SLICE_MIN_STEP);
+                a.want_slice = MAX(vm->memory_current - vm->memory_high + SLICE_MIN_STEP, SLICE_MIN_STEP);
         if (above_max)
-                want_max = vm->actual - vm->max;
-        want = MAX(want_host, MAX(want_slice, want_max));
+                a.want_max = vm->actual - vm->max;
+        a.want = MAX(want_host, MAX(a.want_slice, a.want_max));
 
-        if (want == 0) {
+        if (a.want == 0) {
                 /* Most VMs, when a goal is shared among many: a "none" without a reason. */
                 if (c->explain)
-                        inflate_reason(c, vm, d, want, want_slice, want_max, red, cap, cap_rate, since);
+                        inflate_reason(c, vm, &a, d);
                 return;
         }
 
         /* The caps, the tightest of which is named. */
         if (vm->carry.last_inflate_usec != 0) {
-                since = sub_sat(now, vm->carry.last_inflate_usec);
-                cap_rate = u128_sat((unsigned __int128) p->max_rate * since / USEC_PER_SEC);
+                a.since = sub_sat(now, vm->carry.last_inflate_usec);
+                a.cap_rate = u128_sat((unsigned __int128) p->max_rate * a.since / USEC_PER_SEC);
         }
-        red = policy_cap_inflate(vm, want, MIN(p->max_step, cap_rate), &cap);
+        a.red = policy_cap_inflate(vm, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
 
-        t = policy_inflate_target(vm, red);
+        t = policy_inflate_target(vm, a.red);
         if (t >= vm->actual) {
                 d->action = POLICY_HOLD;
-                inflate_reason(c, vm, d, want, want_slice, want_max, red, cap, cap_rate, since);
+                inflate_reason(c, vm, &a, d);
                 reason_add(d->reason, "; held: nothing left under the caps");
                 return;
         }
@@ -262,7 +269,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         if (vm->target < vm->actual && vm->target <= t) {
                 /* Do not stack: what is already asked covers this round. */
                 if (c->explain) {
-                        inflate_reason(c, vm, d, want, want_slice, want_max, red, cap, cap_rate, since);
+                        inflate_reason(c, vm, &a, d);
                         reason_add(d->reason, "; inflate to %s in flight", FB(vm->target));
                 }
                 return;
@@ -271,7 +278,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         d->action = POLICY_INFLATE;
         d->target = t;
         d->carry.last_inflate_usec = now;
-        inflate_reason(c, vm, d, want, want_slice, want_max, red, cap, cap_rate, since);
+        inflate_reason(c, vm, &a, d);
 }
 
 static void decide_high(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {

@@ -261,7 +261,7 @@ int parse_time_usec(const char *s, uint64_t *ret) {
 
 char *format_bytes(char *buf, size_t n, uint64_t bytes) {
         static const char suffixes[] = "BKMGTPE";
-        char s[FORMAT_BYTES_MAX], *p = s;
+        char s[FORMAT_BYTES_MAX] = {}, *p = s;
 
         /* By hand, not snprintf(): the policy formats thousands of sizes per decision on a large host. */
         if (bytes == SIZE_UNLIMITED)
@@ -288,8 +288,10 @@ char *format_bytes(char *buf, size_t n, uint64_t bytes) {
                 *p++ = suffixes[i];
         }
 
-        /* Truncated as snprintf() would. */
-        if (n > 0) {
+        /* Truncated as snprintf() would; whole, NUL included, in a copy of fixed size (no call). */
+        if (n >= sizeof s)
+                memcpy(buf, s, sizeof s);
+        else if (n > 0) {
                 size_t l = MIN((size_t) (p - s), n - 1);
                 memcpy(buf, s, l);
                 buf[l] = 0;

@@ -50,24 +50,6 @@ int policy_mode_from_string(const char *s, PolicyMode *ret) {
         return -EINVAL;
 }
 
-static char *reason_put_u(char *p, char *end, unsigned long long u);
-
-char *policy_fmt_usec(char *buf, uint64_t usec) {
-        uint64_t tenths = usec % USEC_PER_SEC / (USEC_PER_SEC / 10);
-        char *end = buf + FMT_USEC_MAX - 1, *p;
-
-        /* By hand, as the reasons are (reason_format()). */
-        p = reason_put_u(buf, end, usec / USEC_PER_SEC);
-        if (tenths > 0 && p + 2 <= end) {
-                *p++ = '.';
-                *p++ = (char) ('0' + tenths);
-        }
-        if (p < end)
-                *p++ = 's';
-        *p = 0;
-        return buf;
-}
-
 static char *reason_put(char *p, char *end, const char *s, size_t l) {
         l = MIN(l, (size_t) (end - p));
         memcpy(p, s, l);
@@ -85,6 +67,22 @@ static char *reason_put_u(char *p, char *end, unsigned long long u) {
         return reason_put(p, end, digits + k, sizeof digits - k);
 }
 
+char *policy_fmt_usec(char *buf, uint64_t usec) {
+        uint64_t tenths = usec % USEC_PER_SEC / (USEC_PER_SEC / 10);
+        char *end = buf + FMT_USEC_MAX - 1, *p;
+
+        /* By hand, as the reasons are (reason_format()). */
+        p = reason_put_u(buf, end, usec / USEC_PER_SEC);
+        if (tenths > 0 && p + 2 <= end) {
+                *p++ = '.';
+                *p++ = (char) ('0' + tenths);
+        }
+        if (p < end)
+                *p++ = 's';
+        *p = 0;
+        return buf;
+}
+
 /* vsnprintf() for the conversions %s, %d, %u, %zu, %lu, %llu and %%, at a fraction of its cost: a
  * decision on a large host formats thousands of reasons. Writes at most end - p bytes, then the NUL.
  * false at any other conversion, the arguments consumed up to it. */
@@ -100,7 +98,7 @@ static bool reason_format(char *p, char *end, const char *format, va_list ap) {
                 if (*f == '%')
                         p = reason_put(p, end, "%", 1);
                 else if (*f == 's') {
-                        const char *a = va_arg(ap, const char *);
+                        const char *a = va_arg(ap, const char *) ?: "(null)";
                         p = reason_put(p, end, a, strlen(a));
                 } else if (*f == 'd') {
                         int d = va_arg(ap, int);

@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "macro.h"
 #include "policy.h"
+#include "policy-internal.h"
 #include "test-policy-sim.h"
 
 static uint64_t sub0(uint64_t a, uint64_t b) {
@@ -100,6 +103,49 @@ static void test_water_fill_random(void **state) {
                                 assert_true(fabs(l - level) <= 1e-6 * level + 16);
                 }
                 assert_int_equal(sum, budget);
+        }
+}
+
+/* reason_add() formats its conversions by hand: as vsnprintf() does, truncation included, and through
+ * vsnprintf() for any other; policy_fmt_usec() as its snprintf() did. */
+static void test_reason_format(void **state) {
+        char r[POLICY_REASON_MAX] = "", e[POLICY_REASON_MAX * 2], f[FMT_USEC_MAX];
+        uint64_t seed = 3;
+
+        for (unsigned k = 0; k < 200; k++) {
+                seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                int d = (int) (seed >> 33) - (1 << 30);
+                unsigned u = (unsigned) (seed >> 7);
+                size_t z = (size_t) seed;
+                uint64_t b = seed >> (seed % 64);
+
+                r[0] = 0;
+                reason_add(r, "a %s, %d; %u/%zu %" PRIu64 " 100%% %s", k % 2 ? "x" : "", d, u, z, b, "end");
+                (void) snprintf(e, sizeof e, "a %s, %d; %u/%zu %" PRIu64 " 100%% %s", k % 2 ? "x" : "", d, u, z, b,
+                                "end");
+                assert_string_equal(r, e);
+
+                /* Appended, up to the buffer's end. */
+                for (unsigned i = 0; i < k % 7; i++)
+                        reason_add(r, " %" PRIu64 " and some text to fill the buffer", b);
+                for (unsigned i = 0; i < k % 7; i++)
+                        (void) snprintf(e + strlen(e), sizeof e - strlen(e), " %" PRIu64 " and some text to fill the buffer",
+                                        b);
+                e[POLICY_REASON_MAX - 1] = 0;
+                assert_string_equal(r, e);
+
+                r[0] = 0;
+                reason_add(r, "%u then %.2f", u, (double) (k % 100) / 100);
+                (void) snprintf(e, sizeof e, "%u then %.2f", u, (double) (k % 100) / 100);
+                assert_string_equal(r, e);
+
+                uint64_t usec = b % (1000 * USEC_PER_SEC);
+                if (usec % USEC_PER_SEC / (USEC_PER_SEC / 10) > 0)
+                        (void) snprintf(e, sizeof e, "%" PRIu64 ".%" PRIu64 "s", usec / USEC_PER_SEC,
+                                        usec % USEC_PER_SEC / (USEC_PER_SEC / 10));
+                else
+                        (void) snprintf(e, sizeof e, "%" PRIu64 "s", usec / USEC_PER_SEC);
+                assert_string_equal(policy_fmt_usec(f, usec), e);
         }
 }
 
@@ -792,6 +838,7 @@ int main(void) {
                 cmocka_unit_test(test_water_fill_limits),
                 cmocka_unit_test(test_water_fill_random),
                 cmocka_unit_test(test_water_fill_level_reference),
+                cmocka_unit_test(test_reason_format),
                 cmocka_unit_test(test_water_fill_idle_gives_first),
                 cmocka_unit_test(test_water_fill_tax_zero),
                 cmocka_unit_test(test_water_fill_edges),

@@ -11,7 +11,9 @@
 # tests/bench/decisions/ were written: every mode's decisions that act (targets, memory.high,
 # reasons) and summaries on synthetic traces, open and closed loop (ab-replay --decisions). An
 # optimization of the policy must leave them the same; a change of what it decides writes them anew
-# with --write-decisions, in the commit that changes them.
+# with --write-decisions, in the commit that changes them. reaction3.trace.xz was recorded by
+# autoballoond --record during tests/bench/reaction.py --events 40 (three TCG guests, host pressure
+# rounds).
 #
 #   tests/bench/scale.sh [--write-decisions] [SIZES...]      default sizes: 10 100 1000 10000
 #
@@ -39,8 +41,12 @@ synth=$build/tests/bench/ab-synth
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# NAME|ab-synth options|ab-replay options. The largest trace's decisions (11 MB) are kept as a digest.
+# NAME|ab-synth options, or recorded:FILE (an xz-compressed trace of autoballoond --record in
+# tests/bench/decisions/)|ab-replay options. The largest trace's decisions (11 MB) are kept as a
+# digest.
 cases=(
+        "reaction3|recorded:reaction3.trace.xz|"
+        "reaction3-closed|recorded:reaction3.trace.xz|--closed-loop"
         "wave16|--vms=16 --records=600|"
         "wave16-closed|--vms=16 --records=600|--closed-loop"
         "wave300-closed|--vms=300 --records=300 --seed=2|--closed-loop"
@@ -50,8 +56,12 @@ cases=(
 baselines=$top/tests/bench/decisions
 for c in "${cases[@]}"; do
         IFS='|' read -r name synth_args replay_args <<<"$c"
-        # shellcheck disable=SC2086 # the options are words
-        "$synth" $synth_args | "$replay" $replay_args --decisions - >"$tmp/$name.tsv"
+        if [ "${synth_args#recorded:}" != "$synth_args" ]; then
+                xzcat "$baselines/${synth_args#recorded:}"
+        else
+                # shellcheck disable=SC2086 # the options are words
+                "$synth" $synth_args
+        fi | "$replay" $replay_args --decisions - >"$tmp/$name.tsv"
         base=$baselines/$name.tsv.xz
         [ "$name" != always10000 ] || base=$baselines/$name.sha256
         if $write_decisions; then

@@ -18,6 +18,10 @@
 /* From connect() to the qmp_capabilities reply. QEMU serves one QMP client per socket at a time and
  * leaves a second one in the listen backlog without a greeting: do not wait forever there. */
 #define QMP_HANDSHAKE_TIMEOUT_USEC (15 * USEC_PER_SEC)
+/* A connection lost after it stayed READY this long starts the back-off again from its minimum; one
+ * that drops sooner (a peer that completes the handshake and hangs up, a QEMU that stops answering)
+ * keeps doubling it, so it cannot make us reconnect every second. */
+#define QMP_HEALTHY_USEC QMP_BACKOFF_MAX_USEC
 #define QMP_READ_SIZE (64 * 1024)
 
 
@@ -164,6 +168,7 @@ struct QmpCommand {
         QmpCommand *next;
         uint64_t id;
         char *name;
+        uint64_t timeout_usec;
         sd_event_source *timer;
         qmp_reply_t callback;
         void *userdata;
@@ -189,6 +194,7 @@ struct QmpClient {
         size_t out_size, out_allocated;
 
         uint64_t backoff_usec;
+        uint64_t ready_usec;    /* when the connection became READY */
         int connect_error;      /* last connect() failure, to log each new reason once */
 
         uint64_t next_id;
@@ -282,6 +288,13 @@ static int client_update_io_events(QmpClient *c) {
 
 static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata);
 
+static uint64_t now_usec(QmpClient *c) {
+        uint64_t t = 0;
+
+        (void) sd_event_now(c->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
 static int client_schedule_reconnect(QmpClient *c) {
         uint64_t delay = c->backoff_usec;
         int r;
@@ -318,6 +331,8 @@ static void client_fail(QmpClient *c, int error, const char *format, ...) {
         va_end(ap);
         log_warning_errno(error, "QMP %s: %s", c->path, reason);
 
+        if (c->state == QMP_READY && now_usec(c) >= c->ready_usec + QMP_HEALTHY_USEC)
+                c->backoff_usec = QMP_BACKOFF_MIN_USEC;
         client_close(c);
         c->state = QMP_DISCONNECTED;
         (void) client_schedule_reconnect(c);
@@ -402,7 +417,7 @@ static int on_handshake_timeout(sd_event_source *s, uint64_t usec, void *userdat
 static void client_set_ready(QmpClient *c) {
         c->timer = sd_event_source_disable_unref(c->timer);
         c->state = QMP_READY;
-        c->backoff_usec = QMP_BACKOFF_MIN_USEC;
+        c->ready_usec = now_usec(c);
         log_debug("QMP %s: ready", c->path);
         if (c->on_state)
                 c->on_state(c, QMP_READY, 0, c->userdata);
@@ -690,12 +705,20 @@ const char *qmp_client_get_path(QmpClient *c) {
         return c->path;
 }
 
+/* QEMU answers in order and at once: a command without a reply means a monitor that is stuck or a
+ * peer that is not QEMU. The connection is dropped and opened again after the back-off, rather than
+ * left to time out every command sent on it. */
 static int on_command_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         QmpCommand *cmd = userdata;
+        _cleanup_(client_unrefp) QmpClient *c = client_ref(cmd->client);
+        _cleanup_free_ char *name = TAKE_PTR(cmd->name);
+        uint64_t timeout_usec = cmd->timeout_usec;
 
-        (void) client_unlink_command(cmd->client, cmd->id);
-        log_debug("QMP %s: %s (id %" PRIu64 ") timed out", cmd->client->path, cmd->name, cmd->id);
+        (void) client_unlink_command(c, cmd->id);
         command_complete(cmd, -ETIMEDOUT, NULL, NULL);
+        if (!c->freed && c->state == QMP_READY)
+                client_fail(c, -ETIMEDOUT, "no reply to %s within %" PRIu64 " ms, reconnecting", name,
+                            timeout_usec / USEC_PER_MSEC);
         return 0;
 }
 
@@ -717,6 +740,7 @@ int qmp_client_call(QmpClient *c, const char *command, json_object *arguments, u
         if (!cmd->name)
                 return -ENOMEM;
         cmd->client = c;
+        cmd->timeout_usec = timeout_usec;
         cmd->id = c->next_id++;
         cmd->callback = callback;
         cmd->userdata = userdata;

@@ -8,10 +8,10 @@
 #include <systemd/sd-event.h>
 
 /* A non-blocking QMP client on an sd-event loop. One client per VM. It connects, reads the greeting,
- * negotiates capabilities, and then lets callers issue commands with a timeout each. On any error it
- * fails the pending commands, reports the disconnect and reconnects with exponential back-off
- * (1 s doubling to 30 s, back to 1 s after each READY). Incoming messages above QMP_MAX_MESSAGE are a
- * protocol error.
+ * negotiates capabilities, and then lets callers issue commands with a timeout each. On any error,
+ * a command that times out included, it fails the pending commands, reports the disconnect and
+ * reconnects with exponential back-off (1 s doubling to 30 s, back to 1 s only when the connection
+ * lost had stayed READY for 30 s). Incoming messages above QMP_MAX_MESSAGE are a protocol error.
  *
  * Callbacks run from the event loop only, never from inside qmp_client_start/call/set_handlers; the one
  * exception is qmp_client_free(), which runs the replies it cancels. A callback may call
@@ -32,7 +32,7 @@ typedef enum QmpState {
 /* 'error' is 0 on success, then 'result' is the "return" member (borrowed; json_object_get() to keep).
  * On failure result is NULL and 'error' is -ETIMEDOUT, -ECONNRESET (connection lost), -ECANCELED
  * (client freed), or -EREMOTEIO when QEMU answered with an "error" member, whose "desc" is in 'desc'.
- * A reply arriving after its command timed out is ignored. */
+ * After -ETIMEDOUT the connection is dropped as lost (the other pending commands see -ECONNRESET). */
 typedef void (*qmp_reply_t)(QmpClient *c, int error, json_object *result, const char *desc, void *userdata);
 /* Any asynchronous event, known or not; 'data' may be NULL. */
 typedef void (*qmp_event_t)(QmpClient *c, const char *event, json_object *data, void *userdata);

@@ -21,6 +21,7 @@ typedef struct QmpBackend {
         QmpClient *qmp;
         char *balloon_qom_path;
         uint64_t boot_memory;
+        uint64_t stats_interval;  /* seconds, as last set in QEMU's guest-stats-polling-interval */
 } QmpBackend;
 
 static const char *name_of(QmpBackend *q) {
@@ -71,18 +72,24 @@ static void on_probe_stats_interval(QmpClient *c, int error, json_object *result
         (void) qb_call(q, "query-balloon", NULL, on_probe_balloon);
 }
 
-static void qb_probe_stats(QmpBackend *q) {
+static int qb_set_polling_interval(QmpBackend *q, uint64_t seconds, qmp_reply_t cb) {
         json_object *args = json_object_new_object();
 
-        if (!args) {
-                log_oom();
-                return;
-        }
+        if (!args)
+                return log_oom();
         json_object_object_add(args, "path", json_object_new_string(q->balloon_qom_path));
         json_object_object_add(args, "property", json_object_new_string("guest-stats-polling-interval"));
-        json_object_object_add(args, "value", json_object_new_int64((int64_t)
-                               MAX(q->backend.vm->ctx->config->stats_interval_usec / USEC_PER_SEC, 1u)));
-        (void) qb_call(q, "qom-set", args, on_probe_stats_interval);
+        json_object_object_add(args, "value", json_object_new_int64((int64_t) seconds));
+        return qb_call(q, "qom-set", args, cb);
+}
+
+static uint64_t interval_seconds(uint64_t usec) {
+        return MAX(usec / USEC_PER_SEC, 1u);
+}
+
+static void qb_probe_stats(QmpBackend *q) {
+        q->stats_interval = interval_seconds(q->backend.vm->ctx->config->stats_interval_usec);
+        (void) qb_set_polling_interval(q, q->stats_interval, on_probe_stats_interval);
 }
 
 static void qb_probe_devices(QmpBackend *q, const char *container);
@@ -245,6 +252,26 @@ static void on_balloon_reply(QmpClient *c, int error, json_object *result, const
         (void) qb_reply_failed(userdata, "balloon", error, desc);
 }
 
+static void on_stats_interval_reply(QmpClient *c, int error, json_object *result, const char *desc,
+                                    void *userdata) {
+        (void) qb_reply_failed(userdata, "setting the guest stats polling interval", error, desc);
+}
+
+static void qb_set_stats_interval(Backend *b, uint64_t usec) {
+        QmpBackend *q = (QmpBackend *) b;
+        uint64_t seconds = interval_seconds(usec);
+
+        if (seconds == q->stats_interval)
+                return;
+        /* QEMU re-arms its timer a whole new interval away when the interval changes, but polls the
+         * guest at once when polling is switched on: off first when going faster, so a guest that
+         * became busy reports now rather than at the end of its idle interval. */
+        if (seconds < q->stats_interval && qb_set_polling_interval(q, 0, on_stats_interval_reply) < 0)
+                return;
+        if (qb_set_polling_interval(q, seconds, on_stats_interval_reply) >= 0)
+                q->stats_interval = seconds;
+}
+
 static int qb_set_target(Backend *b, uint64_t bytes) {
         QmpBackend *q = (QmpBackend *) b;
         json_object *args = json_object_new_object();
@@ -279,6 +306,7 @@ static const BackendOps qmp_backend_ops = {
         .free = qb_free,
         .refresh = qb_refresh,
         .set_target = qb_set_target,
+        .set_stats_interval = qb_set_stats_interval,
 };
 
 /* ---- The slice scan ---- */

@@ -26,6 +26,9 @@ typedef struct BackendOps {
         unsigned (*refresh)(Backend *b);
         /* The balloon target: the guest's memory size it should end up with, in bytes. */
         int (*set_target)(Backend *b, uint64_t bytes);
+        /* How often the guest should report its stats from now on; a shorter interval asks for a
+         * report at once. NULL: the backend keeps the one it set at adoption. */
+        void (*set_stats_interval)(Backend *b, uint64_t usec);
 } BackendOps;
 
 /* Each backend's own struct starts with this. */

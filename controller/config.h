@@ -66,7 +66,8 @@ typedef struct Config {
         uint64_t host_trigger_stall_usec;  /* HostTriggerStallSec= (in a window) */
         uint64_t slice_trigger_stall_usec; /* SliceTriggerStallSec= */
         uint64_t trigger_window_usec;      /* TriggerWindowSec= */
-        uint64_t stats_interval_usec;      /* StatsIntervalSec= */
+        uint64_t stats_interval_usec;      /* StatsIntervalSec=: polling while busy */
+        uint64_t stats_idle_interval_usec; /* StatsIdleIntervalSec=: polling while calm */
         uint64_t stall_usec;               /* BalloonStallSec= */
         uint64_t stall_backoff_usec;       /* BalloonBackoffSec= */
         char *runtime_dir;                 /* RuntimeDir= */

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "manager.h"
 #include "metrics.h"
+#include "polling.h"
 #include "psi.h"
 #include "systemd.h"
 #include "trace.h"
@@ -68,6 +69,36 @@ static int manager_arm_trigger(Manager *m, int dir_fd, const char *path, uint64_
 }
 
 static void manager_decide(Manager *m, const char *why);
+static void manager_refresh_soon(Manager *m);
+
+/* The host trigger fired within the idle interval: the host is busy for that long. */
+static bool manager_host_triggered(Manager *m, uint64_t now) {
+        return m->host_trigger_usec > 0 && now < m->host_trigger_usec + m->config->stats_idle_interval_usec;
+}
+
+/* After a decision: each VM's polling interval from what it reported and what was decided
+ * (polling.h), and its next refresh brought forward when that made it busy. */
+static void manager_schedule(Manager *m, const PolicyHost *host, size_t n) {
+        uint64_t busy = m->config->stats_interval_usec,
+                idle = MAX(m->config->stats_idle_interval_usec, busy), earliest = UINT64_MAX;
+
+        m->host_busy = poll_host_busy(&m->params, host);
+        for (size_t i = 0; i < n; i++) {
+                VM *vm = m->snapshot_vms[i];
+                PolicyVM p = m->snapshot[i];
+
+                p.target = vm->target;
+                p.carry = vm->carry;
+                vm_set_poll_interval(vm, m->host_busy || poll_vm_busy(&m->params, &p, host->now_usec) ? busy : idle);
+                if (vm->refresh_pending == 0)
+                        vm->next_refresh_usec = MIN(vm->next_refresh_usec, vm->refresh_usec + vm->poll_interval_usec);
+                earliest = MIN(earliest, vm->next_refresh_usec);
+        }
+
+        uint64_t t;
+        if (m->tick && earliest != UINT64_MAX && sd_event_source_get_time(m->tick, &t) >= 0 && earliest < t)
+                (void) sd_event_source_set_time(m->tick, earliest);
+}
 
 static int on_host_trigger(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
@@ -83,6 +114,9 @@ static int on_host_trigger(sd_event_source *s, int fd, uint32_t revents, void *u
         m->host_pressure = true;
         m->host_trigger_usec = manager_now(m);
         manager_decide(m, "host pressure");
+        /* Then every VM is read at once, and decided on again with what they say now. */
+        m->refresh_all = true;
+        manager_refresh_soon(m);
         return 0;
 }
 
@@ -265,6 +299,10 @@ static void manager_decide(Manager *m, const char *why) {
         size_t n = 0;
         int r;
 
+        /* Freeing the VMs at exit cancels their queries: no decision on what is being torn down. */
+        if (m->stopping)
+                return;
+
         for (size_t i = 0; i < m->vms.n; i++) {
                 VM *vm = m->vms.items[i];
                 if (vm->state != VM_READY)
@@ -313,6 +351,9 @@ static void manager_decide(Manager *m, const char *why) {
         /* How long from the trigger fd becoming readable to the balloon command on its way. */
         if (sent && m->host_pressure && m->host_trigger_usec > 0)
                 log_debug("latency trigger->balloon %" PRIu64 " us", monotonic_usec() - m->host_trigger_usec);
+
+        host.pressure = host.pressure || manager_host_triggered(m, now);
+        manager_schedule(m, &host, n);
         m->host_pressure = false;
         manager_save_state(m);
 }
@@ -335,14 +376,21 @@ static void on_vm_decide(const VMContext *ctx, const char *why) {
         manager_decide(ctx->userdata, why);
 }
 
-/* A VM's refresh query finished; the last one of a tick triggers a decision. */
-static void on_vm_query_done(const VMContext *ctx) {
+/* A VM's refresh finished; the last VM of the round decides. A VM of an earlier round that answers
+ * late is decided on at the next decision. */
+static void on_vm_query_done(const VMContext *ctx, VM *vm) {
         Manager *m = ctx->userdata;
 
-        if (m->queries_in_flight == 0)
+        if (m->stopping || m->round_pending == 0 || vm->refresh_usec != m->round_usec)
                 return;
-        if (--m->queries_in_flight == 0)
+        if (--m->round_pending == 0) {
+                (void) sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
                 manager_decide(m, "tick");
+        }
+}
+
+static void on_vm_refresh_soon(const VMContext *ctx) {
+        manager_refresh_soon(ctx->userdata);
 }
 
 static int on_vm_arm_trigger(const VMContext *ctx, const char *path, uint64_t stall_usec,
@@ -399,8 +447,63 @@ static void on_remove_vm(const DiscoveryContext *ctx, VM *vm) {
         vm_list_remove(&m->vms, vm);
 }
 
+/* A round's decision waits this long at most for its VMs' answers: QEMU answers within milliseconds,
+ * and one that does not must not hold back the decision for the others (its stats expire instead). */
+#define ROUND_DEADLINE_USEC (250 * USEC_PER_MSEC)
+
+static int on_round_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        log_debug("%zu VMs did not answer within %" PRIu64 " ms; deciding without their news",
+                  m->round_pending, ROUND_DEADLINE_USEC / USEC_PER_MSEC);
+        m->round_pending = 0;
+        manager_decide(m, "tick");
+        return 0;
+}
+
+static void manager_refresh_soon(Manager *m) {
+        if (m->tick)
+                (void) sd_event_source_set_time(m->tick, 0);
+}
+
+/* Refreshes the VMs that are due (all of them after the host trigger) and returns when the tick is
+ * next due. A VM due within half StatsIntervalSec= goes along, so VMs keep in step and a round serves
+ * many. */
+static uint64_t manager_refresh_round(Manager *m, uint64_t now) {
+        uint64_t slack = m->config->stats_interval_usec / 2,
+                next = now + MAX(m->config->stats_idle_interval_usec, m->config->stats_interval_usec);
+        bool all = m->refresh_all;
+
+        m->refresh_all = false;
+        m->round_usec = now;
+        m->round_pending = 0;
+        for (size_t i = 0; i < m->vms.n; i++) {
+                VM *vm = m->vms.items[i];
+
+                if (vm->state != VM_READY)
+                        continue;
+                if (vm->refresh_pending == 0 && (all || vm->next_refresh_usec <= now + slack))
+                        m->round_pending += vm_refresh(vm) > 0;
+                /* One whose refresh is still in flight is tried again at the next tick. */
+                next = MIN(next, vm->refresh_pending > 0 ? now + m->config->stats_interval_usec :
+                           vm->next_refresh_usec);
+        }
+
+        return next;
+}
+
+/* Decides now when no VM of the round has answers to wait for, else at its last answer or deadline. */
+static void manager_round_wait(Manager *m) {
+        if (m->round_pending == 0)
+                manager_decide(m, "tick");
+        else if (sd_event_source_set_time_relative(m->round_timer, ROUND_DEADLINE_USEC) < 0 ||
+                 sd_event_source_set_enabled(m->round_timer, SD_EVENT_ONESHOT) < 0)
+                (void) on_round_deadline(m->round_timer, 0, m);
+}
+
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
+        uint64_t now = manager_now(m), next;
         int r;
 
         for (size_t i = 0; i < m->n_sources; i++)
@@ -410,12 +513,21 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         if (m->host_trigger_lost)
                 manager_rearm_host_trigger(m);
 
-        /* A tick whose queries are still in flight is not stacked on. */
-        if (m->queries_in_flight == 0)
-                for (size_t i = 0; i < m->vms.n; i++)
-                        m->queries_in_flight += vm_refresh(m->vms.items[i]);
-        if (m->queries_in_flight == 0)
-                manager_decide(m, "tick");
+        /* A host that turns busy has every VM read at once. */
+        PolicyHost host = {
+                .available = m->host_available,
+                .pressure = manager_host_triggered(m, now),
+        };
+        m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
+        if (poll_host_busy(&m->params, &host) && !m->host_busy)
+                m->refresh_all = true;
+
+        next = manager_refresh_round(m, now);
+        /* Before the decision, which may bring a VM's next refresh forward. */
+        r = sd_event_source_set_time(s, next);
+        if (r < 0)
+                return log_error_errno(r, "Cannot rearm the tick: %m");
+        manager_round_wait(m);
 
         if (!m->notified_ready) {
                 (void) sd_notify(false, "READY=1");
@@ -423,10 +535,6 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         manager_notify_status(m);
         metrics_write(m);
-
-        r = sd_event_source_set_time_relative(s, m->config->stats_interval_usec);
-        if (r < 0)
-                return log_error_errno(r, "Cannot rearm the tick: %m");
         return 0;
 }
 
@@ -613,6 +721,7 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
                 .config = m->config,
                 .decide = on_vm_decide,
                 .query_done = on_vm_query_done,
+                .refresh_soon = on_vm_refresh_soon,
                 .arm_trigger = on_vm_arm_trigger,
                 .take_saved_carry = on_vm_take_saved_carry,
                 .userdata = m,
@@ -635,17 +744,20 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* Each source frees its VMs, which cancels their queries: nothing may decide from here on,
+         * and the manager's list, which a decision walks, lets go of them first. */
+        m->stopping = true;
+        vm_list_done(&m->vms);
         bus_free(m->bus);
-        /* Each source frees its VMs. */
         for (size_t i = 0; i < m->n_sources; i++)
                 discovery_free(m->sources[i]);
         free(m->sources);
-        vm_list_done(&m->vms);
         free(m->snapshot);
         free(m->decisions);
         free(m->snapshot_vms);
         sd_event_source_disable_unref(m->host_trigger);
         sd_event_source_disable_unref(m->tick);
+        sd_event_source_disable_unref(m->round_timer);
         /* After the VMs, whose units hold slots on it; flushed so a last SetUnitProperties goes out. */
         sd_bus_flush_close_unref(m->systemd_bus);
         safe_close(m->cgroup_fd);
@@ -732,6 +844,13 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Cannot start the tick: %m");
         r = sd_event_source_set_enabled(m->tick, SD_EVENT_ON);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(m->event, &m->round_timer, CLOCK_MONOTONIC, ROUND_DEADLINE_USEC, 0,
+                                       on_round_deadline, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the round timer: %m");
+        r = sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
         if (r < 0)
                 return r;
 

@@ -57,8 +57,13 @@ typedef struct Manager {
         uint64_t host_total, host_available;
         bool window_rounding_logged;
 
-        sd_event_source *tick;
-        unsigned queries_in_flight;
+        sd_event_source *tick;       /* at the earliest VM's next refresh, StatsIdleIntervalSec= at most */
+        sd_event_source *round_timer; /* the round's deadline */
+        uint64_t round_usec;         /* when the round started: its VMs' refresh_usec */
+        size_t round_pending;        /* VMs of the round still to answer; 0: the round has decided */
+        bool refresh_all;            /* the host trigger fired: read every VM at the next tick */
+        bool host_busy;              /* at the last tick (polling.h) */
+        bool stopping;               /* manager_free(): nothing decides any more */
 
         VMList vms;                  /* every source's VMs, the sources own them */
 
@@ -82,8 +87,9 @@ static inline void manager_freep(Manager **m) {
         manager_free(*m);
 }
 
-/* Signals, the host trigger, the system bus, the D-Bus API, the VM sources in their order, then a tick
- * every StatsIntervalSec=. */
+/* Signals, the host trigger, the system bus, the D-Bus API, the VM sources in their order, then the
+ * tick: at each, the VMs due are refreshed (each at its own interval, polling.h) and a decision runs once
+ * they answered, or at the round's deadline. */
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 

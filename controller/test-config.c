@@ -124,7 +124,8 @@ static void test_full_file(void **state) {
                    "HostTriggerStallSec=500ms\n"
                    "SliceTriggerStallSec=0.25\n"
                    "TriggerWindowSec=4s\n"
-                   "StatsIntervalSec=1\n"
+                   "StatsIntervalSec=3\n"
+                   "StatsIdleIntervalSec=30\n"
                    "BalloonStallSec=5\n"
                    "BalloonBackoffSec=1min\n"
                    "RuntimeDir=/tmp/ab\n"
@@ -165,7 +166,8 @@ static void test_full_file(void **state) {
         assert_true(c->host_trigger_stall_usec == 500 * USEC_PER_MSEC);
         assert_true(c->slice_trigger_stall_usec == 250 * USEC_PER_MSEC);
         assert_true(c->trigger_window_usec == 4 * USEC_PER_SEC);
-        assert_true(c->stats_interval_usec == USEC_PER_SEC);
+        assert_true(c->stats_interval_usec == 3 * USEC_PER_SEC);
+        assert_true(c->stats_idle_interval_usec == 30 * USEC_PER_SEC);
         assert_true(c->stall_usec == 5 * USEC_PER_SEC);
         assert_true(c->stall_backoff_usec == 60 * USEC_PER_SEC);
         assert_string_equal(c->runtime_dir, "/tmp/ab");
@@ -200,7 +202,7 @@ static void test_full_file(void **state) {
         assert_string_equal(o->value, "10.5%");
         o = config_find_origin(c, "web", "MaxMemory");
         assert_non_null(o);
-        assert_int_equal(o->line, 37);
+        assert_int_equal(o->line, 38);
         assert_string_equal(o->value, "8G");
         assert_null(config_find_origin(c, NULL, "MaxMemory"));
         assert_null(config_find_origin(c, "db_2", "Weight"));
@@ -354,6 +356,7 @@ static void test_errors(void **state) {
         check_error(f, "[Daemon]\nBalloonStallSec=0\n", 2, "BalloonStallSec=0: must be between 1s and 1h");
         check_error(f, "[Daemon]\nBalloonBackoffSec=0ms\n", 2, "between 1s and 1h");
         check_error(f, "[Daemon]\nStatsIntervalSec=0\n", 2, "between 100ms and 1h");
+        check_error(f, "[Daemon]\nStatsIdleIntervalSec=0.5\n", 2, "between 1s and 1h");
         check_error(f, "[Daemon]\nHostTriggerStallSec=0\n", 2, "greater than 0");
         check_error(f, "[Daemon]\nHysteresisSec=99999999999999999999\n", 2, "time too large");
 

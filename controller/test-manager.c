@@ -12,6 +12,7 @@
 static const char config[] =
         "[Daemon]\n"
         "StatsIntervalSec=0.1\n"
+        "StatsIdleIntervalSec=1\n"
         /* The host's real trigger, which must not fire during the test. */
         "TriggerWindowSec=10\n"
         "HostTriggerStallSec=10\n"

@@ -84,6 +84,9 @@ static int on_slice_trigger(sd_event_source *s, int fd, uint32_t revents, void *
 
         vm->slice_pressure = true;
         vm->ctx->decide(vm->ctx, "slice pressure");
+        /* And read it at once: the decision above had the last known stats only. */
+        vm->next_refresh_usec = 0;
+        vm->ctx->refresh_soon(vm->ctx);
         return 0;
 }
 
@@ -189,8 +192,12 @@ void vm_backend_ready(VM *vm, uint64_t boot_memory, uint64_t actual, const char 
         if (vm->ctx->take_saved_carry && vm->ctx->take_saved_carry(vm->ctx, vm->name, &vm->carry))
                 log_info("%s: hysteresis, back-off and stall count carried over from before the restart",
                          vm->name);
+        /* The backend asked the guest for stats at StatsIntervalSec=; the first refresh is now. */
+        vm->poll_interval_usec = vm->ctx->config->stats_interval_usec;
+        vm->next_refresh_usec = 0;
         vm_set_state(vm, VM_READY);
         vm->limits_checked = false; /* against the new boot memory */
+        vm->ctx->refresh_soon(vm->ctx);
         log_info("%s: adopted: balloon %s (%s), actual %s of %s boot memory, weight %" PRIu64,
                  vm->name, vm->device, vm->backend->ops->name, format_bytes(a, sizeof a, actual),
                  format_bytes(b, sizeof b, vm->boot_memory), vm->config.weight);
@@ -287,7 +294,9 @@ void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e) {
 }
 
 void vm_backend_refresh_done(VM *vm) {
-        vm->ctx->query_done(vm->ctx);
+        if (vm->refresh_pending == 0 || --vm->refresh_pending > 0)
+                return;
+        vm->ctx->query_done(vm->ctx, vm);
 }
 
 void vm_backend_metadata(VM *vm, const VMConfig *c) {
@@ -384,6 +393,9 @@ static void vm_update_stats(VM *vm, const GuestStats *s) {
                 return;
         }
         vm->stats_missing = 0;
+        /* A report read again is as old as when it was first read, across a reconnection too. */
+        if (s->last_update != vm->stats.last_update || vm->stats_seen_usec == 0)
+                vm->stats_seen_usec = now_usec(vm);
         vm->has_stats = true;
 
         if (vm->has_prev_stats && s->last_update == vm->stats.last_update)
@@ -501,16 +513,33 @@ static void vm_check_limits(VM *vm) {
                            vm->name, format_bytes(a, sizeof a, max), format_bytes(b, sizeof b, base));
 }
 
+void vm_set_poll_interval(VM *vm, uint64_t usec) {
+        if (usec == vm->poll_interval_usec)
+                return;
+        vm->poll_interval_usec = usec;
+        if (vm->backend->ops->set_stats_interval)
+                vm->backend->ops->set_stats_interval(vm->backend, usec);
+}
+
 unsigned vm_refresh(VM *vm) {
-        if (vm->state != VM_READY)
+        uint64_t now = now_usec(vm);
+
+        if (vm->state != VM_READY || vm->refresh_pending > 0)
                 return 0;
 
         if (vm->slice_trigger_lost)
                 (void) vm_arm_slice_trigger(vm, true);
         vm_check_limits(vm);
 
+        vm->refresh_usec = now;
+        vm->next_refresh_usec = now + vm->poll_interval_usec;
         vm_read_slice(vm);
-        return vm->backend->ops->refresh(vm->backend);
+        vm->refresh_pending = vm->backend->ops->refresh(vm->backend);
+        return vm->refresh_pending;
+}
+
+uint64_t vm_stats_max_age(const VM *vm) {
+        return 2 * (vm->ctx->config->stats_interval_usec + vm->poll_interval_usec);
 }
 
 void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
@@ -526,7 +555,9 @@ void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
                 .memory_high_known = vm->memory_high_known,
                 .memory_high = vm->memory_high,
                 .memory_current = vm->memory_current,
-                .has_stats = vm->has_stats,
+                /* Stale stats are no stats: the cap that keeps an inflation from pushing the
+                 * guest into OOM must not use old numbers. */
+                .has_stats = vm->has_stats && now <= vm->stats_seen_usec + vm_stats_max_age(vm),
                 .guest_available = vm->stats.value[GUEST_STAT_AVAILABLE_MEMORY],
                 .guest_free = guest_stat_valid(&vm->stats, GUEST_STAT_FREE_MEMORY) ?
                         vm->stats.value[GUEST_STAT_FREE_MEMORY] : 0,

@@ -16,6 +16,7 @@
 /* What a VM needs of the daemon around it, given at vm_new(). The manager owns it, keeps it current
  * (the config after a reload) and outlives its VMs. */
 typedef struct VMContext VMContext;
+typedef struct VM VM;
 struct VMContext {
         sd_event *event;
         int cgroup_fd;                /* the cgroup root: a VM's cgpath is relative to it */
@@ -23,8 +24,11 @@ struct VMContext {
         const Config *config;
         /* Decides now, on the last known state ("slice pressure", "guest pressure event"). */
         void (*decide)(const VMContext *ctx, const char *why);
-        /* One of the answers a vm_refresh() counted came in. */
-        void (*query_done)(const VMContext *ctx);
+        /* The last answer of the VM's refresh came in (or failed): its state is as fresh as it gets. */
+        void (*query_done)(const VMContext *ctx, VM *vm);
+        /* The VM wants to be refreshed now (adopted, its slice trigger fired): vm->next_refresh_usec
+         * is 0. */
+        void (*refresh_soon)(const VMContext *ctx);
         /* Arms a PSI trigger on 'path' under the cgroup root. */
         int (*arm_trigger)(const VMContext *ctx, const char *path, uint64_t stall_usec,
                            sd_event_io_handler_t handler, void *userdata, sd_event_source **ret);
@@ -60,7 +64,7 @@ typedef enum VMState {
 typedef struct Backend Backend;
 typedef struct Discovery Discovery;
 
-typedef struct VM {
+struct VM {
         const VMContext *ctx;
         Discovery *source;   /* the source that found it and owns it (discovery.h) */
         char *name;
@@ -74,6 +78,13 @@ typedef struct VM {
         char *device;        /* the balloon as the backend names it, for messages */
         uint64_t boot_memory;
         unsigned stats_missing;   /* refreshes in a row without guest stats */
+
+        /* Refresh: one at a time per VM, so a silent peer holds back no one but itself. */
+        unsigned refresh_pending;    /* answers of the refresh in flight still to come */
+        uint64_t refresh_usec;       /* when the last refresh was asked */
+        uint64_t next_refresh_usec;  /* when the next one is due; 0: now */
+        uint64_t poll_interval_usec; /* the interval it is read (and its guest asked) at now */
+        uint64_t stats_seen_usec;    /* when the current guest report was first read */
 
         uint64_t actual, target;
         uint64_t memory_high, memory_current;
@@ -111,7 +122,7 @@ typedef struct VM {
         uint64_t n_decisions[_POLICY_ACTION_MAX]; /* logged decisions by action, for the metrics */
 
         uint64_t runtime_weight;  /* SetWeight(runtime) over D-Bus, kept across reloads; 0: none */
-} VM;
+};
 
 /* A VM without a backend yet: the caller attaches one, then vm_start(). 'cgpath' (relative to the
  * cgroup root) may be NULL: the VM's cgroup is out of reach. */
@@ -128,9 +139,16 @@ static inline void vm_freep(VM **vm) {
  * re-arms its slice trigger. */
 void vm_reload(VM *vm);
 
-/* Slow tick: asks the backend for the balloon size and guest stats and reads the slice's memory files.
- * Each answer still to come calls ctx->query_done(). Returns the number of queries in flight. */
+/* Asks the backend for the balloon size and guest stats and reads the slice's memory files, unless
+ * the VM is not managed or its last refresh has not answered yet. Returns the number of answers
+ * still to come; the last calls ctx->query_done(). The next one is due poll_interval_usec later. */
 unsigned vm_refresh(VM *vm);
+/* The interval the VM is read at from now on; the backend asks the guest for stats at it too. */
+void vm_set_poll_interval(VM *vm, uint64_t usec);
+
+/* How old the guest stats may get before they are stale: twice the sum of StatsIntervalSec= and the
+ * VM's current interval (a report and a read per interval, with room for one missed). */
+uint64_t vm_stats_max_age(const VM *vm);
 
 /* Fills the policy's view of this VM. */
 void vm_snapshot(VM *vm, uint64_t now, PolicyVM *ret);

@@ -35,6 +35,9 @@ typedef struct FakeBackend {
         unsigned n_targets;
         uint64_t target;           /* of the last set_target() */
         uint64_t high_at_target;   /* memory.high in the VM's cgroup when it came; 0: none */
+        unsigned cancel_on_free;   /* answers free() reports as done, as QMP cancels its queries */
+        unsigned n_intervals;      /* set_stats_interval() calls */
+        uint64_t stats_interval;   /* of the last one */
         bool *freed;               /* set when the VM frees its backend */
 } FakeBackend;
 
@@ -52,6 +55,8 @@ static inline void fake_backend_free(Backend *b) {
 
         if (f->freed)
                 *f->freed = true;
+        for (; f->cancel_on_free > 0; f->cancel_on_free--)
+                vm_backend_refresh_done(b->vm);
         free(f);
 }
 
@@ -74,12 +79,20 @@ static inline int fake_backend_set_target(Backend *b, uint64_t bytes) {
         return 0;
 }
 
+static inline void fake_backend_set_stats_interval(Backend *b, uint64_t usec) {
+        FakeBackend *f = (FakeBackend *) b;
+
+        f->n_intervals++;
+        f->stats_interval = usec;
+}
+
 static const BackendOps fake_backend_ops = {
         .name = "fake",
         .start = fake_backend_start,
         .free = fake_backend_free,
         .refresh = fake_backend_refresh,
         .set_target = fake_backend_set_target,
+        .set_stats_interval = fake_backend_set_stats_interval,
 };
 
 /* A VM with a fake backend, not started yet. 'freed' may be NULL. */

@@ -2,8 +2,9 @@
 
 /* The manager on a directory tree standing in for the cgroup root, with two VM sources: a fake one
  * (test-fakes.h) whose VMs the test adopts and answers for, and the real slice scan, whose QMP
- * sockets nobody serves. Adoption, removal, a VM handed from one source to another, and a decision
- * round from the tick to the balloon command and the metrics file. */
+ * sockets nobody serves. Adoption, removal, a VM handed from one source to another, a decision
+ * round from the tick to the balloon command and the metrics file, a silent VM beside a healthy one,
+ * the polling intervals, and shutdown. */
 
 #include "backend-qmp.h"
 #include "log.h"
@@ -18,6 +19,8 @@ static const char config[] =
         "HostTriggerStallSec=10\n"
         "SliceTriggerStallSec=10\n"
         "[VM a]\n"
+        "MaxMemory=1G\n"
+        "[VM s]\n"
         "MaxMemory=1G\n";
 
 static const discovery_new_t sources[] = {
@@ -41,6 +44,7 @@ static int setup(void **state) {
         fake_tree_new(&x->tree, config);
         fake_tree_slice(&x->tree, "a", "max\n");
         fake_tree_slice(&x->tree, "q", "max\n");
+        fake_tree_slice(&x->tree, "s", "max\n");
         x->m = fake_manager_start(&x->tree, sources, BUS_NONE);
         assert_int_equal(x->m->n_sources, 2);
         x->fake = (FakeSource *) x->m->sources[0];
@@ -84,7 +88,7 @@ static void test_adoption_and_removal(void **state) {
         assert_null(manager_find_vm(x->m, "a"));
         a = fake_source_add(&x->fake->discovery, "a", &freed);
         assert_ptr_equal(manager_find_vm(x->m, "a"), a);
-        assert_int_equal(x->m->vms.n, 2);
+        assert_int_equal(x->m->vms.n, 3);
         vm_backend_ready(a, 2 * GIB, 2 * GIB, "balloon0");
         assert_int_equal(a->state, VM_READY);
 
@@ -97,13 +101,114 @@ static void test_adoption_and_removal(void **state) {
         /* A slice that goes takes its VM with it. */
         remove_slice(x, "q");
         RUN_UNTIL(x->m->event, !manager_find_vm(x->m, "q"));
-        assert_int_equal(x->m->vms.n, 1);
+        assert_int_equal(x->m->vms.n, 2);
 
         /* So does a source that drops its VM. */
         discovery_remove_vm(&x->fake->discovery, a);
         assert_true(freed);
         assert_null(manager_find_vm(x->m, "a"));
-        assert_int_equal(x->m->vms.n, 0);
+        assert_int_equal(x->m->vms.n, 1);
+}
+
+/* The scan's VM 'name' handed to the fake source, adopted at 2G with 'available' reported. */
+static VM *take_fake(Fixture *x, const char *name, uint64_t available) {
+        GuestStats s = fake_stats(100, available);
+        VM *vm;
+
+        assert_true(discovery_release(manager_find_vm(x->m, name)));
+        vm = fake_source_add(&x->fake->discovery, name, NULL);
+        vm_backend_ready(vm, 2 * GIB, 2 * GIB, "balloon0");
+        vm_backend_stats(vm, &s);
+        return vm;
+}
+
+static size_t count_lines(const char *path) {
+        _cleanup_free_ char *text = NULL;
+        size_t n = 0;
+
+        if (read_full_file_at(AT_FDCWD, path, 1024 * 1024, &text, NULL) < 0)
+                return 0;
+        for (const char *p = text; (p = strchr(p, '\n')); p++)
+                n++;
+        return n;
+}
+
+static void test_no_decision_at_shutdown(void **state) {
+        Fixture *x = *state;
+        _cleanup_free_ char *trace = NULL;
+        VM *a = take_fake(x, "a", 1536 * MIB);
+        FakeBackend *f = fake_backend_of(a);
+
+        /* A refresh in flight when the daemon stops, whose answers freeing the VM cancels. */
+        f->pending = f->cancel_on_free = 2;
+        RUN_UNTIL(x->m->event, f->refreshes == 1);
+
+        /* Every decision's input goes to the trace: none may be taken while the VMs are freed. */
+        assert_true(asprintf(&trace, "%s/trace", x->tree.root) > 0);
+        x->m->record = fopen(trace, "we");
+        assert_non_null(x->m->record);
+        x->m = manager_free(x->m);
+        assert_int_equal(count_lines(trace), 0);
+}
+
+static void test_silent_vm_holds_back_no_one(void **state) {
+        Fixture *x = *state;
+        GuestStats st = fake_stats(101, 1536 * MIB);
+        VM *a = take_fake(x, "a", 1536 * MIB), *s = take_fake(x, "s", 1536 * MIB);
+        FakeBackend *fa = fake_backend_of(a), *fs = fake_backend_of(s);
+
+        /* 's' never answers; 'a' does at once. */
+        fa->pending = fs->pending = 2;
+        RUN_UNTIL(x->m->event, fa->refreshes == 1 && fs->refreshes == 1);
+        vm_backend_stats(a, &st);
+        vm_backend_refresh_done(a);
+        vm_backend_refresh_done(a);
+        fa->pending = 0; /* from now on 'a' answers before the round even waits */
+
+        /* The round decides without 's' once its deadline passed: both above MaxMemory=1G, both
+         * inflated, 's' on the stats it had. */
+        RUN_UNTIL(x->m->event, fa->n_targets == 1);
+        assert_int_equal(fa->target, 1792 * MIB);
+
+        /* 'a' is read again and again, at the busy interval while its balloon moves; 's' is not
+         * asked again while its refresh is in flight. */
+        RUN_UNTIL(x->m->event, fa->refreshes >= 4);
+        assert_int_equal(fs->refreshes, 1);
+        assert_int_equal(a->poll_interval_usec, 100 * USEC_PER_MSEC);
+
+        /* Its stats expire: no longer fresh, 's' is not inflated any further. */
+        RUN_UNTIL(x->m->event, x->m->round_usec > s->stats_seen_usec + vm_stats_max_age(s));
+        PolicyVM p;
+        vm_snapshot(s, x->m->round_usec, &p);
+        assert_false(p.has_stats);
+}
+
+static void test_polling_intervals(void **state) {
+        Fixture *x = *state;
+        VM *calm = take_fake(x, "a", GIB), *busy = take_fake(x, "s", 128 * MIB);
+        FakeBackend *fc = fake_backend_of(calm), *fb = fake_backend_of(busy);
+
+        /* Both at their MaxMemory: nothing to do but watch. */
+        calm->config.max_set = busy->config.max_set = false;
+        calm->config.max_memory = busy->config.max_memory = (SizeSpec) { .permyriad = 10000 };
+
+        /* The calm guest is read, and asks its guest, every StatsIdleIntervalSec=; the one close to
+         * its thresholds every StatsIntervalSec=. */
+        RUN_UNTIL(x->m->event, fc->n_intervals > 0 && fb->refreshes >= 3);
+        assert_int_equal(fc->stats_interval, USEC_PER_SEC);
+        assert_int_equal(fb->n_intervals, 0); /* it kept the busy interval it was adopted with */
+        assert_int_equal(busy->poll_interval_usec, 100 * USEC_PER_MSEC);
+        unsigned calm_refreshes = fc->refreshes;
+        RUN_UNTIL(x->m->event, fb->refreshes >= 8);
+        assert_in_range(fc->refreshes, calm_refreshes, calm_refreshes + 1);
+
+        /* The host approaches its reserve (5% of 16G): every VM read at once, then busy. */
+        calm_refreshes = fc->refreshes;
+        fake_tree_write(&x->tree, "proc/meminfo", "MemTotal:       16777216 kB\nMemAvailable:    1048576 kB\n");
+        RUN_UNTIL(x->m->event, fc->refreshes > calm_refreshes);
+        RUN_UNTIL(x->m->event, fc->stats_interval == 100 * USEC_PER_MSEC);
+        calm_refreshes = fc->refreshes;
+        RUN_UNTIL(x->m->event, fc->refreshes >= calm_refreshes + 3);
 }
 
 static void test_decision_round(void **state) {
@@ -205,6 +310,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_adoption_and_removal, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decision_round, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_state_across_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_no_decision_at_shutdown, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_silent_vm_holds_back_no_one, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_polling_intervals, setup, teardown),
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_INFO);

@@ -767,6 +767,55 @@ static void test_domain_bounds(void **state) {
         assert_int_equal(p.min, 512 * MIB); /* the default 25% of 2G */
 }
 
+static void test_stale_stats(void **state) {
+        Fixture *x = *state;
+        FakeBackend *f = fake_backend_of(x->vm);
+        GuestStats s = fake_stats(100, GIB);
+        uint64_t max_age;
+        PolicyVM p;
+
+        adopt(x);
+        assert_int_equal(x->refreshes_asked, 1); /* read at once once adopted */
+
+        /* Read at StatsIntervalSec= (1 s), which the backend asked the guest for at adoption: stale
+         * after 2 x (1 + 1) s. */
+        vm_set_poll_interval(x->vm, USEC_PER_SEC);
+        assert_int_equal(f->n_intervals, 0);
+        max_age = vm_stats_max_age(x->vm);
+        assert_int_equal(max_age, 4 * USEC_PER_SEC);
+        vm_backend_stats(x->vm, &s);
+        uint64_t seen = x->vm->stats_seen_usec;
+        vm_snapshot(x->vm, seen + max_age, &p);
+        assert_true(p.has_stats);
+        vm_snapshot(x->vm, seen + max_age + 1, &p);
+        assert_false(p.has_stats);
+
+        /* The same report read again is no fresher. */
+        vm_backend_stats(x->vm, &s);
+        assert_int_equal(x->vm->stats_seen_usec, seen);
+        usleep(1000);
+        s.last_update++;
+        vm_backend_stats(x->vm, &s);
+        assert_true(x->vm->stats_seen_usec > seen);
+
+        /* A slower interval allows older stats, and the backend asks the guest at it. */
+        vm_set_poll_interval(x->vm, 10 * USEC_PER_SEC);
+        assert_int_equal(f->n_intervals, 1);
+        assert_int_equal(f->stats_interval, 10 * USEC_PER_SEC);
+        assert_int_equal(vm_stats_max_age(x->vm), 22 * USEC_PER_SEC);
+
+        /* One refresh at a time: not asked again before its answers are in. */
+        f->pending = 2;
+        assert_int_equal(vm_refresh(x->vm), 2);
+        assert_int_equal(vm_refresh(x->vm), 0);
+        assert_int_equal(f->refreshes, 1);
+        assert_int_equal(x->vm->next_refresh_usec, x->vm->refresh_usec + 10 * USEC_PER_SEC);
+        vm_backend_refresh_done(x->vm);
+        vm_backend_refresh_done(x->vm);
+        assert_int_equal(x->queries_done, 1);
+        assert_int_equal(vm_refresh(x->vm), 2);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_adoption_and_removal, setup, teardown),
@@ -785,6 +834,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_slice_trigger_rearmed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_domain_bounds, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stale_stats, setup, teardown),
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_INFO);

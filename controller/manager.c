@@ -494,6 +494,7 @@ static uint64_t manager_refresh_round(Manager *m, uint64_t now) {
 
 /* Decides now when no VM of the round has answers to wait for, else at its last answer or deadline. */
 static void manager_round_wait(Manager *m) {
+        (void) sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
         if (m->round_pending == 0)
                 manager_decide(m, "tick");
         else if (sd_event_source_set_time_relative(m->round_timer, ROUND_DEADLINE_USEC) < 0 ||

@@ -43,13 +43,29 @@ static bool qb_reply_failed(QmpBackend *q, const char *what, int error, const ch
         return true;
 }
 
-/* Probe chain after QMP becomes ready: boot memory -> balloon device -> stats polling -> size. */
+/* Probe chain after QMP becomes ready: boot memory -> balloon device -> stats polling -> size. A step
+ * that fails starts the chain over on a new connection after the back-off, rather than leave the VM
+ * unmanaged until QEMU restarts. A lost connection (-ECONNRESET, a timeout) does that by itself. */
+static bool qb_probe_failed(QmpBackend *q, const char *what, int error, const char *desc) {
+        if (!qb_reply_failed(q, what, error, desc))
+                return false;
+        if (error == -EREMOTEIO)
+                qmp_client_reconnect(q->qmp, error, "adoption failed");
+        return true;
+}
+
+static void qb_probe_malformed(QmpBackend *q, const char *what) {
+        char why[64];
+
+        (void) snprintf(why, sizeof why, "malformed %s reply", what);
+        qmp_client_reconnect(q->qmp, -EBADMSG, why);
+}
 
 static void on_probe_balloon(QmpClient *c, int error, json_object *result, const char *desc, void *userdata) {
         QmpBackend *q = userdata;
         uint64_t actual;
 
-        if (qb_reply_failed(q, "query-balloon", error, desc))
+        if (qb_probe_failed(q, "query-balloon", error, desc))
                 return;
         if (qmp_parse_query_balloon(result, &actual) < 0) {
                 /* No size (the guest's config.actual past its RAM): the boot memory, which lowers
@@ -99,7 +115,7 @@ static void on_probe_devices(QmpClient *c, int error, json_object *result, const
         /* Which container was listed: remembered in balloon_qom_path until the device is found. */
         bool anon = q->balloon_qom_path && streq(q->balloon_qom_path, "/machine/peripheral-anon");
 
-        if (qb_reply_failed(q, "qom-list", error, desc))
+        if (qb_probe_failed(q, "qom-list", error, desc))
                 return;
 
         size_t n = json_object_is_type(result, json_type_array) ? json_object_array_length(result) : 0;
@@ -152,10 +168,10 @@ static void on_probe_memory(QmpClient *c, int error, json_object *result, const 
         QmpBackend *q = userdata;
         json_object *base;
 
-        if (qb_reply_failed(q, "query-memory-size-summary", error, desc))
+        if (qb_probe_failed(q, "query-memory-size-summary", error, desc))
                 return;
         if (!json_object_object_get_ex(result, "base-memory", &base) || !json_object_is_type(base, json_type_int)) {
-                log_warning("%s: malformed query-memory-size-summary reply", name_of(q));
+                qb_probe_malformed(q, "query-memory-size-summary");
                 return;
         }
         q->boot_memory = json_object_get_uint64(base);

@@ -697,6 +697,11 @@ int qmp_client_start(QmpClient *c) {
         return client_attempt(c);
 }
 
+void qmp_client_reconnect(QmpClient *c, int error, const char *why) {
+        if (c->state == QMP_READY)
+                client_fail(c, error, "%s, reconnecting", why);
+}
+
 QmpState qmp_client_get_state(QmpClient *c) {
         return c->state;
 }

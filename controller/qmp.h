@@ -13,8 +13,8 @@
  * reconnects with exponential back-off (1 s doubling to 30 s, back to 1 s only when the connection
  * lost had stayed READY for 30 s). Incoming messages above QMP_MAX_MESSAGE are a protocol error.
  *
- * Callbacks run from the event loop only, never from inside qmp_client_start/call/set_handlers; the one
- * exception is qmp_client_free(), which runs the replies it cancels. A callback may call
+ * Callbacks run from the event loop only, never from inside qmp_client_start/call/set_handlers; the
+ * exceptions are qmp_client_free(), which runs the replies it cancels, and qmp_client_reconnect(). A callback may call
  * qmp_client_free() on its own client (the client is reference counted while it dispatches): the
  * remaining pending replies then see -ECANCELED and no further callback runs. */
 
@@ -53,6 +53,10 @@ void qmp_client_set_handlers(QmpClient *c, qmp_event_t on_event, qmp_state_t on_
 /* Starts connecting now (the state becomes CONNECTING without a callback); reconnects on its own
  * from then on. -EBUSY when already started. */
 int qmp_client_start(QmpClient *c);
+/* The peer said something that makes the connection useless (a reply that makes no sense): drops it
+ * as lost with 'error' and reconnects with back-off. The pending replies and the state callback run
+ * before it returns. Nothing when not READY. */
+void qmp_client_reconnect(QmpClient *c, int error, const char *why);
 QmpState qmp_client_get_state(QmpClient *c);
 const char *qmp_client_get_path(QmpClient *c);
 

@@ -651,6 +651,28 @@ static void test_client_timeout(void **state) {
         reply_done(&c);
 }
 
+static void test_client_reconnect(void **state) {
+        Fixture *x = *state;
+        Reply a = {};
+
+        /* Nothing to drop before READY. */
+        qmp_client_reconnect(x->client, -EBADMSG, "test");
+        assert_int_equal(x->rec.n_states, 0);
+
+        connect_ready(x);
+        assert_int_equal(qmp_client_call(x->client, "query-balloon", NULL, 5 * USEC_PER_SEC, on_reply, &a), 0);
+        /* A reply that made no sense: dropped at once, the rest failed, back after the back-off. */
+        qmp_client_reconnect(x->client, -EBADMSG, "test");
+        assert_int_equal(a.n, 1);
+        assert_int_equal(a.error, -ECONNRESET);
+        assert_int_equal(x->rec.n_states, 2);
+        assert_int_equal(x->rec.states[1], QMP_DISCONNECTED);
+        assert_int_equal(x->rec.state_errors[1], -EBADMSG);
+        run_until(x->event, qmp_client_get_state(x->client) == QMP_READY);
+        assert_int_equal(x->fake->n_accepted, 2);
+        reply_done(&a);
+}
+
 static void test_client_error_reply(void **state) {
         Fixture *x = *state;
         Reply a = {}, b = {};
@@ -1024,6 +1046,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_client_split_reply, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_error_reply, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_client_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_server_closes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_socket_appears_late, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_garbage, setup, teardown),

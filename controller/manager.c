@@ -566,6 +566,9 @@ static int manager_reload(Manager *m) {
         for (size_t i = 0; i < m->vms.n; i++)
                 vm_reload(m->vms.items[i]);
         (void) manager_arm_host_trigger(m);
+        /* Every VM read and decided on again under the new configuration, at once. */
+        m->refresh_all = true;
+        manager_refresh_soon(m);
         log_info("Configuration reloaded: policy %s.", policy_mode_to_string(c->policy));
         (void) sd_notify(false, "READY=1");
         return 0;

@@ -255,7 +255,8 @@ def test_record_and_replay(run_dir, test_cgroup):
     tool reads it back."""
     test_cgroup.sub("balloon.slice/balloon-web.slice")
     trace = run_dir / "trace.jsonl"
-    d = Daemon(run_dir, test_cgroup.unified_root, "[Daemon]\nPolicy=proxmox\nStatsIntervalSec=1\n",
+    d = Daemon(run_dir, test_cgroup.unified_root,
+               "[Daemon]\nPolicy=proxmox\nStatsIntervalSec=1\nStatsIdleIntervalSec=1\n",
                extra_args=[f"--record={trace}"])
     qmp = BalloonQMP(d.qmp_path("web"), 4 * GiB, 2 * GiB)
     try:

@@ -124,7 +124,9 @@ def test_policy_file_lets_everyone_read_and_root_change(run_dir):
     root = run_dir / "cg"
     plain_tree(root, ("idle",))
     bus = PrivateBus(SYSTEM_POLICY, include=POLICY)
-    d = Daemon(run_dir, root, "[Daemon]\nStatsIntervalSec=1\n", extra_args=["--allow-plain-cgroup-dir"])
+    # The metrics file, written at each tick, is checked within seconds of each change.
+    d = Daemon(run_dir, root, "[Daemon]\nStatsIntervalSec=1\nStatsIdleIntervalSec=1\n",
+               extra_args=["--allow-plain-cgroup-dir"])
     try:
         d.start(env={"DBUS_SYSTEM_BUS_ADDRESS": bus.address})
         wait_until(lambda: d.saw("Serving org.autoballoon1 on the system bus"), 10, what="the name")
@@ -219,6 +221,7 @@ CONFIG = """\
 [Daemon]
 HostPressure=system
 StatsIntervalSec=1
+StatsIdleIntervalSec=1
 MaxStep=64M
 MaxRate=64M
 

@@ -6,6 +6,8 @@
  * round from the tick to the balloon command and the metrics file, a silent VM beside a healthy one,
  * the polling intervals, and shutdown. */
 
+#include <signal.h>
+
 #include "backend-qmp.h"
 #include "log.h"
 #include "test-fakes.h"
@@ -211,6 +213,25 @@ static void test_polling_intervals(void **state) {
         RUN_UNTIL(x->m->event, fc->refreshes >= calm_refreshes + 3);
 }
 
+static void test_reload_reads_at_once(void **state) {
+        Fixture *x = *state;
+        VM *calm = take_fake(x, "a", GIB);
+        FakeBackend *f = fake_backend_of(calm);
+
+        calm->config.max_set = false;
+        calm->config.max_memory = (SizeSpec) { .permyriad = 10000 };
+        RUN_UNTIL(x->m->event, f->n_intervals > 0);
+        unsigned n = f->refreshes;
+        RUN_UNTIL(x->m->event, f->refreshes > n);
+
+        /* Just read: its next read is a whole idle second away, but a reload reads it at once. */
+        uint64_t t = fake_now();
+        n = f->refreshes;
+        assert_int_equal(kill(getpid(), SIGHUP), 0);
+        RUN_UNTIL(x->m->event, f->refreshes > n);
+        assert_true(fake_now() - t < 500 * USEC_PER_MSEC);
+}
+
 static void test_decision_round(void **state) {
         Fixture *x = *state;
         _cleanup_free_ char *metrics = NULL;
@@ -313,6 +334,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_no_decision_at_shutdown, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_silent_vm_holds_back_no_one, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polling_intervals, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reload_reads_at_once, setup, teardown),
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_INFO);

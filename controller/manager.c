@@ -76,6 +76,14 @@ static bool manager_host_triggered(Manager *m, uint64_t now) {
         return m->host_trigger_usec > 0 && now < m->host_trigger_usec + m->config->stats_idle_interval_usec;
 }
 
+/* Brings the tick forward to 'usec' if it is due later. */
+static void manager_tick_by(Manager *m, uint64_t usec) {
+        uint64_t t;
+
+        if (m->tick && usec != UINT64_MAX && sd_event_source_get_time(m->tick, &t) >= 0 && usec < t)
+                (void) sd_event_source_set_time(m->tick, usec);
+}
+
 /* After a decision: each VM's polling interval from what it reported and what was decided
  * (polling.h), and its next refresh brought forward when that made it busy. */
 static void manager_schedule(Manager *m, const PolicyHost *host, size_t n) {
@@ -95,9 +103,7 @@ static void manager_schedule(Manager *m, const PolicyHost *host, size_t n) {
                 earliest = MIN(earliest, vm->next_refresh_usec);
         }
 
-        uint64_t t;
-        if (m->tick && earliest != UINT64_MAX && sd_event_source_get_time(m->tick, &t) >= 0 && earliest < t)
-                (void) sd_event_source_set_time(m->tick, earliest);
+        manager_tick_by(m, earliest);
 }
 
 static int on_host_trigger(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -377,12 +383,16 @@ static void on_vm_decide(const VMContext *ctx, const char *why) {
 }
 
 /* A VM's refresh finished; the last VM of the round decides. A VM of an earlier round that answers
- * late is decided on at the next decision. */
+ * late is decided on at the next decision, and read again when due. */
 static void on_vm_query_done(const VMContext *ctx, VM *vm) {
         Manager *m = ctx->userdata;
 
-        if (m->stopping || m->round_pending == 0 || vm->refresh_usec != m->round_usec)
+        if (m->stopping)
                 return;
+        if (m->round_pending == 0 || vm->refresh_usec != m->round_usec) {
+                manager_tick_by(m, vm->next_refresh_usec);
+                return;
+        }
         if (--m->round_pending == 0) {
                 (void) sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
                 manager_decide(m, "tick");
@@ -484,9 +494,10 @@ static uint64_t manager_refresh_round(Manager *m, uint64_t now) {
                         continue;
                 if (vm->refresh_pending == 0 && (all || vm->next_refresh_usec <= now + slack))
                         m->round_pending += vm_refresh(vm) > 0;
-                /* One whose refresh is still in flight is tried again at the next tick. */
-                next = MIN(next, vm->refresh_pending > 0 ? now + m->config->stats_interval_usec :
-                           vm->next_refresh_usec);
+                /* One whose refresh is still in flight sets no tick: its answer does (or its
+                 * connection is lost). */
+                if (vm->refresh_pending == 0)
+                        next = MIN(next, vm->next_refresh_usec);
         }
 
         return next;

@@ -11,8 +11,10 @@ import time
 
 import pytest
 
-from abtest import MiB, Guest, proc_rss_kib, wait_until
-from scenario import Daemon
+from ab.guest import Guest
+from ab.measure import proc_rss_kib
+from ab.scenario import Daemon
+from ab.util import MiB, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
 

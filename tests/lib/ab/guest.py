@@ -231,10 +231,10 @@ class Guest:
                 pass
         self.kill()
 
-    def consoletail(self, lines=40):
+    def console_tail(self, lines=40):
         return tail(self.console_log, lines)
 
-    def qemu_logtail(self, lines=20):
+    def qemu_log_tail(self, lines=20):
         return tail(self.qemu_log, lines)
 
     def __enter__(self):

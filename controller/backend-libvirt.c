@@ -578,9 +578,8 @@ static int lv_domain_found(Libvirt *lv, virDomainPtr dom) {
         other = ctx->find_vm(ctx, name);
         if (other) {
                 /* A slice scan may have found the domain's slice first and waits for a QMP socket
-                 * that libvirt will never offer. A domain that is only named like another VM is not
-                 * that VM, even while it is not answering. */
-                if (!slice_vm || !discovery_release(other)) {
+                 * that libvirt will never offer; a VM that was ever adopted is not let go. */
+                if (!discovery_release(other)) {
                         log_warning("%s: domain %s would be VM %s, which is already managed; skipping it", name,
                                     dname, name);
                         return -EEXIST;

@@ -419,9 +419,11 @@ static void qmp_discovery_tick(Discovery *d) {
         (void) qmp_scan(d);
 }
 
-/* A VM that never answered on its socket is let go: the slice is a libvirt domain's. */
+/* A VM that never answered on its socket is let go: the slice is a libvirt domain's. One that was
+ * adopted once (its boot memory known) is a QEMU of its own, perhaps restarting: a libvirt domain
+ * that is only named like it must not take it over. */
 static bool qmp_discovery_release(Discovery *d, VM *vm) {
-        if (vm->state == VM_READY)
+        if (vm->state == VM_READY || vm->boot_memory > 0)
                 return false;
         discovery_remove_vm(d, vm);
         return true;

@@ -100,6 +100,13 @@ static void test_adoption_and_removal(void **state) {
         assert_ptr_equal(manager_find_vm(x->m, "a"), a);
         assert_ptr_equal(a->source, &x->fake->discovery);
 
+        /* A QMP VM adopted once is a QEMU of its own, perhaps restarting: while it does not answer,
+         * another source (a libvirt domain of the same name) may not take it. */
+        vm_backend_ready(q, GIB, GIB, "balloon0");
+        vm_backend_lost(q, -ECONNRESET);
+        assert_false(discovery_release(q));
+        assert_ptr_equal(manager_find_vm(x->m, "q"), q);
+
         /* A slice that goes takes its VM with it. */
         remove_slice(x, "q");
         RUN_UNTIL(x->m->event, !manager_find_vm(x->m, "q"));

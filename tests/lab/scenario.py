@@ -488,8 +488,10 @@ class Lab:
                   ("reload", self.phase_reload), ("weight", self.phase_weight),
                   ("testtree", self.phase_testtree)]
         aborted = None
+        timing = []
         for i, (name, fn) in enumerate(phases):
             log(f"phase {name}")
+            t0 = time.monotonic()
             try:
                 fn()
             except Abort as e:
@@ -500,6 +502,8 @@ class Lab:
                 aborted = f"phase {name} raised {type(e).__name__}"
             finally:
                 self.hog_stop()
+                timing.append(f"{name}={time.monotonic() - t0:.0f}")
+                log(f"phase {name} took {time.monotonic() - t0:.1f} s")
             if aborted:
                 rest = [n for n, _ in phases[i + 1:]]
                 if rest:
@@ -511,6 +515,7 @@ class Lab:
                    f"seconds={time.monotonic() - START:.0f}")
         for vm in WEIGHTS:
             run("systemctl", "stop", f"balloon-{vm}.slice")
+        print(f"LAB-TIMING {' '.join(timing)}", flush=True)
         print(f"LAB-RESULT {'FAIL' if failed else 'PASS'} {summary}", flush=True)
         return 1 if failed else 0
 

@@ -204,6 +204,7 @@ stage_rootfs() {
 install_guest_files() {
         install -D -m 644 "$GUEST/vmlinuz" "$STAGE/usr/lib/autoballoon-lab/guest/vmlinuz"
         install -D -m 644 "$GUEST/initrd.img" "$STAGE/usr/lib/autoballoon-lab/guest/initrd.img"
+        install -D -m 644 "$GUEST/manifest" "$STAGE/usr/lib/autoballoon-lab/guest/manifest"
         install -D -m 644 "$SRC_DIR/l2.py" "$STAGE/usr/lib/autoballoon-lab/l2.py"
 }
 

@@ -172,6 +172,45 @@ def memory_high(vm):
     return None if v == "max" else int(v)
 
 
+def web_xml():
+    """The domain web: the lab's guest, cold-booted, in /balloon/web; a harness QMP monitor for the
+    balloon's size as QEMU has it."""
+    mib = l2.MEM_MIB
+    return f"""<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{WEB}</name>
+  <metadata>
+    <autoballoon:vm xmlns:autoballoon="https://autoballoon.invalid/xmlns/domain/1">
+      <autoballoon:weight>100</autoballoon:weight>
+      <autoballoon:min-memory>{WEB_MIN // MIB}M</autoballoon:min-memory>
+    </autoballoon:vm>
+  </metadata>
+  <memory unit='MiB'>{mib}</memory>
+  <currentMemory unit='MiB'>{mib}</currentMemory>
+  <vcpu>1</vcpu>
+  <resource><partition>/balloon/{WEB}</partition></resource>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <kernel>{l2.GUEST_DIR}/vmlinuz</kernel>
+    <initrd>{l2.GUEST_DIR}/initrd.img</initrd>
+    <cmdline>console=ttyS0 quiet panic=1</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{l2.QEMU}</emulator>
+    <serial type='file'><source path='{WEB_DIR}/{WEB}.console'/><target port='0'/></serial>
+    <console type='unix'><source mode='bind' path='{WEB_DIR}/{WEB}.ctl'/><target type='virtio' port='0'/></console>
+    <controller type='usb' model='none'/>
+    <memballoon model='virtio' freePageReporting='on'><stats period='2'/></memballoon>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-qmp'/><qemu:arg value='unix:{WEB_DIR}/{WEB}.hqmp,server=on,wait=off'/>
+  </qemu:commandline>
+</domain>
+"""
+
+
 def l2_kv(reply):
     """An agent's "ok K=V ..." answer as {K: int}."""
     return {k: int(v) for k, v in (w.split("=", 1) for w in reply.split()[1:] if "=" in w)}
@@ -562,42 +601,8 @@ class Lab:
         """Defines and starts the libvirt domain web, placed in /balloon/web (balloon-web.slice)."""
         os.makedirs(WEB_DIR, mode=0o777, exist_ok=True)
         os.chmod(WEB_DIR, 0o777)   # QEMU runs as libvirt-qemu
-        mib = l2.MEM_MIB
-        xml = f"""<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>{WEB}</name>
-  <metadata>
-    <autoballoon:vm xmlns:autoballoon="https://autoballoon.invalid/xmlns/domain/1">
-      <autoballoon:weight>100</autoballoon:weight>
-      <autoballoon:min-memory>{WEB_MIN // MIB}M</autoballoon:min-memory>
-    </autoballoon:vm>
-  </metadata>
-  <memory unit='MiB'>{mib}</memory>
-  <currentMemory unit='MiB'>{mib}</currentMemory>
-  <vcpu>1</vcpu>
-  <resource><partition>/balloon/{WEB}</partition></resource>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <kernel>{l2.GUEST_DIR}/vmlinuz</kernel>
-    <initrd>{l2.GUEST_DIR}/initrd.img</initrd>
-    <cmdline>console=ttyS0 quiet panic=1</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>{l2.QEMU}</emulator>
-    <serial type='file'><source path='{WEB_DIR}/{WEB}.console'/><target port='0'/></serial>
-    <console type='unix'><source mode='bind' path='{WEB_DIR}/{WEB}.ctl'/><target type='virtio' port='0'/></console>
-    <controller type='usb' model='none'/>
-    <memballoon model='virtio' freePageReporting='on'><stats period='2'/></memballoon>
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value='-qmp'/><qemu:arg value='unix:{WEB_DIR}/{WEB}.hqmp,server=on,wait=off'/>
-  </qemu:commandline>
-</domain>
-"""
         path = Path(WEB_DIR, f"{WEB}.xml")
-        path.write_text(xml)
+        path.write_text(web_xml())
         self.web_t0 = time.monotonic()
         run("virsh", "define", str(path), check=True, timeout=120)
         rc, out = run("virsh", "start", WEB, timeout=120)

@@ -717,7 +717,7 @@ class Lab:
             web = {}
         self.check("autoballoonctl status: a row per VM and their last decisions, web's memory.high as in its "
                    "cgroup", rc == 0 and set(rows) == {*WEIGHTS, WEB} and out.splitlines()[0].startswith("autoballoond ")
-                   and re.search(rf"^{WEB}: \w+: ", out, re.M) and web.get("memory_high_bytes") == memory_high(WEB),
+                   and re.search(rf"^{WEB}: [\w-]+: ", out, re.M) and web.get("memory_high_bytes") == memory_high(WEB),
                    " | ".join(out.splitlines()[:1] + [" ".join(r) for r in rows.values()]))
 
     def phase_testtree(self):

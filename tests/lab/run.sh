@@ -7,9 +7,9 @@
 #   run.sh [--shell]
 #     --shell          boot L1 with a root shell on this terminal instead of the scenario
 # Environment: LAB_RELEASE (bookworm, the default, or trixie: L1's Debian release), AUTOBALLOON_CACHE,
-# LAB_TIMEOUT (seconds for build + run, default 900), LAB_L1_MEM (default 2G), LAB_RUN_DIR (default
-# <lab cache>/run: disks, logs, out/; the lab cache is <cache>/lab for bookworm, <cache>/lab-RELEASE
-# otherwise).
+# LAB_TIMEOUT (seconds for build + run, default 900, 1500 for trixie), LAB_L1_MEM (default 2G),
+# LAB_RUN_DIR (default <lab cache>/run: disks, logs, out/; the lab cache is <cache>/lab for
+# bookworm, <cache>/lab-RELEASE otherwise).
 set -euo pipefail
 
 shell=0
@@ -26,7 +26,10 @@ RELEASE=${LAB_RELEASE:-bookworm}
 LAB=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/lab
 [[ $RELEASE == bookworm ]] || LAB+=-$RELEASE
 RUN=${LAB_RUN_DIR:-$LAB/run}
-TIMEOUT=${LAB_TIMEOUT:-900}
+# Debian 13's scenario also boots a libvirt domain cold (minutes of nested TCG) and has three more phases.
+default_timeout=900
+[[ $RELEASE == bookworm ]] || default_timeout=1500
+TIMEOUT=${LAB_TIMEOUT:-$default_timeout}
 L1_MEM=${LAB_L1_MEM:-2G}
 
 . "$SRC_DIR/../lib/common.sh" "lab($RELEASE)"

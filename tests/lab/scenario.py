@@ -571,17 +571,20 @@ class Lab:
         run("systemctl", "reload", UNIT, check=True)
         agent = self.agent(vm)
         try:
-            # The balloon leaves the guest 16 MiB free, so that a 48 MiB allocation (fast to touch
-            # even here) goes past its free memory: direct reclaim, stalls, then the OOM killer.
+            # The balloon leaves the guest ~16 MiB free (not below its floor), so that an allocation
+            # of 32 MiB more than that (fast to touch even here) goes past its free memory: direct
+            # reclaim, stalls, then the OOM killer.
             free = l2_kv(agent.cmd("meminfo"))["MemFree"] * 1024
-            target = (self.actual(vm) - max(free - 16 * MIB, 0)) // MIB * MIB
+            target = max((self.actual(vm) - max(free - 16 * MIB, 0)) // MIB * MIB, MIN_MEMORY + 32 * MIB)
             self.qmp[vm].execute("balloon", {"value": target})
             wait_for(lambda: abs(self.actual(vm) - target) <= MIB, 60)
+            free = l2_kv(agent.cmd("meminfo"))["MemFree"] * 1024
+            size = free // MIB + 32
             before = self.guest_stats(vm)
             since = monotonic_usec()
             t0 = time.monotonic()
-            log(f"{vm}: balloon {fmt(self.actual(vm))} ({fmt(free)} free before), allocating 48M in the guest")
-            reply = agent.cmd("alloc p 48", timeout=180)
+            log(f"{vm}: balloon {fmt(self.actual(vm))}, {fmt(free)} free, allocating {size}M in the guest")
+            reply = agent.cmd(f"alloc p {size}", timeout=240)
             deflate = self.guest_pressure_deflate(vm, since, 60)
             after = self.guest_stats(vm)
             delta = {k: after[k] - before[k] for k in COUNTERS if after.get(k, NO_STAT) != NO_STAT}

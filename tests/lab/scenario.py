@@ -672,7 +672,8 @@ class Lab:
             low = self.actual(WEB)
             reply = agent.cmd(f"alloc p {size}", timeout=240)
             deflate = self.guest_pressure_deflate(WEB, since, 60)
-            self.check(f"guest pressure in {WEB} gives it memory back", deflate and self.actual(WEB) > low,
+            grown = wait_for(lambda: self.actual(WEB) > low, 30)
+            self.check(f"guest pressure in {WEB} gives it memory back", deflate and grown,
                        (deflate["MESSAGE"] if deflate else "no deflate for guest pressure") +
                        f"; alloc {size}M: {reply}; balloon {fmt(low)} -> {fmt(self.actual(WEB))}, "
                        f"{time.monotonic() - t0:.0f} s")

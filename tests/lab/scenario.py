@@ -571,13 +571,8 @@ class Lab:
         run("systemctl", "reload", UNIT, check=True)
         agent = self.agent(vm)
         try:
-            # The balloon leaves the guest ~16 MiB free (not below its floor), so that an allocation
-            # of 32 MiB more than that (fast to touch even here) goes past its free memory: direct
-            # reclaim, stalls, then the OOM killer.
-            free = l2_kv(agent.cmd("meminfo"))["MemFree"] * 1024
-            target = max((self.actual(vm) - max(free - 16 * MIB, 0)) // MIB * MIB, MIN_MEMORY + 32 * MIB)
-            self.qmp[vm].execute("balloon", {"value": target})
-            wait_for(lambda: abs(self.actual(vm) - target) <= MIB, 60)
+            # a is inflated near its floor by now: 32 MiB more than it has free goes past its free
+            # memory: direct reclaim, stalls, then the OOM killer.
             free = l2_kv(agent.cmd("meminfo"))["MemFree"] * 1024
             size = free // MIB + 32
             before = self.guest_stats(vm)
@@ -664,6 +659,19 @@ class Lab:
         self.check_high_through_systemd(WEB, "inflated: ")
         self.wait_calm()
 
+        # An operator's virsh setmem giving web memory back: the daemon adopts the new size (a move it
+        # did not ask for is adopted only when it deflates), memory.high follows at once.
+        since = monotonic_usec()
+        setmem = self.actual(WEB) // MIB + 48
+        rc, out = run("virsh", "setmem", WEB, f"{setmem}M", "--live")
+        noticed = wait_for(lambda: messages(rf"^{WEB}: balloon deflated to {setmem}M", since, self.invocation), 30)
+        self.check(f"virsh setmem {WEB} {setmem}M noticed", rc == 0 and noticed,
+                   noticed[-1]["MESSAGE"] if noticed else f"virsh: {out.strip()}; no 'balloon deflated' message")
+        ok = wait_for(lambda: abs(self.actual(WEB) - setmem * MIB) <= MIB and self.high_follows(WEB), 30)
+        self.check(f"after virsh setmem, {WEB}'s memory.high follows", ok,
+                   f"balloon {fmt(self.actual(WEB))}, memory.high {fmt(memory_high(WEB))}")
+        self.check_high_through_systemd(WEB, "setmem: ")
+
         # Guest pressure: an allocation past what web has left.
         try:
             free = l2_kv(agent.cmd("meminfo"))["MemAvailable"] * 1024
@@ -686,18 +694,6 @@ class Lab:
             agent.cmd("free p")
         finally:
             agent.close()
-
-        # An operator's virsh setmem: the daemon adopts the new size, memory.high follows.
-        since = monotonic_usec()
-        setmem = (self.actual(WEB) - 32 * MIB) // MIB
-        rc, out = run("virsh", "setmem", WEB, f"{setmem}M", "--live")
-        noticed = wait_for(lambda: messages(rf"^{WEB}: balloon moved to {setmem}M", since, self.invocation), 30)
-        self.check(f"virsh setmem {WEB} {setmem}M noticed", rc == 0 and noticed,
-                   noticed[0]["MESSAGE"] if noticed else f"virsh: {out.strip()}; no 'balloon moved' message")
-        ok = wait_for(lambda: abs(self.actual(WEB) - setmem * MIB) <= MIB and self.high_follows(WEB), 30)
-        self.check(f"after virsh setmem, {WEB}'s memory.high follows", ok,
-                   f"balloon {fmt(self.actual(WEB))}, memory.high {fmt(memory_high(WEB))}")
-        self.check_high_through_systemd(WEB, "setmem: ")
 
     def phase_cli(self):
         rc, out = run("systemctl", "status", "--no-pager", "--lines=0", UNIT)

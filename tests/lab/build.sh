@@ -47,8 +47,7 @@ trixie)
                           libvirt-clients)
         ;;
 *)
-        echo "lab-build: error: LAB_RELEASE=$SUITE: bookworm or trixie" >&2
-        exit 2
+        die "LAB_RELEASE=$SUITE: bookworm or trixie"
         ;;
 esac
 GUEST=$CACHE_ROOT/guest${GUEST_RELEASE:+-$GUEST_RELEASE}

@@ -554,7 +554,9 @@ static int manager_reload(Manager *m) {
         Config *c = NULL;
         int r;
 
-        (void) sd_notify(false, "RELOADING=1");
+        /* With Type=notify-reload (systemd >= 253) the time tells systemd that this RELOADING=1
+         * answers its own SIGHUP, not an older one; systemd 252 ignores the field. */
+        (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, monotonic_usec());
         r = config_load(m->options.config_dir, &c);
         if (r < 0) {
                 (void) sd_notify(false, "READY=1");

@@ -504,6 +504,14 @@ static void test_update_stats(void **state) {
         assert_int_equal(p.major_fault_rate, 300);
         assert_int_equal(p.alloc_stalls, 3);
 
+        /* Once decided on, the same increase is not seen again until the guest reports anew. */
+        PolicyDecision none = { .action = POLICY_NONE };
+        vm_apply_decision(x->vm, 1, &none, false);
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.swap_in_rate, 4 * MIB);
+        assert_int_equal(p.alloc_stalls, 0);
+
         /* Counters that went backwards (the guest rebooted) count as no increase. */
         s.last_update = 1004;
         s.value[GUEST_STAT_SWAP_IN] = 0;

@@ -688,6 +688,9 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *decision, boo
 
         vm->carry = d.carry;
         vm->slice_pressure = vm->pressure_event = false;
+        /* The counters' increase since the guest's last report is decided on once: decisions before
+         * its next report (ticks reading the same report, triggers) must not deflate for it again. */
+        vm->alloc_stalls = vm->direct_reclaims = vm->oom_kills = 0;
 
         balloon = is_balloon_action(d.action) && d.target != vm->target;
         high_changes = vm->memory_high_known && d.memory_high != vm->memory_high;

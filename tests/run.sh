@@ -6,7 +6,8 @@
 #   3. the guest image (cached in $AUTOBALLOON_CACHE)
 #   4. integration and end-to-end tests on real QEMU guests, real PSI and real cgroups (root)
 #   5. the libvirt backend against a real libvirtd (started by the tests, without systemd)
-#   6. the lab: a systemd + cgroup v2 host in a VM, with guests inside (tests/lab/README.md)
+#   6. the labs: a systemd + cgroup v2 host in a VM, with guests inside (tests/lab/README.md), Debian 13
+#      (systemd 257, QEMU 10.0, Linux 6.12, libvirt 11) first, then Debian 12 (systemd 252)
 #   7. the guest pressure queue: patched kernel and QEMU built (cached), checkpatch, tests
 set -euo pipefail
 
@@ -44,8 +45,11 @@ export AUTOBALLOON_BUILD="$TOP/build/ci"
 tier "libvirt backend (real libvirtd and TCG domains)"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/libvirt
 
-tier "lab: systemd + cgroup v2 host in a VM (cached in \$AUTOBALLOON_CACHE/lab)"
-tests/lab/run.sh
+tier "lab, Debian 13: systemd 257 + cgroup v2 host in a VM (cached in \$AUTOBALLOON_CACHE/lab-trixie)"
+LAB_RELEASE=trixie tests/lab/run.sh
+
+tier "lab, Debian 12: systemd 252 + cgroup v2 host in a VM (cached in \$AUTOBALLOON_CACHE/lab)"
+LAB_RELEASE=bookworm tests/lab/run.sh
 
 tier "guest pressure queue: patched kernel and QEMU (cached in \$AUTOBALLOON_CACHE)"
 guest/build-kernel.sh --stock

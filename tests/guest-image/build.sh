@@ -4,12 +4,14 @@
 # /init loads the virtio modules and runs abguest on the virtio console /dev/hvc0.
 #
 # Output in ${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/guest: vmlinuz, initrd.img,
-# manifest. The build is skipped when the stamp (package versions + hash of the files
+# manifest; with GUEST_RELEASE=NAME (e.g. trixie) the kernel is that Debian release's, fetched with
+# a private apt configuration (tests/lib/debian.sh), into .../guest-NAME. The build is skipped when the stamp (package versions + hash of the files
 # in this directory) is unchanged; --force rebuilds anyway.
 set -euo pipefail
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/guest
+RELEASE=${GUEST_RELEASE:-}
+CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/guest${RELEASE:+-$RELEASE}
 KERNEL_META=linux-image-cloud-amd64
 MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
          virtio_balloon virtio_console)
@@ -19,13 +21,31 @@ PACKAGES=(busybox-static cpio gzip gcc libc6-dev kmod xz-utils)
 . "$SRC_DIR/../lib/common.sh" guest-image
 force_option "$@"
 
+# apt on the kernel's release: the host's, or GUEST_RELEASE's through a private configuration.
+kapt() {
+        if [[ -n $RELEASE ]]; then
+                suite_apt "$RELEASE" "$@"
+        else
+                "$@"
+        fi
+}
+
+kapt_update() {
+        if [[ -n $RELEASE ]]; then
+                ((apt_updated)) || suite_apt "$RELEASE" update
+                apt_updated=1
+        else
+                apt_update
+        fi
+}
+
 # The meta package depends on the real image package of the current ABI, "(= version)".
 resolve_kernel() {
         local info dep
-        info=$(apt-cache show --no-all-versions "$KERNEL_META" 2>/dev/null || true)
+        info=$(kapt apt-cache show --no-all-versions "$KERNEL_META" 2>/dev/null || true)
         if [[ -z $info ]]; then
-                apt_update
-                info=$(apt-cache show --no-all-versions "$KERNEL_META" 2>/dev/null) ||
+                kapt_update
+                info=$(kapt apt-cache show --no-all-versions "$KERNEL_META" 2>/dev/null) ||
                         die "no package $KERNEL_META"
         fi
         dep=$(sed -n 's/^Depends: *\(linux-image-[^,]*\).*/\1/p' <<<"$info" | head -n1)
@@ -65,7 +85,7 @@ fetch_kernel() {
                 rm -f "$f"
         done
         log "downloading $KPKG=$KVER"
-        (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root "$KPKG=$KVER") || return 1
+        (cd "$debs" && kapt apt-get download -qq -o APT::Sandbox::User=root "$KPKG=$KVER") || return 1
         DEB=$(ls "$debs/${KPKG}"_*.deb)
 }
 
@@ -94,6 +114,12 @@ module_path() {
                         return 0
                 fi
         done <"$MODDIR/modules.dep"
+        # Built into the kernel (6.12's cloud kernel has virtio_ring, virtio and virtio_pci in it).
+        while read -r p; do
+                base=${p##*/}
+                base=${base%%.ko*}
+                [[ ${base//-/_} == "$name" ]] && return 0
+        done <"$MODDIR/modules.builtin"
         die "module $1 not found in $KPKG"
 }
 
@@ -129,7 +155,7 @@ main() {
         if ! fetch_kernel; then
                 # Stale package lists name a version the mirror no longer has.
                 ((!apt_updated)) || die "apt-get download $KPKG=$KVER failed"
-                apt_update
+                kapt_update
                 resolve_kernel
                 stamp=$(make_stamp)
                 fetch_kernel || die "apt-get download $KPKG=$KVER failed"
@@ -159,8 +185,10 @@ main() {
         gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o "$INITRAMFS/sbin/abguest" "$SRC_DIR/abguest.c"
 
         local m
+        local path
         for m in "${MODULES[@]}"; do
-                visit_module "$(module_path "$m")"
+                path=$(module_path "$m")
+                [[ -z $path ]] || visit_module "$path"
         done
         : >"$INITRAMFS/etc/modules"
         for m in "${ORDER[@]}"; do

@@ -1,20 +1,23 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Builds the lab: L1, a Debian 12 VM with systemd 252 and cgroup v2, with autoballoon installed
-# by meson and the test guest (L2) ready to be restored from a saved state. See README.md.
+# Builds the lab: L1, a Debian VM with systemd and cgroup v2 (LAB_RELEASE: bookworm, the default,
+# Debian 12 with systemd 252, or trixie, Debian 13 with systemd 257), with autoballoon built by meson
+# in a chroot of L1's rootfs (against that release's libsystemd) and installed, and the test guest
+# (L2, the same release's kernel) ready to be restored from a saved state. See README.md.
 #
-# Cached in ${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/lab, each part with a stamp:
-#   rootfs.tar.zst   mmdebstrap minbase bookworm + packages    (stamp: packages, mirrors, recipe)
+# Cached in ${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/lab (bookworm) or .../lab-RELEASE, each
+# part with a stamp:
+#   rootfs.tar.zst   mmdebstrap minbase RELEASE + packages      (stamp: packages, mirrors, recipe)
 #   l1/vmlinuz, l1/initrd.img   Debian's cloud kernel (the guest image's package) and a busybox
 #                    initramfs that loads virtio_blk and mounts /dev/vda
 #   l2.state         the L2 guest booted once and saved (QEMU migration state), made with L1's
 #                    own QEMU binary in a chroot of the rootfs (stamp: rootfs, guest image,
 #                    command line); l2-VARIANT.state the same for each of $LAB_L2_VARIANTS
-# Per run (cheap, always rebuilt) in $LAB_RUN_DIR (default <cache>/lab/run):
+# Per run (cheap, always rebuilt) in $LAB_RUN_DIR (default <lab cache>/run):
 #   root.img         ext4 (mkfs.ext4 -d, no loop mount): rootfs + autoballoon + guest + payload
 #   swap.img         swap disk
 #
-# Environment, for other payloads than the lab scenario (tests/bench/overcommit.py); unset, the image
+# Environment: LAB_RELEASE (bookworm or trixie). For other payloads than the lab scenario (tests/bench/overcommit.py); unset, the image
 # is the lab scenario's:
 #   LAB_PAYLOAD        the Python program lab-scenario.service runs (default: scenario.py)
 #   LAB_PAYLOAD_FILES  more files for /usr/lib/autoballoon-lab, space-separated
@@ -26,29 +29,50 @@ SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$SRC_DIR/../lib/common.sh" lab-build
 force_option "$@"
 CACHE_ROOT=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}
-LAB=$CACHE_ROOT/lab
-GUEST=$CACHE_ROOT/guest
+SUITE=${LAB_RELEASE:-bookworm}
+# The release's own packages besides the common ones; the guest image of the host's release
+# (bookworm) is the one every other tier uses, trixie's is built apart (tests/guest-image/build.sh).
+case $SUITE in
+bookworm)
+        LAB=$CACHE_ROOT/lab
+        GUEST_RELEASE=
+        RELEASE_PACKAGES=()
+        ;;
+trixie)
+        LAB=$CACHE_ROOT/lab-trixie
+        GUEST_RELEASE=trixie
+        # systemd.pc moved to systemd-dev; libvirtd run by systemd, with machined for its
+        # <partition> placement, for the libvirt phase.
+        RELEASE_PACKAGES=(systemd-dev systemd-container libvirt-daemon-system libvirt-daemon-driver-qemu
+                          libvirt-clients)
+        ;;
+*)
+        die "LAB_RELEASE=$SUITE: bookworm or trixie"
+        ;;
+esac
+GUEST=$CACHE_ROOT/guest${GUEST_RELEASE:+-$GUEST_RELEASE}
 RUN=${LAB_RUN_DIR:-$LAB/run}
-BUILD_DIR=$TOP/build/lab
+# Seen as /src/build/lab-RELEASE from the chroot it is built in.
+BUILD_DIR=build/lab-$SUITE
 IMAGE_SIZE=3G
 SWAP_SIZE=${LAB_SWAP_SIZE:-1G}
 PAYLOAD=${LAB_PAYLOAD:-$SRC_DIR/scenario.py}
 read -r -a PAYLOAD_FILES <<<"${LAB_PAYLOAD_FILES:-}"
 read -r -a L2_VARIANTS <<<"${LAB_L2_VARIANTS:-}"
 
-SUITE=bookworm
 MIRRORS=(
         "deb http://deb.debian.org/debian $SUITE main"
         "deb http://deb.debian.org/debian $SUITE-updates main"
         "deb http://deb.debian.org/debian-security $SUITE-security main"
 )
-# L1's packages: systemd as PID 1, QEMU for the guests, python3 for the scenario, and the
-# libraries autoballoond links (same release as the host that builds it).
+# L1's packages: systemd as PID 1, QEMU for the guests, python3 for the scenario, the libraries
+# autoballoond links and what builds it there (install_autoballoon).
 ROOTFS_PACKAGES=(systemd systemd-sysv udev dbus kmod procps iproute2 util-linux e2fsprogs
-                 qemu-system-x86 python3 libsystemd0 libjson-c5 libinih1 libvirt0 libxml2)
+                 qemu-system-x86 python3 libsystemd0 libjson-c5 libinih1 libvirt0 libxml2
+                 meson ninja-build pkg-config gcc libc6-dev
+                 libsystemd-dev libjson-c-dev libinih-dev libvirt-dev libxml2-dev "${RELEASE_PACKAGES[@]}")
 HOST_PACKAGES=(mmdebstrap zstd e2fsprogs busybox-static cpio gzip kmod qemu-system-x86
-               util-linux python3 meson ninja-build pkg-config gcc libc6-dev
-               libsystemd-dev libjson-c-dev libinih-dev libvirt-dev libxml2-dev)
+               util-linux python3)
 # Loaded by L1's initramfs (their dependencies come along).
 L1_MODULES=(virtio_pci virtio_blk)
 
@@ -132,8 +156,10 @@ build_l1_boot() {
         log "L1 kernel and initramfs from ${deb##*/}"
         w=$(mktemp -d "$LAB/.l1.XXXXXX")
         dpkg-deb -x "$deb" "$w/k"
-        krel=$(basename "$(ls -d "$w"/k/lib/modules/*)")
+        # The modules are in /lib/modules up to bookworm, /usr/lib/modules from trixie on.
         kroot=$w/k
+        [[ -d $kroot/lib/modules ]] || kroot=$w/k/usr
+        krel=$(basename "$(ls -d "$kroot"/lib/modules/*)")
         depmod -b "$kroot" "$krel"
         mkdir -p "$w"/initramfs/{bin,dev,proc,sys,etc,lib/modules}
         cp /bin/busybox "$w/initramfs/bin/busybox"
@@ -152,14 +178,15 @@ build_l1_boot() {
                 esac
                 echo "$base" >>"$w/initramfs/etc/modules"
         done < <(for m in "${L1_MODULES[@]}"; do
-                modprobe -d "$kroot" -S "$krel" --show-depends "$m" | grep '^insmod '
+                # "builtin NAME" for one built in (6.12's virtio_pci): nothing to load.
+                modprobe -d "$kroot" -S "$krel" --show-depends "$m" | { grep '^insmod ' || true; }
         done)
         log "L1 initramfs modules: $(tr '\n' ' ' <"$w/initramfs/etc/modules")"
         (cd "$w/initramfs" && find . -print0 | LC_ALL=C sort -z |
                 cpio --null -o -H newc -R 0:0 --quiet) | gzip -9 -n >"$w/initrd.img"
         rm -rf "$LAB/l1"
         mkdir -p "$LAB/l1"
-        cp "$kroot/boot/vmlinuz-$krel" "$LAB/l1/vmlinuz"
+        cp "$w/k/boot/vmlinuz-$krel" "$LAB/l1/vmlinuz"
         mv "$w/initrd.img" "$LAB/l1/initrd.img"
         echo "$stamp" >"$LAB/l1/stamp"
         rm -rf "$w"
@@ -177,6 +204,7 @@ stage_rootfs() {
 install_guest_files() {
         install -D -m 644 "$GUEST/vmlinuz" "$STAGE/usr/lib/autoballoon-lab/guest/vmlinuz"
         install -D -m 644 "$GUEST/initrd.img" "$STAGE/usr/lib/autoballoon-lab/guest/initrd.img"
+        install -D -m 644 "$GUEST/manifest" "$STAGE/usr/lib/autoballoon-lab/guest/manifest"
         install -D -m 644 "$SRC_DIR/l2.py" "$STAGE/usr/lib/autoballoon-lab/l2.py"
 }
 
@@ -200,15 +228,25 @@ build_l2_state() {
         log "L2 state ${v:+of $v }saved ($(du -h "$LAB/$name.state" | cut -f1))"
 }
 
+# Runs a shell command in a chroot of the staged rootfs, the tree at /src, in a private mount
+# namespace (nothing stays mounted on the host).
+in_stage() {
+        mkdir -p "$STAGE/src"
+        unshare --mount --propagation private -- sh -c \
+                'mount --bind "$2" "$1/src" && mount --rbind /dev "$1/dev" && mount -t proc proc "$1/proc" &&
+                 exec chroot "$1" sh -c "$3"' sh "$STAGE" "$TOP" "$1"
+}
+
+# Built in L1's own rootfs: compiled against its release's libsystemd (252 or 257) and the unit
+# made for its systemd (slices/meson.build); the build directory stays in the tree, so it is
+# incremental across runs.
 install_autoballoon() {
-        log "building autoballoon (meson, $BUILD_DIR) and installing it into the image"
-        if [[ ! -f $BUILD_DIR/build.ninja ]]; then
-                quiet meson setup "$BUILD_DIR" "$TOP" --prefix=/usr --sysconfdir=/etc --localstatedir=/var \
-                        -Dtests=disabled || die "meson setup $BUILD_DIR failed"
-        fi
-        quiet ninja -C "$BUILD_DIR" || die "ninja -C $BUILD_DIR failed"
-        quiet env DESTDIR="$STAGE" meson install -C "$BUILD_DIR" --no-rebuild ||
-                die "meson install into the image failed"
+        log "building autoballoon in a chroot of the $SUITE rootfs (meson, $BUILD_DIR) and installing it there"
+        quiet in_stage "cd /src && { [ -f $BUILD_DIR/build.ninja ] ||
+                meson setup $BUILD_DIR --prefix=/usr --sysconfdir=/etc --localstatedir=/var -Dtests=disabled; } &&
+                nice ninja -C $BUILD_DIR && meson install -C $BUILD_DIR --no-rebuild" ||
+                die "building or installing autoballoon in the $SUITE chroot failed"
+        rmdir "$STAGE/src"
         local f
         for f in usr/sbin/autoballoond usr/lib/systemd/system/autoballoond.service usr/bin/autoballoon-run \
                 usr/lib/tmpfiles.d/autoballoon.conf; do
@@ -280,8 +318,8 @@ main() {
         [[ -n ${AUTOBALLOON_LAB_LOCKED:-} ]] || lock_cache "$LAB"
         mkdir -p "$LAB" "$RUN"
         ensure_packages "${HOST_PACKAGES[@]}"
-        log "guest image (tests/guest-image/build.sh)"
-        "$TOP/tests/guest-image/build.sh" 2>&1 | sed -u 's/^/lab-build:   /'
+        log "guest image (tests/guest-image/build.sh${GUEST_RELEASE:+, $GUEST_RELEASE})"
+        GUEST_RELEASE=$GUEST_RELEASE "$TOP/tests/guest-image/build.sh" 2>&1 | sed -u 's/^/lab-build:   /'
         ((PIPESTATUS[0] == 0)) || die "the guest image build failed"
 
         build_rootfs

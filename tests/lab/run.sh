@@ -6,8 +6,10 @@
 #
 #   run.sh [--shell]
 #     --shell          boot L1 with a root shell on this terminal instead of the scenario
-# Environment: AUTOBALLOON_CACHE, LAB_TIMEOUT (seconds for build + run, default 900),
-# LAB_L1_MEM (default 2G), LAB_RUN_DIR (default <cache>/lab/run: disks, logs, out/).
+# Environment: LAB_RELEASE (bookworm, the default, or trixie: L1's Debian release), AUTOBALLOON_CACHE,
+# LAB_TIMEOUT (seconds for build + run, default 900, 1500 for trixie), LAB_L1_MEM (default 2G),
+# LAB_RUN_DIR (default <lab cache>/run: disks, logs, out/; the lab cache is <cache>/lab for
+# bookworm, <cache>/lab-RELEASE otherwise).
 set -euo pipefail
 
 shell=0
@@ -19,12 +21,18 @@ for arg; do
 done
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RELEASE=${LAB_RELEASE:-bookworm}
+# As build.sh keeps it.
 LAB=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/lab
+[[ $RELEASE == bookworm ]] || LAB+=-$RELEASE
 RUN=${LAB_RUN_DIR:-$LAB/run}
-TIMEOUT=${LAB_TIMEOUT:-900}
+# Debian 13's scenario also boots a libvirt domain cold (minutes of nested TCG) and has three more phases.
+default_timeout=900
+[[ $RELEASE == bookworm ]] || default_timeout=1500
+TIMEOUT=${LAB_TIMEOUT:-$default_timeout}
 L1_MEM=${LAB_L1_MEM:-2G}
 
-. "$SRC_DIR/../lib/common.sh" lab
+. "$SRC_DIR/../lib/common.sh" "lab($RELEASE)"
 
 fail() {
         log "FAIL: $*"
@@ -39,7 +47,7 @@ need_root "QEMU, the lab's cache"
 # One lab at a time: the build and the run share $RUN.
 lock_cache "$LAB"
 mkdir -p "$RUN"
-export AUTOBALLOON_LAB_LOCKED=1 LAB_RUN_DIR=$RUN
+export AUTOBALLOON_LAB_LOCKED=1 LAB_RUN_DIR=$RUN LAB_RELEASE=$RELEASE
 
 log "build (cached parts are reused; budget ${TIMEOUT}s for build + run)"
 rc=0
@@ -108,8 +116,9 @@ fi
 
 result=$(tr -d '\r' <"$RUN/scenario.out" | grep '^LAB-RESULT ' | tail -n 1 || true)
 echo
-echo "=== lab summary (build ${build_seconds}s, L1 ${run_seconds}s, total ${SECONDS}s)"
+echo "=== lab summary, $RELEASE (build ${build_seconds}s, L1 ${run_seconds}s, total ${SECONDS}s)"
 tr -d '\r' <"$RUN/scenario.out" | sed -n 's/^LAB-CHECK //p' | sed 's/^/  /'
+tr -d '\r' <"$RUN/scenario.out" | sed -n 's/^LAB-TIMING /  seconds per phase: /p'
 if ((timed_out)); then
         echo "--- L1 console (last 30 lines)"
         tail -n 30 "$RUN/console.log" | tr -d '\r'

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""The lab scenario, run by lab-scenario.service inside L1 (systemd 252, cgroup v2) after boot.
+"""The lab scenario, run by lab-scenario.service inside L1 (Debian 12 with systemd 252 or Debian 13
+with systemd 257, cgroup v2) after boot.
 
 Phases, one L1 boot, two L2 guests restored from a saved state (l2.py):
   boot      systemd is PID 1, cgroup v2 with the memory controller, PSI, swap
@@ -14,6 +15,15 @@ Phases, one L1 boot, two L2 guests restored from a saved state (l2.py):
   reload    a MaxMemory= drop-in for a + `systemctl reload`: a is inflated to it
   weight    `autoballoonctl set-weight b 400 --runtime`, then host pressure again: b now keeps
             twice what a keeps above the floor
+Debian 13 (trixie) only, before testtree:
+  guestpressure  the 6.12 guest's stall/reclaim/OOM counters reach the daemon through QEMU 10.0's
+            guest-stats: a allocates past its free memory, the daemon deflates it and names the
+            counter in the reason
+  libvirt   a libvirt domain (libvirtd + systemd-machined) with <partition>/balloon/web: placed in
+            balloon-web.slice, adopted as web, inflated under host pressure, given memory back on
+            guest pressure, MemoryHigh= following; `virsh setmem` noticed, memory.high following
+  cli       what `systemctl status autoballoond`, `journalctl -u autoballoond AUTOBALLOON_VM=web`
+            and `autoballoonctl status` print, as the README says
   testtree  the test harness' cgroup tree (ab.cgroup.TestCgroup) on a pure cgroup v2 host, as the
             demo uses it there: in a delegated scope, with memory.high in the VM slices, a
             memory limit, real PSI from a page-cache hog, and nothing left behind
@@ -21,6 +31,7 @@ Phases, one L1 boot, two L2 guests restored from a saved state (l2.py):
 Lines on stdout (ttyS1, followed by run.sh):
   LAB [  12s] text                            progress
   LAB-CHECK PASS|FAIL name: detail            one per assertion
+  LAB-TIMING NAME=SECONDS ...                 seconds per phase
   LAB-RESULT PASS|FAIL passed=N failed=M ...  last line
 """
 
@@ -38,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, "/usr/lib/autoballoon-lab")
 import l2  # noqa: E402
+from ab.agent import Agent  # noqa: E402
 from ab.measure import psi  # noqa: E402
 from ab.qmp import QMP  # noqa: E402
 
@@ -53,6 +65,24 @@ OVERHEAD = 128 * MIB         # MemoryHighOverhead=
 HIGH_SLACK = 1 * MIB         # the daemon does not rewrite memory.high for less
 GUEST_MEM = l2.MEM_MIB * MIB
 START = time.monotonic()
+NO_STAT = (1 << 64) - 1      # what QEMU reports for a statistic the guest does not send
+
+
+def os_release():
+    pairs = (line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    return {k: v.strip('"') for k, v in pairs}
+
+
+RELEASE = os_release().get("VERSION_CODENAME", "")
+# What each release's L1 runs: systemd, QEMU (major, minor), the guest kernel (the release's cloud
+# kernel, tests/guest-image/build.sh).
+EXPECTED = {"bookworm": (252, (7, 2), "6.1."), "trixie": (257, (10, 0), "6.12.")}
+# The libvirt domain of the trixie lab (phase libvirt), placed by libvirt in balloon-web.slice.
+WEB = "web"
+WEB_DIR = "/run/lab/libvirt"   # QEMU runs as libvirt-qemu: its sockets go where it may write
+WEB_MIN = 128 * MIB
+# The guest's 6.12 counters in QEMU's guest-stats (QEMU >= 9.2).
+COUNTERS = ("stat-alloc-stalls", "stat-direct-reclaims", "stat-oom-kills", "stat-direct-scans")
 
 
 # The daemon's host trigger (lab.conf: HostTriggerStallSec=, TriggerWindowSec=), armed again here
@@ -142,6 +172,50 @@ def memory_high(vm):
     return None if v == "max" else int(v)
 
 
+def web_xml():
+    """The domain web: the lab's guest, cold-booted, in /balloon/web; a harness QMP monitor for the
+    balloon's size as QEMU has it."""
+    mib = l2.MEM_MIB
+    return f"""<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{WEB}</name>
+  <metadata>
+    <autoballoon:vm xmlns:autoballoon="https://autoballoon.invalid/xmlns/domain/1">
+      <autoballoon:weight>100</autoballoon:weight>
+      <autoballoon:min-memory>{WEB_MIN // MIB}M</autoballoon:min-memory>
+    </autoballoon:vm>
+  </metadata>
+  <memory unit='MiB'>{mib}</memory>
+  <currentMemory unit='MiB'>{mib}</currentMemory>
+  <vcpu>1</vcpu>
+  <resource><partition>/balloon/{WEB}</partition></resource>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <kernel>{l2.GUEST_DIR}/vmlinuz</kernel>
+    <initrd>{l2.GUEST_DIR}/initrd.img</initrd>
+    <cmdline>console=ttyS0 quiet panic=1</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{l2.QEMU}</emulator>
+    <serial type='file'><source path='{WEB_DIR}/{WEB}.console'/><target port='0'/></serial>
+    <console type='unix'><source mode='bind' path='{WEB_DIR}/{WEB}.ctl'/><target type='virtio' port='0'/></console>
+    <controller type='usb' model='none'/>
+    <memballoon model='virtio' freePageReporting='on'><stats period='2'/></memballoon>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-qmp'/><qemu:arg value='unix:{WEB_DIR}/{WEB}.hqmp,server=on,wait=off'/>
+  </qemu:commandline>
+</domain>
+"""
+
+
+def l2_kv(reply):
+    """An agent's "ok K=V ..." answer as {K: int}."""
+    return {k: int(v) for k, v in (w.split("=", 1) for w in reply.split()[1:] if "=" in w)}
+
+
 def fmt(n):
     return "max" if n is None else f"{n / MIB:.1f}M"
 
@@ -152,6 +226,7 @@ class Lab:
         self.qmp = {}
         self.invocation = None
         self.hog_running = False
+        self.web_t0 = None
 
     def check(self, name, ok, detail="", fatal=False):
         print(f"LAB-CHECK {'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
@@ -180,6 +255,17 @@ class Lab:
                    Path("/proc/pressure/memory").read_text().split("\n")[0], fatal=True)
         swaps = Path("/proc/swaps").read_text().strip().split("\n")[1:]
         self.check("swap", bool(swaps), "; ".join(" ".join(s.split()[:3]) for s in swaps) or "none")
+        want_systemd, want_qemu, want_guest = EXPECTED.get(RELEASE, (None, None, None))
+        m = re.match(r"systemd (\d+)", version)
+        qemu = run(l2.QEMU, "--version")[1].split("\n")[0]
+        q = re.search(r"version (\d+)\.(\d+)", qemu)
+        manifest = dict(line.split("=", 1) for line in
+                        Path(l2.GUEST_DIR, "manifest").read_text().splitlines() if "=" in line)
+        guest_kernel = manifest.get("kernel_release", "?")
+        self.check(f"Debian {RELEASE}: systemd {want_systemd}, QEMU {want_qemu}, guest kernel {want_guest}x",
+                   m and int(m.group(1)) == want_systemd and q and (int(q.group(1)), int(q.group(2))) == want_qemu
+                   and guest_kernel.startswith(want_guest or "?"),
+                   f"{version}; {qemu}; L1 kernel {os.uname().release}; L2 kernel {guest_kernel}", fatal=True)
         mem = {k: int(v.split()[0]) * 1024 for k, v in
                (line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())}
         uptime = float(Path("/proc/uptime").read_text().split()[0])
@@ -196,6 +282,12 @@ class Lab:
                    f"ActiveState={unit_prop(UNIT, 'ActiveState')} SubState={unit_prop(UNIT, 'SubState')}",
                    fatal=True)
         self.invocation = unit_prop(UNIT, "InvocationID")
+        # slices/meson.build: Type=notify-reload from systemd 253 on.
+        systemd = int(re.match(r"systemd (\d+)", run("systemctl", "--version")[1]).group(1))
+        self.unit_type = unit_prop(UNIT, "Type")
+        want = "notify-reload" if systemd >= 253 else "notify"
+        self.check(f"systemd {systemd}: autoballoond.service is Type={want}", self.unit_type == want,
+                   f"Type={self.unit_type}, ExecReload={unit_prop(UNIT, 'ExecReload') or '(none)'}")
         rc, status = run("systemctl", "status", "--no-pager", "--lines=0", UNIT)
         line = next((s.strip() for s in status.splitlines() if s.strip().startswith("Status:")), "")
         self.check("systemctl status shows the STATUS= line", line, line or status[-300:])
@@ -410,6 +502,12 @@ class Lab:
         since = monotonic_usec()
         t0 = time.monotonic()
         run("systemctl", "reload", UNIT, check=True)
+        if self.unit_type == "notify-reload":
+            # systemctl reload returned after the daemon's READY=1: the reload is done, not just asked.
+            done = messages(r"[Rr]eloaded", since, self.invocation)
+            self.check("Type=notify-reload: systemctl reload returns once the configuration is reloaded", done,
+                       f"{time.monotonic() - t0:.2f} s; " +
+                       (done[0]["MESSAGE"] if done else "no 'reloaded' message yet when systemctl reload returned"))
         reloaded = wait_for(lambda: messages(r"[Rr]eloaded", since, self.invocation), 30)
         self.check("systemctl reload reloads the configuration", reloaded and unit_prop(UNIT, "MainPID") == pid,
                    (reloaded[0]["MESSAGE"] if reloaded else "no 'reloaded' message") +
@@ -438,6 +536,191 @@ class Lab:
         self.check("autoballoonctl status --json lists both VMs", ok, status[-300:])
         # Past ReclaimSettleSec= since the first round: this round sets a new goal.
         self.pressure_round("weight", {"a": 200, "b": 400})
+
+    # ------------------------------------------------------------------ Debian 13 only
+
+    def guest_stats(self, vm):
+        return self.qmp[vm].execute("qom-get", {"path": "/machine/peripheral/balloon0",
+                                                "property": "guest-stats"})["stats"]
+
+    @staticmethod
+    def agent(vm):
+        agent = l2.agent(vm, lambda: True)
+        agent.wait_ready(30)
+        return agent
+
+    def guest_pressure_deflate(self, vm, since, timeout=180):
+        """Waits for a deflate of vm for guest pressure since; returns its journal entry or None."""
+        found = wait_for(lambda: [d for d in decisions(vm, "deflate", since)
+                                  if "guest pressure" in d.get("AUTOBALLOON_REASON", "")], timeout, 2)
+        return found[0] if found else None
+
+    def phase_guestpressure(self):
+        self.web_start()   # boots meanwhile (~2.5 min of nested TCG); phase libvirt waits for it
+        vm = "a"
+        stats = self.guest_stats(vm)
+        sent = {k: stats.get(k) for k in COUNTERS}
+        self.check("the 6.12 guest's stall/reclaim/OOM counters come through QEMU's guest-stats",
+                   all(v is not None and v != NO_STAT for v in sent.values()),
+                   ", ".join(f"{k}={v}" for k, v in sent.items()))
+        # Only the counters may call this guest pressure: GuestMinAvailable=0 turns the available
+        # memory signal off, which under nested TCG (a few MiB/s touched) would see the allocation
+        # coming and deflate before the guest ever stalls.
+        drop_in = CONF_D / "61-lab-counters.conf"
+        drop_in.write_text("[Daemon]\nGuestMinAvailable=0\n")
+        run("systemctl", "reload", UNIT, check=True)
+        agent = self.agent(vm)
+        try:
+            # a is inflated near its floor by now: 32 MiB more than it has free goes past its free
+            # memory: direct reclaim, stalls, then the OOM killer.
+            free = l2_kv(agent.cmd("meminfo"))["MemFree"] * 1024
+            size = free // MIB + 32
+            before = self.guest_stats(vm)
+            since = monotonic_usec()
+            t0 = time.monotonic()
+            log(f"{vm}: balloon {fmt(self.actual(vm))}, {fmt(free)} free, allocating {size}M in the guest")
+            agent.cmd("thp always")   # one fault per 2 MiB: filling is several times faster here
+            reply = agent.cmd(f"alloc p {size}", timeout=240)
+            deflate = self.guest_pressure_deflate(vm, since, 60)
+            after = self.guest_stats(vm)
+            delta = {k: after[k] - before[k] for k in COUNTERS if after.get(k, NO_STAT) != NO_STAT}
+            log(f"{vm}: alloc: {reply} after {time.monotonic() - t0:.0f} s; counters' increase in QEMU: {delta}")
+            reason = deflate.get("AUTOBALLOON_REASON", "") if deflate else ""
+            self.check("6.12 counters: the guest stalled and the daemon deflated it, naming the counter",
+                       deflate and re.search(r"\d+ (allocation stalls|direct reclaims)", reason),
+                       (f"{deflate['MESSAGE']}; " if deflate else "no deflate for guest pressure; ") +
+                       "in QEMU: " + ", ".join(f"{k} +{v}" for k, v in delta.items()))
+            agent.cmd("free p")
+        finally:
+            agent.close()
+            drop_in.unlink()
+            run("systemctl", "reload", UNIT)
+
+    def web_start(self):
+        """Defines and starts the libvirt domain web, placed in /balloon/web (balloon-web.slice)."""
+        os.makedirs(WEB_DIR, mode=0o777, exist_ok=True)
+        os.chmod(WEB_DIR, 0o777)   # QEMU runs as libvirt-qemu
+        path = Path(WEB_DIR, f"{WEB}.xml")
+        path.write_text(web_xml())
+        self.web_t0 = time.monotonic()
+        run("virsh", "define", str(path), check=True, timeout=120)
+        rc, out = run("virsh", "start", WEB, timeout=120)
+        self.check(f"virsh start {WEB} (libvirt {self.libvirt_version()})", rc == 0, out.strip()[-300:], fatal=True)
+        log(f"{WEB} started by libvirt in {time.monotonic() - self.web_t0:.1f} s; it boots cold (no saved state "
+            "for libvirt's command line)")
+
+    @staticmethod
+    def libvirt_version():
+        return run("virsh", "--version")[1].strip()
+
+    def phase_libvirt(self):
+        pid = Path(f"/run/libvirt/qemu/{WEB}.pid").read_text().strip()
+        cg = Path(f"/proc/{pid}/cgroup").read_text().strip()
+        self.check(f"libvirt + machined put {WEB}'s QEMU in balloon-{WEB}.slice",
+                   f"/balloon.slice/balloon-{WEB}.slice/" in cg, f"QEMU {pid}: {cg}", fatal=True)
+        adopted = wait_for(lambda: messages(rf"^{WEB}: adopted", invocation=self.invocation), 60)
+        self.check(f"{WEB} adopted from libvirt", adopted,
+                   adopted[0]["MESSAGE"] if adopted else f"no '{WEB}: adopted'", fatal=True)
+        def check_alive():
+            if not os.path.exists(f"/proc/{pid}"):
+                raise RuntimeError(f"{WEB}: QEMU exited")
+        agent = Agent(f"{WEB_DIR}/{WEB}.ctl", WEB, check_alive)
+        try:
+            agent.wait_ready(420)
+            ok, detail = True, f"booted {time.monotonic() - self.web_t0:.0f} s after virsh start"
+        except (TimeoutError, RuntimeError, OSError) as e:
+            ok, detail = False, f"{e}; console: {Path(WEB_DIR, WEB + '.console').read_text(errors='replace')[-400:]}"
+        self.check(f"{WEB} booted and its agent answers", ok, detail, fatal=True)
+        self.qmp[WEB] = QMP(f"{WEB_DIR}/{WEB}.hqmp")
+        ok = wait_for(lambda: self.high_follows(WEB), 60)
+        self.check(f"{WEB} memory.high follows its balloon after adoption", ok,
+                   f"memory.high {fmt(memory_high(WEB))}, balloon {fmt(self.actual(WEB))}")
+        self.check_high_through_systemd(WEB)
+        self.wait_calm()
+
+        # Host pressure: web is inflated with the others.
+        since = monotonic_usec()
+        t0 = time.monotonic()
+        self.hog_start()
+        try:
+            got = wait_for(lambda: decisions(WEB, "inflate", since), 180, 2)
+        finally:
+            self.hog_stop()
+        self.check(f"host pressure inflates {WEB}", got,
+                   f"{got[0]['MESSAGE']}, {time.monotonic() - t0:.0f} s after the hog's start" if got else
+                   "no inflate decision in 180 s", fatal=True)
+        target = int(decisions(WEB, "inflate", since)[-1]["AUTOBALLOON_TARGET"])
+        reached = wait_for(lambda: abs(self.actual(WEB) - target) <= MIB, 90)
+        self.check(f"{WEB}'s balloon reaches its target", reached,
+                   f"balloon {fmt(self.actual(WEB))}, target {fmt(target)}")
+        ok = wait_for(lambda: self.high_follows(WEB), 30)
+        self.check(f"{WEB} memory.high follows the inflation", ok,
+                   f"memory.high {fmt(memory_high(WEB))}, balloon {fmt(self.actual(WEB))}")
+        self.check_high_through_systemd(WEB, "inflated: ")
+        self.wait_calm()
+
+        # An operator's virsh setmem giving web memory back: the daemon adopts the new size (a move it
+        # did not ask for is adopted only when it deflates), memory.high follows at once.
+        since = monotonic_usec()
+        setmem = self.actual(WEB) // MIB + 48
+        rc, out = run("virsh", "setmem", WEB, f"{setmem}M", "--live")
+        noticed = wait_for(lambda: messages(rf"^{WEB}: balloon deflated to {setmem}M", since, self.invocation), 30)
+        self.check(f"virsh setmem {WEB} {setmem}M noticed", rc == 0 and noticed,
+                   noticed[-1]["MESSAGE"] if noticed else f"virsh: {out.strip()}; no 'balloon deflated' message")
+        ok = wait_for(lambda: abs(self.actual(WEB) - setmem * MIB) <= MIB and self.high_follows(WEB), 30)
+        self.check(f"after virsh setmem, {WEB}'s memory.high follows", ok,
+                   f"balloon {fmt(self.actual(WEB))}, memory.high {fmt(memory_high(WEB))}")
+        self.check_high_through_systemd(WEB, "setmem: ")
+
+        # Guest pressure: an allocation past what web has left.
+        try:
+            free = l2_kv(agent.cmd("meminfo"))["MemAvailable"] * 1024
+            size = free // MIB + 16
+            since = monotonic_usec()
+            t0 = time.monotonic()
+            low = self.actual(WEB)
+            agent.cmd("thp always")
+            reply = agent.cmd(f"alloc p {size}", timeout=240)
+            deflate = self.guest_pressure_deflate(WEB, since, 60)
+            grown = wait_for(lambda: self.actual(WEB) > low, 30)
+            self.check(f"guest pressure in {WEB} gives it memory back", deflate and grown,
+                       (deflate["MESSAGE"] if deflate else "no deflate for guest pressure") +
+                       f"; alloc {size}M: {reply}; balloon {fmt(low)} -> {fmt(self.actual(WEB))}, "
+                       f"{time.monotonic() - t0:.0f} s")
+            ok = wait_for(lambda: self.high_follows(WEB), 30)
+            self.check(f"{WEB} memory.high follows the deflation", ok,
+                       f"memory.high {fmt(memory_high(WEB))}, balloon {fmt(self.actual(WEB))}")
+            self.check_high_through_systemd(WEB, "deflated: ")
+            agent.cmd("free p")
+        finally:
+            agent.close()
+
+    def phase_cli(self):
+        rc, out = run("systemctl", "status", "--no-pager", "--lines=0", UNIT)
+        status = next((s.strip() for s in out.splitlines() if s.strip().startswith("Status:")), "")
+        vms = re.search(r"(\d+) of (\d+) VMs managed", status)
+        self.check("systemctl status autoballoond: loaded, enabled, running, a Status: line with the VMs",
+                   re.search(r"Loaded: loaded \(/usr/lib/systemd/system/autoballoond.service; enabled", out)
+                   and "Active: active (running)" in out and vms and vms.group(1) == vms.group(2) == "3"
+                   and "last decision:" in status, " | ".join(s.strip() for s in out.splitlines()[:4]) +
+                   f" | {status}")
+        rc, out = run("journalctl", "--no-pager", "-u", UNIT, f"AUTOBALLOON_VM={WEB}")
+        lines = [s for s in out.splitlines() if not s.startswith("--")]
+        actions = {a for a in ("inflate", "deflate") if any(f"{WEB}: {a}" in s for s in lines)}
+        self.check(f"journalctl -u autoballoond AUTOBALLOON_VM={WEB}: only {WEB}'s lines, its inflation and "
+                   "its deflation", lines and all(f"{WEB}:" in s for s in lines) and actions == {"inflate", "deflate"},
+                   f"{len(lines)} lines, e.g. {lines[-1] if lines else out[-200:]}")
+        rc, out = run("autoballoonctl", "status")
+        rows = {s.split()[0]: s.split() for s in out.splitlines() if s.split() and s.split()[0] in (*WEIGHTS, WEB)}
+        rc, js = run("autoballoonctl", "status", "--json")
+        try:
+            web = next(v for v in json.loads(js)["vms"] if v["name"] == WEB)
+        except (json.JSONDecodeError, KeyError, StopIteration):
+            web = {}
+        self.check("autoballoonctl status: a row per VM and their last decisions, web's memory.high as in its "
+                   "cgroup", rc == 0 and set(rows) == {*WEIGHTS, WEB} and out.splitlines()[0].startswith("autoballoond ")
+                   and re.search(rf"^{WEB}: [\w-]+: ", out, re.M) and web.get("memory_high_bytes") == memory_high(WEB),
+                   " | ".join(out.splitlines()[:1] + [" ".join(r) for r in rows.values()]))
 
     def phase_testtree(self):
         code = ("import json, sys\n"
@@ -476,20 +759,25 @@ class Lab:
         """Logs for the host (read back from the image with debugfs)."""
         run("sh", "-c", f"journalctl -b --no-pager -o short-monotonic > {OUT}/journal.txt")
         run("sh", "-c", f"journalctl -u {UNIT} --no-pager -o verbose > {OUT}/autoballoond.verbose")
-        for vm in WEIGHTS:
+        for path in [f"{l2.RUN_DIR}/{vm}.console" for vm in WEIGHTS] + [f"{WEB_DIR}/{WEB}.console"]:
             try:
-                shutil.copy(f"{l2.RUN_DIR}/{vm}.console", OUT / f"{vm}.console")
+                shutil.copy(path, OUT)
             except OSError:
                 pass
 
     def main(self):
         phases = [("boot", self.phase_boot), ("daemon", self.phase_daemon), ("vms", self.phase_vms),
                   ("pressure", self.phase_pressure), ("restart", self.phase_restart),
-                  ("reload", self.phase_reload), ("weight", self.phase_weight),
-                  ("testtree", self.phase_testtree)]
+                  ("reload", self.phase_reload), ("weight", self.phase_weight)]
+        if RELEASE == "trixie":
+            phases += [("guestpressure", self.phase_guestpressure), ("libvirt", self.phase_libvirt),
+                       ("cli", self.phase_cli)]
+        phases += [("testtree", self.phase_testtree)]
         aborted = None
+        timing = []
         for i, (name, fn) in enumerate(phases):
             log(f"phase {name}")
+            t0 = time.monotonic()
             try:
                 fn()
             except Abort as e:
@@ -500,6 +788,8 @@ class Lab:
                 aborted = f"phase {name} raised {type(e).__name__}"
             finally:
                 self.hog_stop()
+                timing.append(f"{name}={time.monotonic() - t0:.0f}")
+                log(f"phase {name} took {time.monotonic() - t0:.1f} s")
             if aborted:
                 rest = [n for n, _ in phases[i + 1:]]
                 if rest:
@@ -511,6 +801,9 @@ class Lab:
                    f"seconds={time.monotonic() - START:.0f}")
         for vm in WEIGHTS:
             run("systemctl", "stop", f"balloon-{vm}.slice")
+        if RELEASE == "trixie":
+            run("virsh", "destroy", WEB)
+        print(f"LAB-TIMING {' '.join(timing)}", flush=True)
         print(f"LAB-RESULT {'FAIL' if failed else 'PASS'} {summary}", flush=True)
         return 1 if failed else 0
 

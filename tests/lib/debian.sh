@@ -32,3 +32,26 @@ ensure_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
                 >/dev/null || die "apt-get install ${missing[*]} failed"
 }
+
+# apt-get or apt-cache ($2...) on another Debian release ($1, e.g. trixie) than the host's, with a
+# private configuration: its sources and lists live under $AUTOBALLOON_CACHE/apt/RELEASE and the
+# host's own sources, lists and package cache are never touched. "suite_apt RELEASE update" once
+# per script (then again only for stale lists).
+suite_apt() {
+        local release=$1 tool=$2 dir=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/apt/$1
+        shift 2
+        local opts=(-o Dir::Etc::sourcelist="$dir/sources.list" -o Dir::Etc::sourceparts=-
+                    -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" -o APT::Sandbox::User=root)
+        if [[ $tool == update ]]; then
+                mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+                cat >"$dir/sources.list" <<SOURCES
+deb http://deb.debian.org/debian $release main
+deb http://deb.debian.org/debian $release-updates main
+deb http://deb.debian.org/debian-security $release-security main
+SOURCES
+                log "apt-get update ($release, private lists in $dir)"
+                apt-get "${opts[@]}" update -qq >/dev/null || die "apt-get update of $release failed"
+                return 0
+        fi
+        "$tool" "${opts[@]}" "$@"
+}

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from abtest import MiB, Guest, wait_until
-from scenario import Daemon
+from ab.guest import Guest
+from ab.scenario import Daemon
+from ab.util import MiB, wait_until
 
 pytestmark = pytest.mark.usefixtures("require_root")
 

@@ -690,8 +690,8 @@ static void on_qemu_event(virConnectPtr conn, virDomainPtr dom, const char *even
 
         if (!b)
                 return;
-        data = details ? json_tokener_parse(details) : NULL;
-        if (!data || guest_pressure_parse(data, &e) < 0) {
+        /* The guest's words, relayed: bounded as on the QMP path. */
+        if (!details || json_parse_untrusted(details, &data) < 0 || guest_pressure_parse(data, &e) < 0) {
                 log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", b->backend.vm->name);
                 return;
         }

@@ -459,6 +459,9 @@ int cg_path_below(const char *root, const char *path, char **ret) {
         return 0;
 }
 
+/* The longest unit name systemd accepts (its UNIT_NAME_MAX less the NUL). */
+#define UNIT_NAME_MAX 255
+
 /* systemd's unit-name escaping of one name, as libvirt applies it to <partition> components: letters,
  * digits, ':', '_' and '.' (not leading) stay, every other byte is "\xNN". */
 static int unit_name_escape(const char *s, size_t len, char **ret) {
@@ -498,7 +501,11 @@ int cg_partition_path(const char *partition, char **ret) {
                 r = unit_name_escape(p, l, &escaped);
                 if (r < 0)
                         return r;
-                /* systemd's slice of "/a/b" is a.slice/a-b.slice: each name carries its parents'. */
+                /* systemd's slice of "/a/b" is a.slice/a-b.slice: each name carries its parents'. A
+                 * name systemd refuses cannot exist, and without this bound a few KiB of <partition>
+                 * cost megabytes and seconds (the path grows with the square of the components). */
+                if ((unit ? strlen(unit) + 1 : 0) + strlen(escaped) + STRLEN(".slice") > UNIT_NAME_MAX)
+                        return -EINVAL;
                 if (asprintf(&u, "%s%s%s", unit ?: "", unit ? "-" : "", escaped) < 0)
                         return -ENOMEM;
                 free(unit);

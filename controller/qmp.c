@@ -42,6 +42,7 @@ struct QmpParser {
         json_tokener *tok;
         size_t max_message;
         size_t current;         /* bytes of the message in progress fed to the tokener */
+        JsonScan scan;          /* the message in progress, bounded before the tokener allocates */
         int error;              /* sticky: the stream cannot be resynchronised after an error */
         json_object **queue;
         size_t head, n_queue, allocated;
@@ -116,6 +117,10 @@ int qmp_parser_feed(QmpParser *p, const char *buf, size_t n) {
 
                 /* Never hand the tokener more than the rest of the allowance: it buffers strings whole. */
                 size_t chunk = MIN(n, p->max_message - p->current);
+                /* Up to the end of the message: the rest of the chunk is the next one's to count. */
+                r = json_scan(&p->scan, buf, chunk, &chunk);
+                if (r < 0)
+                        return (p->error = r);
                 json_object *o = json_tokener_parse_ex(p->tok, buf, (int) chunk);
                 enum json_tokener_error err = json_tokener_get_error(p->tok);
 
@@ -133,6 +138,7 @@ int qmp_parser_feed(QmpParser *p, const char *buf, size_t n) {
                 size_t used = json_tokener_get_parse_end(p->tok);
                 json_tokener_reset(p->tok);
                 p->current = 0;
+                p->scan = (JsonScan) {};
                 buf += used;
                 n -= used;
 
@@ -527,6 +533,11 @@ static void client_read(QmpClient *c) {
         r = qmp_parser_feed(c->parser, buf, n);
         if (r == -EMSGSIZE) {
                 client_fail(c, r, "protocol error: message larger than %u bytes", QMP_MAX_MESSAGE);
+                return;
+        }
+        if (r == -E2BIG) {
+                client_fail(c, r, "protocol error: message nested deeper than %u or with more than %u values",
+                            JSON_MAX_DEPTH, JSON_MAX_VALUES);
                 return;
         }
         if (r < 0) {

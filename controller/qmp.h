@@ -76,8 +76,9 @@ int qmp_parse_query_balloon(json_object *result, uint64_t *ret_actual);
 typedef struct QmpParser QmpParser;
 int qmp_parser_new(size_t max_message, QmpParser **ret);
 QmpParser *qmp_parser_free(QmpParser *p);
-/* Returns -EMSGSIZE when a message grows beyond max_message, -EBADMSG on invalid JSON or a
- * non-object top-level value. */
+/* Returns -EMSGSIZE when a message grows beyond max_message, -E2BIG when it nests or holds more than
+ * json-util.h's bounds (checked before json-c allocates), -EBADMSG on invalid JSON or a non-object
+ * top-level value. */
 int qmp_parser_feed(QmpParser *p, const char *buf, size_t n);
 /* Takes the next complete object (the caller owns it) and returns 1, or returns 0 with *ret = NULL
  * when none. Objects completed before an error in the same feed can still be taken. */

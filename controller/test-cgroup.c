@@ -373,6 +373,22 @@ static void test_partition_path(void **state) {
         CHECK_STR(cg_partition_path("/balloon/.x", &p), 0, "balloon.slice/balloon-\\x2ex.slice");
         CHECK_STR(cg_partition_path("/balloon/.", &p), -EINVAL, NULL);
         CHECK_STR(cg_partition_path("/balloon/../x", &p), -EINVAL, NULL);
+
+        /* A slice name systemd would refuse (over 255 characters with ".slice") is refused, before
+         * the path grows with the square of the components: 2048 of them made 4 MB in 4 s. */
+        char deep[2 * 2048 + 1], *q = NULL;
+        for (size_t i = 0; i < 2048; i++)
+                memcpy(deep + 2 * i, "/a", 2);
+        deep[2 * 2048] = 0;
+        deep[2 * 125] = 0;      /* a-a-...-a.slice: 125 * 2 - 1 + 6 = 255 */
+        assert_int_equal(cg_partition_path(deep, &q), 0);
+        assert_int_equal(strlen(strrchr(q, '/') + 1), 255);
+        free(q);
+        deep[2 * 125] = '/';
+        deep[2 * 126] = 0;
+        CHECK_STR(cg_partition_path(deep, &p), -EINVAL, NULL);
+        deep[2 * 126] = '/';
+        CHECK_STR(cg_partition_path(deep, &p), -EINVAL, NULL);
 }
 
 static const char mountinfo[] =

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -194,6 +195,80 @@ static void test_parser_oversized(void **state) {
 
         _cleanup_parser_ QmpParser *p = NULL;
         assert_int_equal(qmp_parser_new(0, &p), -EINVAL);
+}
+
+/* A document of 'unit' repeated inside '[' up to nearly 'size' bytes, left open. */
+static char *make_wide(const char *unit, size_t size) {
+        size_t l = strlen(unit), n = 0;
+        char *s = malloc(size + 1);
+
+        assert_non_null(s);
+        s[n++] = '[';
+        while (n + l + 1 < size) {
+                memcpy(s + n, unit, l);
+                n += l;
+                s[n++] = ',';
+        }
+        s[n] = 0;
+        return s;
+}
+
+static size_t heap_in_use(void) {
+        return mallinfo2().uordblks;
+}
+
+static void test_parser_bounded(void **state) {
+        /* "[{},{},..." under the size cap held 270 MiB inside json-c while it stayed incomplete. */
+        _cleanup_free_ char *wide = make_wide("{}", QMP_MAX_MESSAGE - 1);
+        json_object *o;
+
+        {
+                /* Fed in reads as the socket delivers them: refused before json-c holds much. */
+                _cleanup_parser_ QmpParser *p = NULL;
+                size_t before = heap_in_use(), n = strlen(wide), i;
+                int r = 0;
+
+                assert_int_equal(qmp_parser_new(QMP_MAX_MESSAGE, &p), 0);
+                for (i = 0; i < n && r == 0; i += 4096)
+                        r = qmp_parser_feed(p, wide + i, MIN((size_t) 4096, n - i));
+                assert_int_equal(r, -E2BIG);
+                assert_true(i < n / 8);
+                assert_true(heap_in_use() - before < 1024 * 1024);
+                assert_int_equal(qmp_parser_feed(p, "{}", 2), -E2BIG);
+        }
+        {
+                /* {"a": [[[... as deep as allowed, then one more. */
+                _cleanup_parser_ QmpParser *p = NULL;
+                assert_int_equal(qmp_parser_new(QMP_MAX_MESSAGE, &p), 0);
+                assert_int_equal(qmp_parser_feed(p, "{\"a\": ", 6), 0);
+                for (unsigned i = 1; i < JSON_MAX_DEPTH; i++)
+                        assert_int_equal(qmp_parser_feed(p, "[", 1), 0);
+                assert_int_equal(qmp_parser_feed(p, "[", 1), -E2BIG);
+        }
+        {
+                /* The count is per message: many small messages in one read all pass, and brackets and
+                 * commas inside strings do not count. */
+                _cleanup_parser_ QmpParser *p = NULL;
+                static const char m[] = "{\"event\": \"X\", \"data\": {\"s\": \"[[[,,,\\\"{{\"}}\r\n";
+                size_t l = strlen(m), n = 2 * JSON_MAX_VALUES;
+                _cleanup_free_ char *many = malloc(n * l);
+                unsigned got = 0;
+
+                assert_non_null(many);
+                for (size_t i = 0; i < n; i++)
+                        memcpy(many + i * l, m, l);
+                assert_int_equal(qmp_parser_new(QMP_MAX_MESSAGE, &p), 0);
+                assert_int_equal(qmp_parser_feed(p, many, n * l), 0);
+                while (qmp_parser_next(p, &o) > 0) {
+                        json_object *d, *v;
+                        assert_true(json_object_object_get_ex(o, "data", &d));
+                        assert_true(json_object_object_get_ex(d, "s", &v));
+                        assert_string_equal(json_object_get_string(v), "[[[,,,\"{{");
+                        json_object_put(o);
+                        got++;
+                }
+                assert_int_equal(got, n);
+        }
 }
 
 /* ---- Result parsers ---- */
@@ -1040,6 +1115,7 @@ int main(void) {
                 cmocka_unit_test(test_parser_several_in_one),
                 cmocka_unit_test(test_parser_garbage),
                 cmocka_unit_test(test_parser_oversized),
+                cmocka_unit_test(test_parser_bounded),
                 cmocka_unit_test(test_query_balloon),
                 cmocka_unit_test_setup_teardown(test_client_handshake, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_reply_and_event, setup, teardown),

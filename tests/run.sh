@@ -3,6 +3,7 @@
 # Sets up and runs the whole test suite, fastest tiers first:
 #   1. build with -Werror and the unit tests, also built without libvirt (-Dlibvirt=disabled)
 #   2. the unit tests again under ASan+UBSan
+#   2b. each libFuzzer target briefly, from its committed corpus (clang, ASan+UBSan)
 #   3. the guest image (cached in $AUTOBALLOON_CACHE)
 #   4. integration and end-to-end tests on real QEMU guests, real PSI and real cgroups (root)
 #   5. the libvirt backend against a real libvirtd (started by the tests, without systemd)
@@ -34,6 +35,9 @@ tier "unit tests under ASan+UBSan"
 ninja -C build/asan >/dev/null
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
         meson test -C build/asan --suite unit --print-errorlogs
+
+tier "fuzz targets under ASan+UBSan, 10 s each (tests/fuzz)"
+tests/fuzz/run.sh --max-time 10
 
 tier "guest image"
 tests/guest-image/build.sh

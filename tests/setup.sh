@@ -8,6 +8,8 @@ packages=(
         # build
         gcc libc6-dev meson ninja-build pkg-config
         libsystemd-dev libjson-c-dev libcmocka-dev libvirt-dev libxml2-dev
+        # the fuzz targets (-Dfuzz=true): clang and its libFuzzer runtime
+        clang libclang-rt-dev
         # real parts the tests start
         qemu-system-x86 busybox-static cpio gzip kmod dbus-daemon systemd
         libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

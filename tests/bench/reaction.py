@@ -109,7 +109,7 @@ def wait_for(fn, timeout, what):
 
 def reaction_bursts(log_text, balloons):
     """Per trigger firing that sent commands: (daemon-internal us, us to the last command of the
-    burst the simulator received, commands in the burst). A burst: the commands received from the
+    burst the simulator received, commands in the burst, us to its first command). A burst: the commands received from the
     trigger on, until 50 ms pass without one (one decision queues them all in one pass)."""
     out = []
     for m in SIM_LATENCY_RE.finditer(log_text):
@@ -122,7 +122,7 @@ def reaction_bursts(log_text, balloons):
                 break
             burst.append(t)
         if burst:
-            out.append((internal, burst[-1] - trigger, len(burst)))
+            out.append((internal, burst[-1] - trigger, len(burst), burst[0] - trigger))
     return out
 
 
@@ -187,6 +187,9 @@ def run_sim(args):
         sim.wait(30)
         if args.events:
             print_sim_reaction(report, log_path, rss)
+        if args.keep:
+            shutil.copy(log_path, args.keep)
+            shutil.copy(report, args.keep)
     finally:
         if hog:
             hog.stop()
@@ -214,6 +217,9 @@ def print_sim_reaction(report, log_path, rss):
     print(f"trigger fd readable -> last balloon command received, {len(e2e)} firings: "
           f"p50 {percentile(e2e, 50) / 1000:.1f} ms, p99 {percentile(e2e, 99) / 1000:.1f} ms, "
           f"max {max(e2e) / 1000:.1f} ms; commands per firing {min(counts)}-{max(counts)}")
+    first = [b[3] for b in bursts]
+    print(f"trigger fd readable -> first balloon command received: p50 {percentile(first, 50) / 1000:.1f} ms, "
+          f"p99 {percentile(first, 99) / 1000:.1f} ms")
     print(f"trigger fd readable -> last balloon command queued (daemon): "
           f"p50 {percentile(internal, 50) / 1000:.1f} ms, p99 {percentile(internal, 99) / 1000:.1f} ms")
     print(f"daemon RSS after the run: {rss} KiB")
@@ -232,6 +238,7 @@ def main():
     ap.add_argument("--guest-mem", help="with --guests: their memory (default 160M)")
     ap.add_argument("--sim", type=int, metavar="N", help="N VMs of tests/bench/fake-qemu instead of guests")
     ap.add_argument("--reset", type=int, default=20, help="with --sim: deflate all balloons every this many s")
+    ap.add_argument("--keep", type=Path, metavar="DIR", help="with --sim: copy the daemon's log and the report there")
     args = ap.parse_args()
     if args.guest_mem and not args.guests:
         ap.error("--guest-mem goes with --guests")

@@ -354,9 +354,11 @@ static void manager_decide(Manager *m, const char *why) {
                 sent = sent || moves;
         }
 
-        /* How long from the trigger fd becoming readable to the balloon command on its way. */
+        /* How long from the trigger fd becoming readable to the balloon command on its way; the trigger's
+         * CLOCK_MONOTONIC time lets a benchmark time the commands' arrival (tests/bench/reaction.py). */
         if (sent && m->host_pressure && m->host_trigger_usec > 0)
-                log_debug("latency trigger->balloon %" PRIu64 " us", monotonic_usec() - m->host_trigger_usec);
+                log_debug("latency trigger->balloon %" PRIu64 " us, trigger at %" PRIu64 " us",
+                          monotonic_usec() - m->host_trigger_usec, m->host_trigger_usec);
 
         host.pressure = host.pressure || manager_host_triggered(m, now);
         manager_schedule(m, &host, n);

@@ -391,7 +391,16 @@ static int client_queue(QmpClient *c, const char *command, json_object *argument
         c->out[c->out_size + l] = '\n';
         c->out_size += l + 1;
 
-        /* Written from the event loop, so that a failing socket never runs callbacks from here. */
+        /* Sent at once when nothing else waits: left to the event loop, 1,000 VMs' commands would take
+         * 1,000 loop iterations, each seeing every socket still writable. A failure stays for the event
+         * loop to report, so that a failing socket never runs callbacks from here. */
+        if (c->connected && c->out_size == l + 1) {
+                ssize_t n = send(c->fd, c->out, c->out_size, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n > 0) {
+                        memmove(c->out, c->out + n, c->out_size - n);
+                        c->out_size -= n;
+                }
+        }
         return client_update_io_events(c);
 }
 

@@ -1039,12 +1039,13 @@ static void test_client_free_on_disconnect(void **state) {
 
 static void test_client_output_limit(void **state) {
         Fixture *x = *state;
-        Reply r[16] = {};
+        Reply r[32] = {};
         size_t n = 0;
         int k;
 
         connect_ready(x);
-        /* Without the loop running nothing is written: the queue fills up and is capped. */
+        /* Without the loop running, a command is sent at once only while nothing waits, as far as the
+         * socket takes it; then the queue fills up and is capped. */
         _cleanup_free_ char *big = malloc(100 * KIB + 1);
         assert_non_null(big);
         memset(big, 'z', 100 * KIB);
@@ -1059,7 +1060,7 @@ static void test_client_output_limit(void **state) {
                 n++;
         }
         assert_int_equal(k, -ENOBUFS);
-        assert_int_equal(n, QMP_MAX_MESSAGE / (100 * KIB));
+        assert_true(n >= QMP_MAX_MESSAGE / (100 * KIB));
         assert_int_equal(r[n].n, 0);
 
         /* Once written, there is room again. */

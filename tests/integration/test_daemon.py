@@ -290,6 +290,25 @@ def mapped_files(pid):
         return {line.split()[5] for line in f if len(line.split()) > 5 and line.split()[5].startswith("/")}
 
 
+def test_open_files_limit_raised(run_dir, test_cgroup):
+    """About two fds per VM: the daemon raises its soft limit on open files to the hard one, as a
+    service gets only 1024 from systemd."""
+    test_cgroup.sub(slice_of("web"))
+    d = Daemon(run_dir, test_cgroup.unified_root, "[Daemon]\nStatsIntervalSec=1\n")
+    d.argv = ["prlimit", "--nofile=256:4096", "--", *d.argv]
+    qmp = BalloonQMP(d.qmp_path("web"), 4 * GiB, 2 * GiB)
+    try:
+        d.start()
+        wait_until(lambda: d.saw(r"web: adopted"), 20, what="adoption")
+        with open(f"/proc/{d.proc.pid}/limits") as f:
+            limits = f.read()
+    finally:
+        status = d.stop()
+        qmp.close()
+    assert status == 0, d.log_tail()
+    assert re.search(r"^Max open files\s+4096\s+4096\s+files", limits, re.M), limits
+
+
 def test_libvirt_is_loaded_only_when_enabled(run_dir, test_cgroup):
     """Libvirt=no maps nothing of libvirt; Libvirt=yes loads it (with no libvirtd: a socket nobody
     listens on); Libvirt=yes without the library says so once and still manages the QMP VMs."""

@@ -12,6 +12,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "qmp.h"
+#include "util.h"
 
 #define QMP_BACKOFF_MIN_USEC (1 * USEC_PER_SEC)
 #define QMP_BACKOFF_MAX_USEC (30 * USEC_PER_SEC)
@@ -405,18 +406,9 @@ static int client_queue(QmpClient *c, const char *command, json_object *argument
 }
 
 static int client_flush(QmpClient *c) {
-        while (c->out_size > 0) {
-                ssize_t n = send(c->fd, c->out, c->out_size, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                break;
-                        return -errno;
-                }
-                memmove(c->out, c->out + n, c->out_size - n);
-                c->out_size -= n;
-        }
+        int r = send_pending(c->fd, c->out, &c->out_size);
+        if (r < 0)
+                return r;
         return client_update_io_events(c);
 }
 

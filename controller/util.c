@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "util.h"
@@ -334,4 +335,20 @@ int write_file_atomic(const char *path, const char *text, bool durable) {
         if (r < 0)
                 (void) unlink(tmp);
         return r;
+}
+
+int send_pending(int fd, char *buf, size_t *size) {
+        while (*size > 0) {
+                ssize_t n = send(fd, buf, *size, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        return -errno;
+                }
+                memmove(buf, buf + n, *size - (size_t) n);
+                *size -= (size_t) n;
+        }
+        return 0;
 }

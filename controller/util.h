@@ -25,6 +25,10 @@ int write_string_file_at(int dir_fd, const char *path, const char *s);
  * in /etc; the metrics file on /run is rewritten each tick and needs not). */
 int write_file_atomic(const char *path, const char *text, bool durable);
 
+/* Sends what the socket takes now of the 'size' bytes pending at 'buf', without blocking, and keeps
+ * the rest at the front of 'buf'. 0 when all was sent or the socket is full; -errno on an error. */
+int send_pending(int fd, char *buf, size_t *size);
+
 /* Strict decimal parse of an unsigned 64-bit number: no sign, no spaces, no trailing junk, no overflow. */
 int safe_atou64(const char *s, uint64_t *ret);
 

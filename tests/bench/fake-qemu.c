@@ -160,18 +160,9 @@ static int conn_update_events(VM *vm) {
 }
 
 static int conn_flush(VM *vm) {
-        while (vm->out_size > 0) {
-                ssize_t n = send(vm->conn_fd, vm->out, vm->out_size, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                break;
-                        return -errno;
-                }
-                memmove(vm->out, vm->out + n, vm->out_size - n);
-                vm->out_size -= n;
-        }
+        int r = send_pending(vm->conn_fd, vm->out, &vm->out_size);
+        if (r < 0)
+                return r;
         return conn_update_events(vm);
 }
 

@@ -6,15 +6,14 @@ the policy saw recorded and replayed, libvirt mapped only with Libvirt=yes."""
 import json
 import os
 import re
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 from ab.guest import Guest
 from ab.hog import PageCacheHog
+from ab.listener import Listener
 from ab.scenario import Daemon, daemon_binary
 from ab.util import MiB, wait_until
 
@@ -111,40 +110,22 @@ def test_window_rounding_is_said_once(run_dir, test_cgroup):
     assert "using 2000 ms" in said[0]
 
 
-class FakeQMP:
+class FakeQMP(Listener):
     """A fake QEMU monitor (no real QEMU sends garbage): greets, then answers the capabilities
     negotiation with junk or with an oversized message."""
 
     def __init__(self, path, junk=b""):
-        self.path, self.junk = str(path), junk
-        self.connections = 0
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(4)
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.junk = junk
+        super().__init__(path)
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                try:
-                    conn.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
-                    self._talk(conn)
-                except OSError:
-                    pass
+    def talk(self, conn):
+        conn.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+        self._talk(conn)
 
     def _talk(self, conn):
         conn.recv(4096)
         conn.sendall(self.junk)
         conn.recv(4096)
-
-    def close(self):
-        self.sock.close()
-        os.unlink(self.path)
 
 
 class BalloonQMP(FakeQMP):

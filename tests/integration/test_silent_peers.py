@@ -4,7 +4,6 @@ healthy guest keeps being read at its interval and the daemon's memory stays bou
 items 4b and 10)."""
 
 import json
-import os
 import socket
 import threading
 import time
@@ -12,6 +11,7 @@ import time
 import pytest
 
 from ab.guest import Guest
+from ab.listener import Listener
 from ab.measure import proc_rss_kib
 from ab.scenario import Daemon
 from ab.util import MiB, wait_until
@@ -24,38 +24,6 @@ WINDOW = 20  # seconds over which the healthy guest's reads are counted
 
 def slice_of(vm):
     return f"balloon.slice/balloon-{vm}.slice"
-
-
-class Listener:
-    """A unix socket served from a thread, one connection at a time."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.connections = 0
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(4)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._guarded, args=(conn,), daemon=True).start()
-
-    def _guarded(self, conn):
-        with conn:
-            try:
-                self.talk(conn)
-            except OSError:
-                pass
-
-    def close(self):
-        self.sock.close()
-        os.unlink(self.path)
 
 
 class SilentQMP(Listener):
@@ -114,8 +82,11 @@ class CountingProxy(Listener):
 def test_silent_and_garbage_peers_leave_a_healthy_guest_alone(run_dir, test_cgroup, guest_image):
     for vm in ("ok", "silent", "junk"):
         test_cgroup.sub(slice_of(vm))
+    # The host's real trigger, which reads every VM at once when it fires, must not fire here: the
+    # healthy guest's reads are counted.
     d = Daemon(run_dir, test_cgroup.unified_root,
-               "[Daemon]\nStatsIntervalSec=1\nStatsIdleIntervalSec=1\n").start()
+               "[Daemon]\nStatsIntervalSec=1\nStatsIdleIntervalSec=1\nTriggerWindowSec=10\nHostTriggerStallSec=10\n"
+               "SliceTriggerStallSec=10\nHostReserve=0\n").start()
     g = Guest.start("ok", run_dir, image=guest_image, cgroups=test_cgroup.procs_paths(slice_of("ok")))
     peers = []
     try:
@@ -132,9 +103,10 @@ def test_silent_and_garbage_peers_leave_a_healthy_guest_alone(run_dir, test_cgro
               f"peer; daemon RSS {rss[0]} -> {rss[1]} KiB; silent peer connections {peers[1].connections}, "
               f"garbage peer connections {peers[2].connections}")
 
-        # Read every second whatever the others do, and no more often (sd-event's timer slack
-        # allows a little less); memory does not grow with the failures.
-        assert WINDOW * 0.8 <= reads <= WINDOW + 2, d.log_tail()
+        # Read every second whatever the others do (before: 4 reads in 20 s), and no read storm: a
+        # round the silent VM's adoption starts reads the others due within half an interval early,
+        # and sd-event's timer slack allows a little less; memory does not grow with the failures.
+        assert WINDOW * 0.8 <= reads <= WINDOW * 1.5, d.log_tail()
         assert rss[1] - rss[0] < 1024
         # The back-off keeps growing for peers that fail soon after connecting.
         assert peers[1].connections <= 5 and peers[2].connections <= 7

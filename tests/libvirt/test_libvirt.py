@@ -43,7 +43,9 @@ def test_host_and_guest_pressure(lv):
     # Below GuestMinAvailable= (48M), but not so far that the guest (no swap) OOM-kills the
     # allocation before the deflation lands.
     loop.guest_pressure("lv1", leave_mb=40)
-    wait_until(lambda: g.query_balloon() > squeezed + 64 * MIB, 30, 0.2,
+    # A step back, or all of it when the first inflation was smaller (the guest's stats at that
+    # moment may leave it little to give).
+    wait_until(lambda: g.query_balloon() >= min(squeezed + 64 * MIB, GUEST_MEM), 30, 0.2,
                what="lv1 to deflate after guest pressure")
     print(f"guest pressure -> deflate through libvirt in {time.monotonic() - mark:.1f} s")
     assert d.decisions_for("lv1", "deflate", since=mark)

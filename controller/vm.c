@@ -707,11 +707,15 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *decision, boo
         /* A hold repeats every tick while it lasts, with quiet ticks between; paused or in a dry run,
          * so does every decision, since nothing moves. Each is said once, and again after
          * REPEAT_LOG_USEC if it still holds. */
+        /* The same cause: its reason's numbers (a hysteresis' time left) change at every tick. */
+        char cause[sizeof vm->logged.cause];
+        (void) snprintf(cause, sizeof cause, "%.*s", (int) strcspn(d.reason, ":"), d.reason);
         bool repeat = (d.action == POLICY_HOLD || dry_run) && d.action == vm->logged.action &&
                 d.target == vm->logged.target && d.memory_high == vm->logged.memory_high &&
-                now < vm->logged.usec + REPEAT_LOG_USEC;
+                streq(cause, vm->logged.cause) && now < vm->logged.usec + REPEAT_LOG_USEC;
         if (!repeat) {
-                vm->logged = (VMLoggedDecision) { d.action, d.target, d.memory_high, now };
+                vm->logged = (VMLoggedDecision) { d.action, d.target, d.memory_high, {}, now };
+                memcpy(vm->logged.cause, cause, sizeof cause);
                 /* What the action moves: the balloon, memory.high's new value, nothing for a hold. */
                 uint64_t bytes = is_balloon_action(d.action) ?
                         (d.target > vm->actual ? d.target - vm->actual : vm->actual - d.target) :

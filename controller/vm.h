@@ -44,6 +44,7 @@ struct VMContext {
 typedef struct VMLoggedDecision {
         PolicyAction action;
         uint64_t target, memory_high;
+        char cause[32];           /* the reason up to its first ':' ("host pressure", ...) */
         uint64_t usec;
 } VMLoggedDecision;
 

@@ -130,7 +130,7 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
                 t = page_down(MIN(add_sat(vm->actual, MIN(p->deflate_step, p->max_step)), vm->max));
 
         /* Nothing to do (at max, or the deflation in flight): no reason but when explaining. */
-        if (!c->explain && vm->target >= vm->actual && (floor || !c->host_pressure) &&
+        if (!c->explain && vm->target >= MIN(vm->actual, vm->max) && (floor || !c->host_pressure) &&
             (t <= vm->actual || vm->target >= t))
                 return;
 

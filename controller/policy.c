@@ -208,10 +208,14 @@ void policy_follow_device(const PolicyVM *vm, PolicyDecision *d) {
 }
 
 bool policy_cancel_inflate(const PolicyVM *vm, PolicyDecision *d) {
-        if (vm->target >= vm->actual)
+        /* Stopped where it is, but never above MaxMemory=: an inflation down to it goes on, as no
+         * guest pressure lifts the ceiling. */
+        uint64_t t = MIN(vm->actual, vm->max);
+
+        if (vm->target >= t)
                 return false;
         d->action = POLICY_CANCEL;
-        d->target = vm->actual;
+        d->target = t;
         reason_add(d->reason, ": cancel inflate to %s at %s", FB(vm->target), FB(vm->actual));
         return true;
 }

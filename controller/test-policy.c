@@ -514,6 +514,23 @@ static void test_decide_cancel(void **state) {
         assert_int_equal(s.out[0].memory_high, s.vm[0].memory_high);
 }
 
+/* Above MaxMemory= (the device deflated past it on the guest's messages) and inflating back to it:
+ * guest pressure does not cancel that, nor sends a target above the ceiling. */
+static void test_decide_cancel_above_max(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].max = s.vm[0].actual - 32 * MIB;
+        s.vm[0].target = s.vm[0].max;
+        s.vm[0].last_progress_usec = T0;
+        s.vm[0].oom_kills = 1;
+
+        sim_decide(&s);
+
+        assert_true(s.out[0].action != POLICY_CANCEL);
+        assert_true(s.out[0].target <= s.vm[0].max);
+}
+
 static void test_decide_memory_high(void **state) {
         Sim s;
 
@@ -852,6 +869,7 @@ int main(void) {
                 cmocka_unit_test(test_decide_floor_wins),
                 cmocka_unit_test(test_decide_hold_above_floor),
                 cmocka_unit_test(test_decide_cancel),
+                cmocka_unit_test(test_decide_cancel_above_max),
                 cmocka_unit_test(test_decide_memory_high),
                 cmocka_unit_test(test_decide_no_flapping),
                 cmocka_unit_test(test_decide_rate_cap),

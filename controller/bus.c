@@ -361,6 +361,7 @@ static int set_paused(sd_bus_message *msg, Manager *m, bool paused, sd_bus_error
                                    "attribute is written until resumed.");
                 else
                         log_notice("Resumed.");
+                m->state_dirty = true;
                 manager_save_state(m);
                 r = sd_bus_emit_properties_changed(sd_bus_message_get_bus(msg), BUS_PATH, BUS_INTERFACE,
                                                    "Paused", NULL);

@@ -350,6 +350,7 @@ static void manager_decide(Manager *m, const char *why) {
                 const PolicyDecision *d = &m->decisions[i];
                 bool moves = d->action == POLICY_INFLATE && d->target != vm->target;
 
+                m->state_dirty = m->state_dirty || !policy_carry_equal(&vm->carry, &d->carry);
                 vm_apply_decision(vm, now, d, m->options.dry_run || m->paused);
                 sent = sent || moves;
         }
@@ -363,7 +364,8 @@ static void manager_decide(Manager *m, const char *why) {
         host.pressure = host.pressure || manager_host_triggered(m, now);
         manager_schedule(m, &host, n);
         m->host_pressure = false;
-        manager_save_state(m);
+        if (m->state_dirty)
+                manager_save_state(m);
 }
 
 /* What the VMs see of the manager (VMContext). */
@@ -372,8 +374,7 @@ static bool on_vm_take_saved_carry(const VMContext *ctx, const char *name, Polic
         Manager *m = ctx->userdata;
         PolicyCarry *c = (PolicyCarry *) state_find_vm(&m->saved, name);
 
-        if (!c || (c->hysteresis_until_usec == 0 && c->backoff_until_usec == 0 && c->last_inflate_usec == 0 &&
-                   c->stall_count == 0))
+        if (!c || policy_carry_is_empty(c))
                 return false;
         *ret = *c;
         *c = (PolicyCarry) {};
@@ -666,7 +667,8 @@ void manager_save_state(Manager *m) {
         for (size_t i = 0; i < m->vms.n; i++)
                 vms[s.n_vms++] = (StateVM) { .name = m->vms.items[i]->name, .carry = m->vms.items[i]->carry };
         for (size_t i = 0; i < m->saved.n_vms; i++)
-                if (!vm_list_find(&m->vms, m->saved.vms[i].name))
+                /* An entry is emptied when its VM takes it: only the others are looked for. */
+                if (!policy_carry_is_empty(&m->saved.vms[i].carry) && !vm_list_find(&m->vms, m->saved.vms[i].name))
                         vms[s.n_vms++] = m->saved.vms[i];
         s.vms = vms;
 
@@ -675,8 +677,6 @@ void manager_save_state(Manager *m) {
                 log_oom();
                 return;
         }
-        if (streq_ptr(text, m->state_written))
-                return;
 
         r = write_file_atomic(m->state_path, text, false);
         if (r < 0) {
@@ -687,8 +687,7 @@ void manager_save_state(Manager *m) {
                 return;
         }
         m->state_failed = false;
-        free(m->state_written);
-        m->state_written = TAKE_PTR(text);
+        m->state_dirty = false;
 }
 
 int manager_new(const ManagerOptions *options, Manager **ret) {
@@ -784,7 +783,6 @@ Manager *manager_free(Manager *m) {
         free(m->runtime_dir);
         free(m->metrics_path);
         free(m->state_path);
-        free(m->state_written);
         state_done(&m->saved);
         if (m->record)
                 (void) fclose(m->record);

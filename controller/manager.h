@@ -47,7 +47,7 @@ typedef struct Manager {
         char *state_path;            /* <RuntimeDir>/state; NULL: not kept (no boot id) */
         char boot_id[37];
         State saved;                 /* as read at start; an entry is taken by its VM's adoption */
-        char *state_written;         /* the file's text as last written, to write only changes */
+        bool state_dirty;            /* Pause or a VM's carried state changed since the last write */
         bool state_failed;           /* the last write failed and said so */
 
         sd_event_source *host_trigger;
@@ -80,7 +80,8 @@ typedef struct Manager {
 
 int manager_new(const ManagerOptions *options, Manager **ret);
 
-/* Writes <RuntimeDir>/state if Pause or a VM's carried state changed since the last write. */
+/* Writes <RuntimeDir>/state now; a decision calls it when a VM's carried state changed, the D-Bus
+ * API when Pause did. A failed write is tried again at the next decision. */
 void manager_save_state(Manager *m);
 Manager *manager_free(Manager *m);
 static inline void manager_freep(Manager **m) {

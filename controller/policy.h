@@ -65,6 +65,16 @@ typedef struct PolicyCarry {
         unsigned stall_count;           /* stalls in a row: the back-off doubles with each */
 } PolicyCarry;
 
+static inline bool policy_carry_equal(const PolicyCarry *a, const PolicyCarry *b) {
+        return a->hysteresis_until_usec == b->hysteresis_until_usec &&
+                a->backoff_until_usec == b->backoff_until_usec && a->last_inflate_usec == b->last_inflate_usec &&
+                a->stall_count == b->stall_count;
+}
+
+static inline bool policy_carry_is_empty(const PolicyCarry *c) {
+        return policy_carry_equal(c, &(const PolicyCarry) {});
+}
+
 /* Why a guest is considered under pressure; several may hold at once. */
 typedef enum GuestPressure {
         GUEST_PRESSURE_AVAILABLE     = 1 << 0, /* available memory below its floor */

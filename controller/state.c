@@ -189,8 +189,7 @@ int state_format(const State *s, const char *boot_id, char **ret) {
         for (size_t i = 0; i < s->n_vms; i++) {
                 const PolicyCarry *c = &s->vms[i].carry;
 
-                if (c->hysteresis_until_usec == 0 && c->backoff_until_usec == 0 && c->last_inflate_usec == 0 &&
-                    c->stall_count == 0)
+                if (policy_carry_is_empty(c))
                         continue;
                 fprintf(f, "vm %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %u\n", s->vms[i].name,
                         c->hysteresis_until_usec, c->backoff_until_usec, c->last_inflate_usec, c->stall_count);

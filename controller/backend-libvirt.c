@@ -687,12 +687,16 @@ static void on_qemu_event(virConnectPtr conn, virDomainPtr dom, const char *even
         LibvirtBackend *b = lv_find(opaque, dom);
         _cleanup_json_ json_object *data = NULL;
         GuestPressureEvent e;
+        int r;
 
         if (!b)
                 return;
         /* The guest's words, relayed: bounded as on the QMP path. */
-        if (!details || json_parse_untrusted(details, &data) < 0 || guest_pressure_parse(data, &e) < 0) {
-                log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", b->backend.vm->name);
+        r = !details ? -EBADMSG : json_parse_untrusted(details, &data);
+        if (r >= 0)
+                r = guest_pressure_parse(data, &e);
+        if (r < 0) {
+                vm_backend_guest_pressure_invalid(b->backend.vm, r == -EOPNOTSUPP ? r : -EBADMSG);
                 return;
         }
         vm_backend_guest_pressure(b->backend.vm, &e);

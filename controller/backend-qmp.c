@@ -211,8 +211,10 @@ static void on_qmp_event(QmpClient *c, const char *event, json_object *data, voi
         }
 
         if (streq(event, "BALLOON_GUEST_PRESSURE")) {
-                if (guest_pressure_parse(data, &e) < 0)
-                        log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it", name_of(q));
+                int r = guest_pressure_parse(data, &e);
+
+                if (r < 0)
+                        vm_backend_guest_pressure_invalid(q->backend.vm, r);
                 else
                         vm_backend_guest_pressure(q->backend.vm, &e);
                 return;

@@ -49,6 +49,8 @@ void vm_backend_target_refused(VM *vm);                              /* the last
 void vm_backend_balloon_invalid(VM *vm, const char *what);
 void vm_backend_stats(VM *vm, const GuestStats *s);                /* NULL: a malformed report */
 void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e);
+/* A BALLOON_GUEST_PRESSURE event guest_pressure_parse() refused with 'error': warned at a bounded rate. */
+void vm_backend_guest_pressure_invalid(VM *vm, int error);
 void vm_backend_refresh_done(VM *vm);
 /* The VM's Weight/MinMemory/MaxMemory as the backend finds them (libvirt's domain metadata): the
  * config file's [VM] keys win, these fill in what it does not set. */

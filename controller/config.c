@@ -87,6 +87,7 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("MaxStep",              CONFIG_SIZE,          max_step,                 "256M",             1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("MaxRate",              CONFIG_SIZE,          max_rate,                 "128M",             1, UINT64_MAX, "must be greater than 0"),
         DAEMON_KEY("DeflateStep",          CONFIG_SIZE,          deflate_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),
+        DAEMON_KEY("GuestPressureIntervalSec", CONFIG_TIME,      guest_pressure_interval_usec, "1",            100 * USEC_PER_MSEC, USEC_PER_HOUR, "must be between 100ms and 1h"),
         DAEMON_KEY("GuestReserve",         CONFIG_SIZE_SPEC,     guest_reserve,            "64M",              0, 0, NULL),
         DAEMON_KEY("GuestMinAvailable",    CONFIG_SIZE_SPEC,     guest_min_available,      "32M",              0, 0, NULL),
         DAEMON_KEY("GuestSwapInRate",      CONFIG_SIZE,          guest_swapin_rate,        "1M",               0, UINT64_MAX, NULL),

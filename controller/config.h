@@ -56,6 +56,7 @@ typedef struct Config {
         uint64_t max_step;               /* MaxStep=, per VM and decision */
         uint64_t max_rate;               /* MaxRate=, per VM, bytes per second */
         uint64_t deflate_step;           /* DeflateStep=, given back on guest pressure */
+        uint64_t guest_pressure_interval_usec; /* GuestPressureIntervalSec=: messages acted on per VM */
         SizeSpec guest_reserve;          /* GuestReserve=, available memory an inflate leaves the guest;
                                           * % of the guest's current memory */
         SizeSpec guest_min_available;    /* GuestMinAvailable=, below it the guest is under pressure;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
-#include <stdio.h>
+#include <string.h>
 
 #include "guest-stats.h"
 #include "json-util.h"
@@ -74,15 +74,20 @@ int guest_stats_parse(json_object *result, GuestStats *ret) {
 
 int guest_pressure_parse(json_object *data, GuestPressureEvent *ret) {
         GuestPressureEvent e = {};
-        uint64_t level;
-        json_object *action;
+        json_object *level;
+        const char *name;
+        int i;
 
-        if (json_member_u64(data, "actual", &e.actual) < 0 || json_member_u64(data, "target", &e.target) < 0 ||
-            json_member_u64(data, "level", &level) < 0 || level > 2 ||
-            !json_object_object_get_ex(data, "action", &action) || !json_object_is_type(action, json_type_string))
+        if (json_member_u64(data, "size", &e.size) < 0 ||
+            !json_object_object_get_ex(data, "level", &level) || !json_object_is_type(level, json_type_string))
                 return -EBADMSG;
-        e.level = (int) level;
-        (void) snprintf(e.action, sizeof e.action, "%s", json_object_get_string(action));
+        name = json_object_get_string(level);
+        if (strlen(name) != (size_t) json_object_get_string_len(level))
+                return -EBADMSG;
+        i = guest_pressure_level_from_string(name);
+        if (i < 0)
+                return -EOPNOTSUPP;
+        e.level = (GuestPressureLevel) i;
         *ret = e;
         return 0;
 }

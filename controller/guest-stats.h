@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <json-c/json.h>
 
+#include "policy.h"
+
 /* What a guest tells of its memory, whichever way it comes (QMP, libvirt): the virtio-balloon stats
  * and the patched device's pressure messages, with their JSON parsers. The guest is untrusted: the
  * parsers take only well-formed values and vm.c bounds what it derives from them. */
@@ -50,14 +52,14 @@ const char *guest_stat_to_name(GuestStat i);
  * 18446744073709551615 means "not reported" and leaves the stat invalid. -EBADMSG when malformed. */
 int guest_stats_parse(json_object *result, GuestStats *ret);
 
-/* A guest pressure message relayed by the patched device (docs/guest-pressure-protocol.md): the
- * device has already cancelled an inflation or deflated a step. */
+/* A guest pressure message, as the device forwards it. The device decides nothing and the event says
+ * nothing of the balloon: the policy decides. */
 typedef struct GuestPressureEvent {
-        uint64_t actual, target;
-        int level;              /* 0 low, 1 medium, 2 critical */
-        char action[16];        /* "cancel", "deflate", "none" */
+        GuestPressureLevel level;
+        uint64_t size;          /* bytes the guest estimates it lacks; 0: no estimate. A hint only */
 } GuestPressureEvent;
 
 /* Parses the data of the BALLOON_GUEST_PRESSURE event, as QEMU sends it and libvirt relays it:
- * {"actual": N, "target": N, "level": 0..2, "action": "..."}. -EBADMSG when malformed. */
+ * {"level": "low"|"medium"|"critical", "size": N}. -EOPNOTSUPP for a level this daemon does not know
+ * (a newer QEMU's), -EBADMSG when malformed. */
 int guest_pressure_parse(json_object *data, GuestPressureEvent *ret);

@@ -103,23 +103,72 @@ static void raise_high_for(const PolicyParams *p, const PolicyVM *vm, uint64_t t
         }
 }
 
+/* A guest pressure message (the device forwards it and decides nothing; other signals may come with
+ * it, and count as medium). An inflation in flight is cancelled, but never more than DeflateStep
+ * above the daemon's own target, however far the guest-written actual says the balloon is; medium
+ * and critical then give a step back on top (critical: the guest's own estimate, up to MaxStep);
+ * low only cancels, as nothing is to be given back on low while nothing is being inflated. Under
+ * host pressure a medium guest keeps what it has and competes by weight, as on the other signals;
+ * a critical one still gets its step, its allocations being about to fail. */
+static void decide_guest_event(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
+        const PolicyParams *p = c->p;
+        uint64_t step = MIN(p->deflate_step, p->max_step), give = step, base, t;
+        int level = vm->pressure_event_level;
+        bool cancel;
+
+        if (d->guest_pressure != GUEST_PRESSURE_EVENT)
+                level = MAX(level, (int) GUEST_PRESSURE_LEVEL_MEDIUM);
+        if (level >= GUEST_PRESSURE_LEVEL_CRITICAL)
+                give = MIN(MAX(p->deflate_step, vm->pressure_event_size), p->max_step);
+
+        policy_reason_add_signals(d->reason, vm, d->guest_pressure);
+        cancel = policy_cancel_inflate(vm, page_down(policy_event_cancel_bound(vm, step)), d);
+        base = cancel ? d->target : vm->actual;
+
+        if (level < GUEST_PRESSURE_LEVEL_MEDIUM) {
+                if (!cancel) {
+                        d->action = POLICY_HOLD;
+                        reason_add(d->reason, ": no inflation in flight, holding at %s", FB(vm->actual));
+                }
+                goto finish;
+        }
+        if (level < GUEST_PRESSURE_LEVEL_CRITICAL && c->host_pressure) {
+                if (!cancel) {
+                        d->action = POLICY_HOLD;
+                        raise_high_for(p, vm, MAX(vm->actual, vm->target), d);
+                }
+                reason_add(d->reason, "%shost under pressure too (goal %s), holding at %s", cancel ? "; " : ": ",
+                           FB(c->goal), FB(base));
+                goto finish;
+        }
+
+        t = page_down(MIN(add_sat(base, give), vm->max));
+        if (t <= base || t <= vm->target) {
+                if (!cancel)
+                        d->action = POLICY_HOLD;
+                if (t <= base)
+                        reason_add(d->reason, "%sat max %s", cancel ? "; " : ": ", FB(vm->max));
+                else
+                        reason_add(d->reason, "%sdeflate to %s in flight", cancel ? "; " : ": ", FB(vm->target));
+                goto finish;
+        }
+        d->action = POLICY_DEFLATE;
+        d->target = t;
+        reason_add(d->reason, "%sdeflate %s", cancel ? "; then " : ": ", FB(t - base));
+        raise_high_for(p, vm, t, d);
+
+finish:
+        reason_add(d->reason, ", hysteresis %s", FU(p->hysteresis_usec));
+}
+
 static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         const PolicyParams *p = c->p;
         uint64_t min = vm_min(vm), t;
         bool floor = vm->actual < min;
 
-        if (d->guest_pressure == GUEST_PRESSURE_EVENT && !floor) {
-                policy_follow_device(vm, d);
-                if (d->target > vm->max) {
-                        /* The device deflates past MaxMemory= too: it is a ceiling, not something a
-                         * guest's messages win; back to it. */
-                        d->target = page_down(vm->max);
-                        d->action = d->target > vm->actual ? POLICY_DEFLATE :
-                                d->target < vm->actual ? POLICY_INFLATE : POLICY_CANCEL;
-                        reason_add(d->reason, ": capped at max %s", FB(vm->max));
-                }
-                raise_high_for(p, vm, d->target, d);
-                goto finish;
+        if ((d->guest_pressure & GUEST_PRESSURE_EVENT) && !floor) {
+                decide_guest_event(c, vm, d);
+                return;
         }
 
         if (floor) {
@@ -136,7 +185,7 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
 
         policy_reason_add_signals(d->reason, vm, d->guest_pressure);
 
-        if (policy_cancel_inflate(vm, d))
+        if (policy_cancel_inflate(vm, UINT64_MAX, d))
                 goto finish;
 
         if (!floor && c->host_pressure) {

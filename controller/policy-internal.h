@@ -59,12 +59,14 @@ void policy_reason_add_counts(char *reason, const PolicyDecision *out, size_t n,
  * whether there is. */
 bool policy_reason_add_host(char *reason, const PolicyParams *p, const PolicyHost *host);
 
-/* When the guest driver's message is the only signal, the patched device has already cancelled an
- * inflation or deflated a step at its own rate: the decision follows the device's target. */
-void policy_follow_device(const PolicyVM *vm, PolicyDecision *d);
-/* Guest pressure while an inflation is in flight: stop it where the balloon is (target = actual).
- * Returns false, changing nothing, when no inflation is in flight. */
-bool policy_cancel_inflate(const PolicyVM *vm, PolicyDecision *d);
+/* Guest pressure while an inflation is in flight: stop it where the balloon is (target = actual), or
+ * at 'bound' if lower. Returns false, changing nothing, when no inflation is in flight. */
+bool policy_cancel_inflate(const PolicyVM *vm, uint64_t bound, PolicyDecision *d);
+/* The highest target a guest pressure message may cancel an inflation up to: the guest writes
+ * 'actual', so a message moves the target at most 'step' above what the daemon itself asked. */
+static inline uint64_t policy_event_cancel_bound(const PolicyVM *vm, uint64_t step) {
+        return add_sat(vm->target, step);
+}
 
 /* Why a VM may not be inflated now. */
 typedef enum InflateBlock {

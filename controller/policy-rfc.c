@@ -23,19 +23,15 @@ static void rfc_guest_pressure(uint64_t now, const PolicyVM *vm, bool explain, P
 
         d->carry.hysteresis_until_usec = add_sat(now, RFC_HYSTERESIS_USEC);
 
-        if (d->guest_pressure == GUEST_PRESSURE_EVENT) {
-                /* The patched device took the RFC's step itself. */
-                policy_follow_device(vm, d);
-                goto finish;
-        }
-
         t = page_down(MIN(add_sat(vm->target, RFC_STEP), vm->max));
         /* At max: a "none" without a reason but when explaining. */
         if (!explain && vm->target >= vm->actual && t <= vm->target)
                 return;
 
         policy_reason_add_signals(d->reason, vm, d->guest_pressure);
-        if (policy_cancel_inflate(vm, d))
+        /* The guest writes actual: its message cancels at most the RFC's step above our target. */
+        if (policy_cancel_inflate(vm, d->guest_pressure & GUEST_PRESSURE_EVENT ?
+                                  page_down(policy_event_cancel_bound(vm, RFC_STEP)) : UINT64_MAX, d))
                 goto finish;
 
         if (t <= vm->target) {

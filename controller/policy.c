@@ -50,6 +50,25 @@ int policy_mode_from_string(const char *s, PolicyMode *ret) {
         return -EINVAL;
 }
 
+static const char *const guest_pressure_level_table[_GUEST_PRESSURE_LEVEL_MAX] = {
+        [GUEST_PRESSURE_LEVEL_LOW] = "low",
+        [GUEST_PRESSURE_LEVEL_MEDIUM] = "medium",
+        [GUEST_PRESSURE_LEVEL_CRITICAL] = "critical",
+};
+
+const char *guest_pressure_level_to_string(int level) {
+        if ((unsigned) level >= _GUEST_PRESSURE_LEVEL_MAX)
+                return NULL;
+        return guest_pressure_level_table[level];
+}
+
+int guest_pressure_level_from_string(const char *name) {
+        for (int l = 0; l < _GUEST_PRESSURE_LEVEL_MAX; l++)
+                if (streq_ptr(name, guest_pressure_level_table[l]))
+                        return l;
+        return -1;
+}
+
 static char *reason_put(char *p, char *end, const char *s, size_t l) {
         l = MIN(l, (size_t) (end - p));
         memcpy(p, s, l);
@@ -187,36 +206,29 @@ void policy_reason_add_signals(char *reason, const PolicyVM *vm, GuestPressure g
                 reason_add(reason, "%s%" PRIu64 " OOM kills", sep, vm->oom_kills);
                 sep = ", ";
         }
-        if (gp & GUEST_PRESSURE_EVENT)
-                reason_add(reason, "%sguest driver event", sep);
+        if (gp & GUEST_PRESSURE_EVENT) {
+                reason_add(reason, "%sguest driver event %s", sep,
+                           guest_pressure_level_to_string(vm->pressure_event_level) ?: "unknown");
+                if (vm->pressure_event_count > 1)
+                        reason_add(reason, " (%" PRIu64 " messages)", vm->pressure_event_count);
+                if (vm->pressure_event_size > 0)
+                        reason_add(reason, " lacking %s", FB(vm->pressure_event_size));
+        }
         reason_add(reason, ")");
 }
 
-void policy_follow_device(const PolicyVM *vm, PolicyDecision *d) {
-        /* Following instead of deflating again: a guest flooding messages gets no more than the
-         * device's rate. */
-        if (vm->target > vm->actual)
-                d->action = POLICY_DEFLATE;
-        else if (streq_ptr(vm->pressure_event_action, "cancel"))
-                d->action = POLICY_CANCEL;
-        else
-                d->action = POLICY_HOLD;
-        d->target = vm->target;
-        reason_add(d->reason, "guest driver event (level %d): the device's action %s, balloon %s, target %s",
-                   vm->pressure_event_level, vm->pressure_event_action ?: "unknown", FB(vm->actual),
-                   FB(vm->target));
-}
-
-bool policy_cancel_inflate(const PolicyVM *vm, PolicyDecision *d) {
+bool policy_cancel_inflate(const PolicyVM *vm, uint64_t bound, PolicyDecision *d) {
         /* Stopped where it is, but never above MaxMemory=: an inflation down to it goes on, as no
          * guest pressure lifts the ceiling. */
-        uint64_t t = MIN(vm->actual, vm->max);
+        uint64_t t = MIN(MIN(vm->actual, vm->max), bound);
 
         if (vm->target >= t)
                 return false;
         d->action = POLICY_CANCEL;
         d->target = t;
         reason_add(d->reason, ": cancel inflate to %s at %s", FB(vm->target), FB(vm->actual));
+        if (t < MIN(vm->actual, vm->max))
+                reason_add(d->reason, ", up to %s", FB(t));
         return true;
 }
 

@@ -86,6 +86,20 @@ typedef enum GuestPressure {
         GUEST_PRESSURE_EVENT         = 1 << 6, /* the guest driver said so over the message queue */
 } GuestPressure;
 
+/* The levels of the guest pressure queue's messages (docs/virtio-spec-guest-pressure.tex), in
+ * increasing urgency. */
+typedef enum GuestPressureLevel {
+        GUEST_PRESSURE_LEVEL_LOW,      /* tasks waited for reclaim, which succeeds */
+        GUEST_PRESSURE_LEVEL_MEDIUM,   /* they keep waiting: reclaim is inefficient or stalls frequent */
+        GUEST_PRESSURE_LEVEL_CRITICAL, /* allocations about to fail, or the OOM handling about to run */
+        _GUEST_PRESSURE_LEVEL_MAX,
+} GuestPressureLevel;
+
+/* "low", "medium", "critical"; NULL for anything else (a trace may hold any int). */
+const char *guest_pressure_level_to_string(int level);
+/* The inverse; -1 for an unknown name. */
+int guest_pressure_level_from_string(const char *name);
+
 typedef struct PolicyVM {
         const char *name;
         uint64_t weight;              /* 1..10000 */
@@ -104,9 +118,12 @@ typedef struct PolicyVM {
         uint64_t swap_in_rate;        /* bytes/s over the last stats interval */
         uint64_t major_fault_rate;    /* faults/s over the last stats interval */
         uint64_t alloc_stalls, direct_reclaims, oom_kills; /* increase over the last stats interval */
-        bool pressure_event;          /* guest pressure message since the last decision */
-        int pressure_event_level;     /* its level: 0 low, 1 medium, 2 critical */
-        const char *pressure_event_action; /* what the device did: "cancel", "deflate" or "none" */
+        /* Guest pressure messages (the device forwards them and decides nothing), folded since the
+         * last one acted on; the caller presents them at most once per GuestPressureIntervalSec=. */
+        bool pressure_event;          /* messages to act on in this decision */
+        int pressure_event_level;     /* GuestPressureLevel, the highest of them */
+        uint64_t pressure_event_size; /* the largest "bytes lacking" hint, bounded by boot memory; 0: none */
+        uint64_t pressure_event_count; /* how many were folded into this one */
         bool slice_pressure;          /* the slice's trigger fired since the last decision */
 
         PolicyCarry carry;            /* as returned in the previous PolicyDecision */

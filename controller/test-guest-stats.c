@@ -131,27 +131,69 @@ static void test_guest_stats_invalid(void **state) {
 static void test_guest_pressure(void **state) {
         static const char *const bad[] = {
                 "{}",
-                "{\"actual\": 1, \"target\": 2, \"level\": 3, \"action\": \"deflate\"}",
-                "{\"actual\": 1, \"target\": 2, \"level\": 1}",
-                "{\"actual\": 1, \"target\": -2, \"level\": 1, \"action\": \"deflate\"}",
-                "{\"actual\": 1, \"target\": 2, \"level\": 1, \"action\": 5}",
+                "[]",
+                "\"critical\"",
+                /* The RFC's format, that the device filled in itself. */
+                "{\"actual\": 1, \"target\": 2, \"level\": 1, \"action\": \"deflate\"}",
+                "{\"level\": \"low\"}",
+                "{\"size\": 0}",
+                "{\"level\": 1, \"size\": 0}",
+                "{\"level\": \"low\", \"size\": -1}",
+                "{\"level\": \"low\", \"size\": 1.5}",
+                "{\"level\": \"low\", \"size\": \"1\"}",
+                "{\"level\": null, \"size\": 1}",
+                "{\"level\": \"low\\u0000x\", \"size\": 1}",
         };
-        _cleanup_json_ json_object *ok = parse("{\"actual\": 402653184, \"target\": 536870912, \"level\": 2, "
-                                               "\"action\": \"a-very-long-action-name\"}");
-        GuestPressureEvent e = {};
+        static const char *const unknown[] = {
+                "{\"level\": \"severe\", \"size\": 1}",
+                "{\"level\": \"LOW\", \"size\": 1}",
+                "{\"level\": \"\", \"size\": 1}",
+        };
+        static const struct {
+                const char *json;
+                GuestPressureLevel level;
+                uint64_t size;
+        } good[] = {
+                { "{\"level\": \"low\", \"size\": 0}", GUEST_PRESSURE_LEVEL_LOW, 0 },
+                { "{\"level\": \"medium\", \"size\": 4194304}", GUEST_PRESSURE_LEVEL_MEDIUM, 4 * MIB },
+                /* Bounded by vm.c, not here: the parser knows no boot memory. */
+                { "{\"level\": \"critical\", \"size\": 18446744073709551615, \"more\": [1]}",
+                  GUEST_PRESSURE_LEVEL_CRITICAL, UINT64_MAX },
+        };
+        GuestPressureEvent e;
 
-        assert_int_equal(guest_pressure_parse(ok, &e), 0);
-        assert_true(e.actual == 384 * MIB && e.target == 512 * MIB);
-        assert_int_equal(e.level, 2);
-        /* Cut to fit: the guest chooses nothing here, QEMU does, but the buffer is ours. */
-        assert_string_equal(e.action, "a-very-long-act");
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_json_ json_object *o = parse(good[i].json);
 
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                _cleanup_json_ json_object *o = parse(bad[i]);
-                e.level = 42;
-                assert_int_equal(guest_pressure_parse(o, &e), -EBADMSG);
-                assert_int_equal(e.level, 42);
+                assert_int_equal(guest_pressure_parse(o, &e), 0);
+                assert_int_equal(e.level, good[i].level);
+                assert_true(e.size == good[i].size);
         }
+
+        for (size_t i = 0; i < ELEMENTSOF(bad) + ELEMENTSOF(unknown); i++) {
+                bool u = i >= ELEMENTSOF(bad);
+                _cleanup_json_ json_object *o = parse(u ? unknown[i - ELEMENTSOF(bad)] : bad[i]);
+
+                e = (GuestPressureEvent) { .level = 42, .size = 42 };
+                assert_int_equal(guest_pressure_parse(o, &e), u ? -EOPNOTSUPP : -EBADMSG);
+                /* Outputs are written only on success. */
+                assert_int_equal(e.level, 42);
+                assert_int_equal(e.size, 42);
+        }
+        assert_int_equal(guest_pressure_parse(NULL, &e), -EBADMSG);
+}
+
+static void test_guest_pressure_levels(void **state) {
+        assert_string_equal(guest_pressure_level_to_string(GUEST_PRESSURE_LEVEL_LOW), "low");
+        assert_string_equal(guest_pressure_level_to_string(GUEST_PRESSURE_LEVEL_CRITICAL), "critical");
+        assert_null(guest_pressure_level_to_string(-1));
+        assert_null(guest_pressure_level_to_string(_GUEST_PRESSURE_LEVEL_MAX));
+        for (int l = 0; l < _GUEST_PRESSURE_LEVEL_MAX; l++)
+                assert_int_equal(guest_pressure_level_from_string(guest_pressure_level_to_string(l)), l);
+        assert_int_equal(guest_pressure_level_from_string(NULL), -1);
+        /* The order is the urgency the policy compares. */
+        assert_true(GUEST_PRESSURE_LEVEL_LOW < GUEST_PRESSURE_LEVEL_MEDIUM &&
+                    GUEST_PRESSURE_LEVEL_MEDIUM < GUEST_PRESSURE_LEVEL_CRITICAL);
 }
 
 int main(void) {
@@ -162,6 +204,7 @@ int main(void) {
                 cmocka_unit_test(test_guest_stats_partial),
                 cmocka_unit_test(test_guest_stats_invalid),
                 cmocka_unit_test(test_guest_pressure),
+                cmocka_unit_test(test_guest_pressure_levels),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

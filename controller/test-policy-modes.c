@@ -49,7 +49,7 @@ static void test_none_never_acts(void **state) {
         for (unsigned k = 0; k < 30; k++) {
                 s.host.pressure = true;
                 s.vm[0].pressure_event = true;
-                s.vm[0].pressure_event_action = "none";
+                s.vm[0].pressure_event_level = GUEST_PRESSURE_LEVEL_CRITICAL;
                 s.vm[1].slice_pressure = true;
                 sim_decide(&s);
                 for (size_t i = 0; i < s.n; i++) {
@@ -59,7 +59,7 @@ static void test_none_never_acts(void **state) {
                         assert_int_equal(s.out[i].carry.backoff_until_usec, 0);
                         assert_reason(&s.out[i], "policy none");
                 }
-                assert_reason(&s.out[0], "ignored: guest pressure (swap-in 10M/s, guest driver event)");
+                assert_reason(&s.out[0], "ignored: guest pressure (swap-in 10M/s, guest driver event critical)");
                 assert_true(s.out[0].guest_pressure & GUEST_PRESSURE_SWAP_IN);
                 assert_true(s.summary.host_pressure);
                 assert_reason(&s.summary, "policy none");
@@ -209,21 +209,24 @@ static void test_rfc_hysteresis(void **state) {
         assert_int_equal(sim_first_inflate(&s), T0 + 60 * USEC_PER_SEC);
 }
 
-/* With the patched device the step was taken in QEMU: the policy follows it, never adds its own. */
-static void test_rfc_device_event(void **state) {
+/* The device forwards the guest's message and decides nothing: the RFC's step is the policy's, once
+ * per message presented (vm.c presents them at most once per GuestPressureIntervalSec=), whatever
+ * the level, and every one restarts the 60 s. */
+static void test_rfc_guest_event(void **state) {
         Sim s;
 
         sim_mode(&s, 1, POLICY_MODE_RFC);
-        s.vm[0].target = s.vm[0].actual + 32 * MIB;
-        s.vm[0].pressure_event = true;
-        s.vm[0].pressure_event_action = "deflate";
-        for (int i = 0; i < 5; i++) {
+        uint64_t actual = s.vm[0].actual;
+        for (int i = 1; i <= 5; i++) {
                 s.vm[0].pressure_event = true;
+                s.vm[0].pressure_event_level = GUEST_PRESSURE_LEVEL_LOW;
                 s.host.pressure = true;
+                s.host.now_usec += USEC_PER_SEC;
                 sim_tick(&s);
-                assert_int_equal(s.vm[0].target, s.vm[0].actual + 32 * MIB);
-                assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + 60 * USEC_PER_SEC);
-                assert_reason(&s.out[0], "guest driver event");
+                assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+                assert_int_equal(s.vm[0].target, actual + (uint64_t) i * 32 * MIB);
+                assert_int_equal(s.out[0].carry.hysteresis_until_usec, s.host.now_usec + 60 * USEC_PER_SEC);
+                assert_reason(&s.out[0], "guest driver event low");
         }
 }
 
@@ -403,7 +406,7 @@ int main(void) {
                 cmocka_unit_test(test_rfc_safety_caps),
                 cmocka_unit_test(test_rfc_guest_pressure),
                 cmocka_unit_test(test_rfc_hysteresis),
-                cmocka_unit_test(test_rfc_device_event),
+                cmocka_unit_test(test_rfc_guest_event),
                 cmocka_unit_test(test_proxmox_deadband),
                 cmocka_unit_test(test_proxmox_max_change_per_cycle),
                 cmocka_unit_test(test_proxmox_grows_by_shares),

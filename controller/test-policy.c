@@ -749,47 +749,170 @@ static void test_decide_reclaim_settles(void **state) {
         assert_true(s.vm[0].target + s.vm[1].target < after_first);
 }
 
-/* The device acted on the guest driver's message: the policy follows it, never deflates on top of it
- * (a guest flooding messages gets the device's rate, not ours), and starts the hysteresis. */
-static void test_decide_device_event(void **state) {
+/* The guest driver's message, forwarded by a device that decides nothing: the policy cancels and
+ * deflates by level, from its own target; what the guest wrote as actual moves nothing beyond one
+ * step. */
+static void test_decide_guest_event(void **state) {
         Sim s;
 
+        /* Low with nothing inflating: no memory back, but the hysteresis starts. */
         sim_init(&s, 1);
-        s.vm[0].target = s.vm[0].actual + 32 * MIB;
         s.vm[0].pressure_event = true;
-        s.vm[0].pressure_event_level = 2;
-        s.vm[0].pressure_event_action = "deflate";
+        s.vm[0].pressure_event_level = GUEST_PRESSURE_LEVEL_LOW;
+        s.vm[0].pressure_event_count = 1;
         sim_decide(&s);
-        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].action, POLICY_HOLD);
         assert_int_equal(s.out[0].target, s.vm[0].target);
         assert_int_equal(s.out[0].carry.hysteresis_until_usec, T0 + s.p.hysteresis_usec);
-        assert_true(s.out[0].raise_high_first);
-        assert_int_equal(s.out[0].memory_high, s.vm[0].target + s.p.memory_high_overhead);
-        assert_reason(&s.out[0], "guest driver event (level 2)");
+        assert_reason(&s.out[0], "guest pressure (guest driver event low): no inflation in flight");
 
-        /* Ten more events in a row: the target stays where the device put it. */
-        for (int i = 0; i < 10; i++) {
-                s.vm[0].pressure_event = true;
-                sim_tick(&s);
-                assert_int_equal(s.vm[0].target, s.vm[0].actual + 32 * MIB);
-        }
-
-        sim_init(&s, 1);
-        s.vm[0].pressure_event = true;
-        s.vm[0].pressure_event_action = "cancel";
-        s.host.pressure = true;
+        /* Low with an inflation in flight: cancelled where the balloon is. */
+        s.vm[0].target = s.vm[0].actual - 64 * MIB;
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_CANCEL);
         assert_int_equal(s.out[0].target, s.vm[0].actual);
 
-        /* Below its floor the guest still gets back up to it, event or not. */
+        /* Medium, folded from three messages, with the guest's estimate: a step back, memory.high
+         * raised first. */
+        sim_init(&s, 1);
+        s.vm[0].pressure_event = true;
+        s.vm[0].pressure_event_level = GUEST_PRESSURE_LEVEL_MEDIUM;
+        s.vm[0].pressure_event_count = 3;
+        s.vm[0].pressure_event_size = 8 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].actual + s.p.deflate_step);
+        assert_true(s.out[0].raise_high_first);
+        assert_int_equal(s.out[0].memory_high, s.out[0].target + s.p.memory_high_overhead);
+        assert_reason(&s.out[0], "guest driver event medium (3 messages) lacking 8M): deflate 128M, hysteresis 60s");
+
+        /* Messages in a row while the balloon has not moved yet: no step stacked on the one in flight,
+         * and the hysteresis is not extended by messages alone. */
+        sim_tick(&s);
+        uint64_t target = s.vm[0].target;
+        for (int i = 0; i < 5; i++) {
+                s.host.now_usec += USEC_PER_SEC;
+                s.vm[0].pressure_event = true;
+                sim_tick(&s);
+                assert_int_equal(s.out[0].action, POLICY_HOLD);
+                assert_reason(&s.out[0], "deflate to 2.1G in flight");
+                assert_int_equal(s.vm[0].target, target);
+                assert_int_equal(s.vm[0].carry.hysteresis_until_usec, T0 + s.p.hysteresis_usec);
+        }
+
+        /* Critical: the guest's estimate, at least DeflateStep, at most MaxStep. */
+        sim_init(&s, 1);
+        s.vm[0].pressure_event = true;
+        s.vm[0].pressure_event_level = GUEST_PRESSURE_LEVEL_CRITICAL;
+        s.vm[0].pressure_event_size = 200 * MIB + 5;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].actual + 200 * MIB);
+        s.vm[0].pressure_event_size = 4 * GIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].target, s.vm[0].actual + s.p.max_step);
+        s.vm[0].pressure_event_size = 0;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].target, s.vm[0].actual + s.p.deflate_step);
+
+        /* Under host pressure a medium guest keeps what it has, a critical one still gets its step. */
+        sim_init(&s, 1);
+        s.vm[0].pressure_event = true;
+        s.vm[0].pressure_event_level = GUEST_PRESSURE_LEVEL_MEDIUM;
+        s.host.pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_HOLD);
+        assert_reason(&s.out[0], "host under pressure too");
+        s.vm[0].pressure_event_level = GUEST_PRESSURE_LEVEL_CRITICAL;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].actual + s.p.deflate_step);
+
+        /* Another signal with a low message counts as medium. */
+        sim_init(&s, 1);
+        s.vm[0].pressure_event = true;
+        s.vm[0].alloc_stalls = 5;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_reason(&s.out[0], "5 allocation stalls, guest driver event low");
+
+        /* At MaxMemory=: nothing to give. */
+        sim_init(&s, 1);
+        s.vm[0].actual = s.vm[0].target = s.vm[0].max;
+        s.vm[0].pressure_event = true;
+        s.vm[0].pressure_event_level = GUEST_PRESSURE_LEVEL_CRITICAL;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_HOLD);
+        assert_reason(&s.out[0], "at max 4G");
+
+        /* Below its floor the guest still gets back up to it, whatever the level. */
         sim_init(&s, 1);
         s.vm[0].actual = s.vm[0].target = s.vm[0].min - 64 * MIB;
         s.vm[0].pressure_event = true;
-        s.vm[0].pressure_event_action = "none";
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_DEFLATE);
         assert_int_equal(s.out[0].target, s.vm[0].min);
+
+        /* An invalid level from a trace is taken as it compares: above critical is critical. */
+        sim_init(&s, 1);
+        s.vm[0].pressure_event = true;
+        s.vm[0].pressure_event_level = 7;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_reason(&s.out[0], "guest driver event unknown");
+}
+
+/* The guest writes actual: an inflation in flight from 3G to 1G that the guest says is still at 3G
+ * (or says anything) is cancelled at most DeflateStep above the daemon's own target, and a medium or
+ * critical message adds its step from there, not from actual. A guest saying 0 gets no deflation it
+ * would not get anyway. */
+static void test_decide_guest_event_lying_actual(void **state) {
+        static const struct {
+                int level;
+                uint64_t size;
+                uint64_t want; /* above the daemon's target */
+        } cases[] = {
+                { GUEST_PRESSURE_LEVEL_LOW, 0, 128 * MIB },
+                { GUEST_PRESSURE_LEVEL_MEDIUM, 0, 256 * MIB },
+                { GUEST_PRESSURE_LEVEL_CRITICAL, 4 * GIB, 384 * MIB },
+        };
+        Sim s;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                sim_init(&s, 1);
+                s.vm[0].actual = 3 * GIB;
+                s.vm[0].target = GIB;
+                s.vm[0].pressure_event = true;
+                s.vm[0].pressure_event_level = cases[i].level;
+                s.vm[0].pressure_event_size = cases[i].size;
+                sim_decide(&s);
+                assert_int_equal(s.out[0].target, GIB + cases[i].want);
+                assert_int_equal(s.out[0].action, cases[i].level == GUEST_PRESSURE_LEVEL_LOW ? POLICY_CANCEL : POLICY_DEFLATE);
+                assert_reason(&s.out[0], "cancel inflate to 1G at 3G, up to 1.1G");
+        }
+
+        /* The RFC's emulation bounds its cancel the same way, by its own step. */
+        sim_init(&s, 1);
+        s.p.mode = POLICY_MODE_RFC;
+        s.vm[0].actual = 3 * GIB;
+        s.vm[0].target = GIB;
+        s.vm[0].pressure_event = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_CANCEL);
+        assert_int_equal(s.out[0].target, GIB + 32 * MIB);
+
+        /* actual = 0 (a guest after S4, or lying): no inflation in flight, and a deflation from 0
+         * is below the target, which stays. */
+        for (int level = GUEST_PRESSURE_LEVEL_LOW; level <= GUEST_PRESSURE_LEVEL_CRITICAL; level++) {
+                sim_init(&s, 1);
+                s.vm[0].actual = 0;
+                s.vm[0].min = 0;
+                s.vm[0].pressure_event = true;
+                s.vm[0].pressure_event_level = level;
+                sim_decide(&s);
+                assert_int_equal(s.out[0].action, POLICY_HOLD);
+                assert_int_equal(s.out[0].target, s.vm[0].target);
+        }
 }
 
 /* A missing reserve is not asked for twice while balloons are still on their way. */
@@ -878,7 +1001,8 @@ int main(void) {
                 cmocka_unit_test(test_decide_reclaim_settles),
                 cmocka_unit_test(test_decide_reserve_counts_inflight),
                 cmocka_unit_test(test_decide_inflight_credit_bounded),
-                cmocka_unit_test(test_decide_device_event),
+                cmocka_unit_test(test_decide_guest_event),
+                cmocka_unit_test(test_decide_guest_event_lying_actual),
                 cmocka_unit_test(test_decide_pages),
         };
 

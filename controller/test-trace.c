@@ -58,7 +58,8 @@ static PolicyVM sample_vm(const char *name, uint64_t base) {
                 .oom_kills = base + 15,
                 .pressure_event = true,
                 .pressure_event_level = 2,
-                .pressure_event_action = "cancel",
+                .pressure_event_size = base + 21,
+                .pressure_event_count = base + 22,
                 .slice_pressure = true,
                 .carry = {
                         .hysteresis_until_usec = base + 16,
@@ -92,10 +93,8 @@ static void assert_vm_equal(const PolicyVM *a, const PolicyVM *b) {
         assert_int_equal(a->oom_kills, b->oom_kills);
         assert_int_equal(a->pressure_event, b->pressure_event);
         assert_int_equal(a->pressure_event_level, b->pressure_event_level);
-        if (b->pressure_event_action)
-                assert_string_equal(a->pressure_event_action, b->pressure_event_action);
-        else
-                assert_null(a->pressure_event_action);
+        assert_int_equal(a->pressure_event_size, b->pressure_event_size);
+        assert_int_equal(a->pressure_event_count, b->pressure_event_count);
         assert_int_equal(a->slice_pressure, b->slice_pressure);
         assert_int_equal(a->carry.hysteresis_until_usec, b->carry.hysteresis_until_usec);
         assert_int_equal(a->carry.backoff_until_usec, b->carry.backoff_until_usec);
@@ -118,7 +117,6 @@ static void test_round_trip(void **state) {
         };
         PolicyVM vms[] = { sample_vm("web", 1000), sample_vm("db \"1\"\n", UINT64_MAX - 100) };
 
-        vms[1].pressure_event_action = NULL;
         vms[1].pressure_event_level = -1;
         vms[1].memory_high_known = false;
 

@@ -308,7 +308,14 @@ static void report_lies(Fixture *x) {
         vm_backend_balloon_moved(x->vm, 3 * GIB);
         vm_backend_balloon_moved(x->vm, UINT64_MAX);
         vm_backend_balloon_invalid(x->vm, "BALLOON_CHANGE");
-        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .actual = 3 * GIB, .target = 4 * GIB, .action = "deflate" });
+        /* Guest pressure events carry no balloon size; their size hint is bounded on its own. */
+        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .level = GUEST_PRESSURE_LEVEL_LOW, .size = 3 * GIB });
+}
+
+static void pressure_events_invalid(Fixture *x) {
+        vm_backend_guest_pressure_invalid(x->vm, -EBADMSG);
+        vm_backend_guest_pressure_invalid(x->vm, -EOPNOTSUPP);
+        vm_backend_guest_pressure_invalid(x->vm, -EBADMSG);
 }
 
 static void test_lying_actual(void **state) {
@@ -325,7 +332,16 @@ static void test_lying_actual(void **state) {
         assert_int_equal(x->vm->target, 3 * GIB / 2);
         assert_int_equal(count(log, "warning:"), 1);
         assert_int_equal(count(log, "above the boot memory"), 1);
-        assert_int_equal(x->vm->invalid_suppressed, 3);
+        assert_int_equal(x->vm->invalid_suppressed, 2);
+        assert_int_equal(x->vm->pressure_event_size, 2 * GIB);
+        free(log);
+
+        /* Malformed guest pressure events, or a level of a newer QEMU: one warning too. */
+        log = capture_log(pressure_events_invalid, x);
+        assert_int_equal(count(log, "warning:"), 1);
+        assert_int_equal(count(log, "BALLOON_GUEST_PRESSURE event malformed"), 1);
+        assert_int_equal(x->vm->pressure_invalid_suppressed, 2);
+        (void) decide(x, clock_now(x), false); /* the event above taken */
 
         /* Adopted past its boot memory: the boot memory, which lowers nothing. */
         vm_backend_ready(x->vm, 2 * GIB, 5 * GIB, "balloon0");
@@ -388,13 +404,13 @@ static void test_deflated_outside(void **state) {
         assert_int_equal(decide(x, now, false).action, POLICY_SET_HIGH);
         assert_int_equal(memory_high(x), 2 * GIB);
 
-        /* The device deflated on a guest message while the guest's stats show pressure too, and the
-         * host is short: held, with memory.high raised to where the balloon is. */
+        /* A guest message while the guest's stats show pressure too, and the host is short: held,
+         * memory.high kept where the balloon is (the message says nothing of the balloon). */
         s = fake_stats(102, 16 * MIB);
         vm_backend_stats(x->vm, &s);
-        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .actual = 2 * GIB, .target = 2 * GIB, .level = 1, .action = "deflate" });
+        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .level = GUEST_PRESSURE_LEVEL_MEDIUM });
         assert_int_equal(decide(x, now + 1, true).action, POLICY_HOLD);
-        assert_int_equal(memory_high(x), 2 * GIB + 256 * MIB);
+        assert_int_equal(memory_high(x), 7 * GIB / 4 + 256 * MIB);
 }
 
 /* The guest driver's messages neither lift MaxMemory= nor keep the VM in hysteresis for ever. */
@@ -413,12 +429,12 @@ static void test_max_memory_guest_events(void **state) {
         vm_backend_stats(x->vm, &s);
         set_slice(x, "memory.high", "1342177280\n"); /* 1.25G: max + overhead */
 
-        /* The patched device deflates a step per message, a message every 10 s. */
+        /* A critical message every 10 s. */
         for (unsigned i = 0; i < 12; i++) {
                 uint64_t now = t0 + i * 10 * USEC_PER_SEC;
 
                 vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) {
-                                .actual = x->vm->actual, .target = x->vm->target + 32 * MIB, .level = 1, .action = "deflate" });
+                                .level = GUEST_PRESSURE_LEVEL_CRITICAL, .size = GIB });
                 x->vm->last_progress_usec = now; /* the message came now, on the test's clock */
                 (void) decide(x, now, false);
                 if (f->n_targets > 0)
@@ -660,7 +676,7 @@ static void test_history_ring(void **state) {
 
 static void test_refresh_and_events(void **state) {
         Fixture *x = *state;
-        GuestPressureEvent e = { .actual = 3 * GIB / 2, .target = 3 * GIB / 2 + 32 * MIB, .level = 2, .action = "deflate" };
+        GuestPressureEvent e = { .level = GUEST_PRESSURE_LEVEL_CRITICAL, .size = 32 * MIB };
         PolicyDecision d;
         PolicyVM p;
 
@@ -676,16 +692,18 @@ static void test_refresh_and_events(void **state) {
         vm_backend_refresh_done(x->vm);
         assert_int_equal(x->queries_done, 1); /* once per refresh, at its last answer */
 
-        /* The patched device deflated: where the balloon is going, and a decision at once. */
+        /* A decision at once, on the messages so far folded (the one before adoption too); the
+         * balloon is not touched by the event. */
         vm_backend_guest_pressure(x->vm, &e);
         assert_int_equal(x->decisions, 1);
         assert_string_equal(x->why, "guest pressure event");
         vm_snapshot(x->vm, 1, &p);
         assert_true(p.pressure_event);
-        assert_int_equal(p.pressure_event_level, 2);
-        assert_string_equal(p.pressure_event_action, "deflate");
+        assert_int_equal(p.pressure_event_level, GUEST_PRESSURE_LEVEL_CRITICAL);
+        assert_int_equal(p.pressure_event_size, 32 * MIB);
+        assert_int_equal(p.pressure_event_count, 2);
         assert_int_equal(p.actual, 3 * GIB / 2);
-        assert_int_equal(p.target, 3 * GIB / 2 + 32 * MIB);
+        assert_int_equal(p.target, 3 * GIB / 2);
 
         /* A decision consumes it, and carries the policy's state. */
         d = decision(x->vm, POLICY_NONE, "");
@@ -698,6 +716,53 @@ static void test_refresh_and_events(void **state) {
         /* A reload resolves the config again and re-arms the trigger. */
         vm_reload(x->vm);
         assert_int_equal(x->triggers, 2);
+}
+
+/* A guest sending messages without end: those within GuestPressureIntervalSec= of the last acted
+ * on are folded (highest level, largest hint, counted) and decided on once, when it ends, by a
+ * timer; decisions in between for other causes do not take them. */
+static void test_guest_pressure_folded(void **state) {
+        Fixture *x = *state;
+        PolicyDecision d;
+        PolicyVM p;
+        uint64_t t, interval = 100 * USEC_PER_MSEC;
+
+        adopt(x);
+        x->config->guest_pressure_interval_usec = interval;
+        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .level = GUEST_PRESSURE_LEVEL_LOW });
+        assert_int_equal(x->decisions, 1);
+        t = clock_now(x);
+        d = decide(x, t, false);
+        assert_int_equal(d.action, POLICY_HOLD);
+        assert_non_null(strstr(d.reason, "guest driver event low"));
+
+        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .level = GUEST_PRESSURE_LEVEL_MEDIUM, .size = 8 * MIB });
+        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .level = GUEST_PRESSURE_LEVEL_CRITICAL });
+        vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .level = GUEST_PRESSURE_LEVEL_LOW, .size = UINT64_MAX });
+        assert_int_equal(x->decisions, 1);
+        assert_non_null(x->vm->pressure_timer);
+
+        /* A tick within the interval: not presented, not taken. */
+        vm_snapshot(x->vm, t + interval - 1, &p);
+        assert_false(p.pressure_event);
+        d = decide(x, t + interval - 1, false);
+        assert_int_equal(d.action, POLICY_NONE);
+        vm_snapshot(x->vm, t + interval, &p);
+        assert_true(p.pressure_event);
+        assert_int_equal(p.pressure_event_level, GUEST_PRESSURE_LEVEL_CRITICAL);
+        assert_int_equal(p.pressure_event_count, 3);
+        assert_int_equal(p.pressure_event_size, 2 * GIB); /* the boot memory bounds the hint */
+
+        /* The timer decides when the interval ends: critical, the hint bounded by MaxStep=. */
+        while (x->decisions == 1)
+                assert_true(sd_event_run(x->event, UINT64_MAX) >= 0);
+        assert_string_equal(x->why, "guest pressure event");
+        d = decide(x, MAX(clock_now(x), t + interval), false);
+        assert_int_equal(d.action, POLICY_DEFLATE);
+        assert_int_equal(d.target, 3 * GIB / 2 + x->config->max_step);
+        assert_non_null(strstr(d.reason, "guest driver event critical (3 messages) lacking 2G"));
+        vm_snapshot(x->vm, t + 10 * interval, &p);
+        assert_false(p.pressure_event);
 }
 
 /* A slice removed and created again between two scans: its trigger gets EPOLLERR, and the next
@@ -842,6 +907,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_repeats_logged_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_history_ring, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refresh_and_events, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_guest_pressure_folded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_slice_trigger_rearmed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_domain_bounds, setup, teardown),

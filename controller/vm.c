@@ -274,23 +274,76 @@ void vm_backend_target_refused(VM *vm) {
         vm->last_progress_usec = 0;
 }
 
-/* The guest pressure queue (guest/ and qemu/ patches): the device has already cancelled an inflation
- * or deflated a step and tells us where the balloon is going; the policy puts the VM in hysteresis. */
-void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e) {
-        if (vm_size_valid(vm, e->actual, "a guest pressure event") &&
-            vm_size_valid(vm, e->target, "a guest pressure event")) {
-                /* The device only ever raises the target (it deflates or cancels). */
-                if (e->target > vm->target) {
-                        vm->target = e->target;
-                        vm_mark_progress(vm);
-                }
-                (void) vm_balloon_moved(vm, e->actual);
-        }
-        vm->pressure_event = true;
-        vm->pressure_event_level = e->level;
-        memcpy(vm->pressure_event_action, e->action, sizeof vm->pressure_event_action);
-        if (vm->state == VM_READY)
+/* Whether the folded guest pressure messages are presented to the policy at 'now'. */
+static bool vm_pressure_due(const VM *vm, uint64_t now) {
+        return vm->pressure_event &&
+                (vm->pressure_acted_usec == 0 ||
+                 now >= vm->pressure_acted_usec + vm->ctx->config->guest_pressure_interval_usec);
+}
+
+static int on_pressure_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        VM *vm = userdata;
+
+        if (vm->state == VM_READY && vm_pressure_due(vm, usec))
                 vm->ctx->decide(vm->ctx, "guest pressure event");
+        return 0;
+}
+
+/* Decides when the interval since the last messages acted on ends. */
+static void vm_arm_pressure_timer(VM *vm) {
+        uint64_t when = vm->pressure_acted_usec + vm->ctx->config->guest_pressure_interval_usec;
+        int r;
+
+        if (vm->pressure_timer) {
+                r = sd_event_source_set_time(vm->pressure_timer, when);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(vm->pressure_timer, SD_EVENT_ONESHOT);
+        } else
+                r = sd_event_add_time(vm->ctx->event, &vm->pressure_timer, CLOCK_MONOTONIC, when, 0,
+                                      on_pressure_timer, vm);
+        if (r < 0)
+                /* The next tick decides on it instead. */
+                log_warning_errno(r, "%s: cannot arm the guest pressure timer, the next decision takes the message: %m",
+                                  vm->name);
+}
+
+/* The guest pressure queue (docs/virtio-spec-guest-pressure.tex): the device forwards the guest's
+ * message and decides nothing, and the event says nothing of the balloon. The policy cancels and
+ * deflates from the daemon's own target and last-read size; here the messages are only folded and
+ * rate-limited, so a guest sending them without end gets one decision per interval. */
+void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e) {
+        uint64_t now = now_usec(vm);
+        /* A hint, bounded like every size the guest gives (QEMU bounds it to the RAM size too). */
+        uint64_t size = vm->boot_memory > 0 ? MIN(e->size, vm->boot_memory) : e->size;
+
+        if (!vm->pressure_event || e->level > vm->pressure_event_level)
+                vm->pressure_event_level = e->level;
+        vm->pressure_event_size = vm->pressure_event ? MAX(vm->pressure_event_size, size) : size;
+        vm->pressure_event_count = vm->pressure_event ? vm->pressure_event_count + 1 : 1;
+        vm->pressure_event = true;
+        log_debug("%s: guest pressure message, level %s, size %" PRIu64 " (%" PRIu64 " pending)", vm->name,
+                  guest_pressure_level_to_string(e->level), size, vm->pressure_event_count);
+
+        if (vm->state != VM_READY)
+                return;
+        if (vm_pressure_due(vm, now))
+                vm->ctx->decide(vm->ctx, "guest pressure event");
+        else
+                vm_arm_pressure_timer(vm);
+}
+
+void vm_backend_guest_pressure_invalid(VM *vm, int error) {
+        uint64_t now = now_usec(vm);
+
+        if (vm->pressure_invalid_logged_usec != 0 && now < vm->pressure_invalid_logged_usec + INVALID_LOG_INTERVAL_USEC) {
+                vm->pressure_invalid_suppressed++;
+                return;
+        }
+        log_warning("%s: BALLOON_GUEST_PRESSURE event %s, ignoring it (%u more ignored since the last warning)",
+                    vm->name, error == -EOPNOTSUPP ? "with a level this daemon does not know" : "malformed",
+                    vm->pressure_invalid_suppressed);
+        vm->pressure_invalid_logged_usec = now ?: 1;
+        vm->pressure_invalid_suppressed = 0;
 }
 
 void vm_backend_refresh_done(VM *vm) {
@@ -370,6 +423,7 @@ VM *vm_free(VM *vm) {
         backend_free(vm->backend);
         systemd_unit_free(vm->unit);
         sd_event_source_disable_unref(vm->slice_trigger);
+        sd_event_source_disable_unref(vm->pressure_timer);
         free(vm->device);
         free(vm->cgpath);
         free(vm->name);
@@ -544,6 +598,7 @@ uint64_t vm_stats_max_age(const VM *vm) {
 
 void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
         const Config *c = vm->ctx->config;
+        bool pressure_due = vm_pressure_due(vm, now);
 
         *p = (PolicyVM) {
                 .name = vm->name,
@@ -568,9 +623,10 @@ void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
                 .alloc_stalls = vm->alloc_stalls,
                 .direct_reclaims = vm->direct_reclaims,
                 .oom_kills = vm->oom_kills,
-                .pressure_event = vm->pressure_event,
-                .pressure_event_level = vm->pressure_event_level,
-                .pressure_event_action = vm->pressure_event_action,
+                .pressure_event = pressure_due,
+                .pressure_event_level = pressure_due ? vm->pressure_event_level : 0,
+                .pressure_event_size = pressure_due ? vm->pressure_event_size : 0,
+                .pressure_event_count = pressure_due ? vm->pressure_event_count : 0,
                 .slice_pressure = vm->slice_pressure,
                 .carry = vm->carry,
                 .last_progress_usec = vm->last_progress_usec,
@@ -687,7 +743,11 @@ void vm_apply_decision(VM *vm, uint64_t now, const PolicyDecision *decision, boo
         bool balloon, high_changes;
 
         vm->carry = d.carry;
-        vm->slice_pressure = vm->pressure_event = false;
+        vm->slice_pressure = false;
+        if (vm_pressure_due(vm, now)) {
+                vm->pressure_event = false;
+                vm->pressure_acted_usec = now ?: 1;
+        }
         /* The counters' increase since the guest's last report is decided on once: decisions before
          * its next report (ticks reading the same report, triggers) must not deflate for it again. */
         vm->alloc_stalls = vm->direct_reclaims = vm->oom_kills = 0;

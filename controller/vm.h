@@ -102,9 +102,17 @@ struct VM {
         bool limits_checked;       /* vm_check_limits() ran for this config and boot memory */
         bool slice_trigger_lost;   /* EPOLLERR: its cgroup went away; re-armed if it comes back */
         bool slice_pressure;      /* trigger fired since the last decision */
-        bool pressure_event;      /* guest pressure message since the last decision */
-        int pressure_event_level;
-        char pressure_event_action[16];
+        /* Guest pressure messages not acted on yet, folded: the highest level, the largest size
+         * hint, how many. Presented to the policy at most once per GuestPressureIntervalSec=; one
+         * arriving sooner waits for pressure_timer. */
+        bool pressure_event;
+        GuestPressureLevel pressure_event_level;
+        uint64_t pressure_event_size;
+        uint64_t pressure_event_count;
+        uint64_t pressure_acted_usec; /* when the last ones were acted on; 0: never */
+        sd_event_source *pressure_timer;
+        uint64_t pressure_invalid_logged_usec; /* malformed events: warned once per interval */
+        unsigned pressure_invalid_suppressed;
 
         /* Policy state carried between decisions, and the last time the balloon made progress
          * towards its target (or was given a new one), for the policy's stall detection; progress is

@@ -17,7 +17,9 @@ static void parse_all(json_object *o) {
 
         (void) qmp_parse_query_balloon(o, &u); /* BALLOON_CHANGE's data too */
         (void) guest_stats_parse(o, &st);
-        (void) guest_pressure_parse(o, &e);
+        /* An accepted level is one the policy knows. */
+        if (guest_pressure_parse(o, &e) >= 0 && !guest_pressure_level_to_string(e.level))
+                abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -42,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         }
                         if (json_object_object_get_ex(m, "data", &v)) {
                                 (void) qmp_parse_query_balloon(v, &u); /* BALLOON_CHANGE */
-                                (void) guest_pressure_parse(v, &e);
+                                if (guest_pressure_parse(v, &e) >= 0 && !guest_pressure_level_to_string(e.level))
+                                        abort();
                         }
                 }
                 if (r < 0)

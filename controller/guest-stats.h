@@ -8,7 +8,7 @@
 #include "policy.h"
 
 /* What a guest tells of its memory, whichever way it comes (QMP, libvirt): the virtio-balloon stats
- * and the patched device's pressure messages, with their JSON parsers. The guest is untrusted: the
+ * and the guest pressure messages the patched device forwards, with their JSON parsers. The guest is untrusted: the
  * parsers take only well-formed values and vm.c bounds what it derives from them. */
 
 /* Guest statistics as reported by the virtio-balloon stats queue, in bytes where the stat is an

@@ -86,7 +86,7 @@ typedef enum GuestPressure {
         GUEST_PRESSURE_EVENT         = 1 << 6, /* the guest driver said so over the message queue */
 } GuestPressure;
 
-/* The levels of the guest pressure queue's messages (docs/virtio-spec-guest-pressure.tex), in
+/* The levels of the guest pressure queue's messages (docs/guest-pressure.md), in
  * increasing urgency. */
 typedef enum GuestPressureLevel {
         GUEST_PRESSURE_LEVEL_LOW,      /* tasks waited for reclaim, which succeeds */

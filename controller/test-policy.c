@@ -514,7 +514,7 @@ static void test_decide_cancel(void **state) {
         assert_int_equal(s.out[0].memory_high, s.vm[0].memory_high);
 }
 
-/* Above MaxMemory= (the device deflated past it on the guest's messages) and inflating back to it:
+/* Above MaxMemory= (lowered while the VM was larger) and inflating back to it:
  * guest pressure does not cancel that, nor sends a target above the ceiling. */
 static void test_decide_cancel_above_max(void **state) {
         Sim s;

@@ -307,7 +307,7 @@ static void vm_arm_pressure_timer(VM *vm) {
                                   vm->name);
 }
 
-/* The guest pressure queue (docs/virtio-spec-guest-pressure.tex): the device forwards the guest's
+/* The guest pressure queue (docs/guest-pressure.md): the device forwards the guest's
  * message and decides nothing, and the event says nothing of the balloon. The policy cancels and
  * deflates from the daemon's own target and last-read size; here the messages are only folded and
  * rate-limited, so a guest sending them without end gets one decision per interval. */

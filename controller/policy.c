@@ -178,9 +178,23 @@ GuestPressure policy_guest_pressure(const PolicyParams *p, const PolicyVM *vm) {
         return gp;
 }
 
+static void reason_add_event(char *reason, const PolicyVM *vm) {
+        reason_add(reason, "guest driver event %s", guest_pressure_level_to_string(vm->pressure_event_level) ?: "unknown");
+        if (vm->pressure_event_count > 1)
+                reason_add(reason, " (%" PRIu64 " messages)", vm->pressure_event_count);
+        if (vm->pressure_event_size > 0)
+                reason_add(reason, " lacking %s", FB(vm->pressure_event_size));
+}
+
 void policy_reason_add_signals(char *reason, const PolicyVM *vm, GuestPressure gp) {
         const char *sep = "";
 
+        /* The driver's message alone: its own words ("guest driver event critical"), which the
+         * journal, the benchmarks and the end-to-end tests look for. */
+        if (gp == GUEST_PRESSURE_EVENT) {
+                reason_add_event(reason, vm);
+                return;
+        }
         reason_add(reason, "guest pressure (");
         if (gp & GUEST_PRESSURE_AVAILABLE) {
                 reason_add(reason, "%savailable %s < %s", sep, FB(vm->guest_available), FB(vm->guest_min_available));
@@ -207,12 +221,8 @@ void policy_reason_add_signals(char *reason, const PolicyVM *vm, GuestPressure g
                 sep = ", ";
         }
         if (gp & GUEST_PRESSURE_EVENT) {
-                reason_add(reason, "%sguest driver event %s", sep,
-                           guest_pressure_level_to_string(vm->pressure_event_level) ?: "unknown");
-                if (vm->pressure_event_count > 1)
-                        reason_add(reason, " (%" PRIu64 " messages)", vm->pressure_event_count);
-                if (vm->pressure_event_size > 0)
-                        reason_add(reason, " lacking %s", FB(vm->pressure_event_size));
+                reason_add(reason, "%s", sep);
+                reason_add_event(reason, vm);
         }
         reason_add(reason, ")");
 }

@@ -339,9 +339,12 @@ void vm_backend_guest_pressure_invalid(VM *vm, int error) {
                 vm->pressure_invalid_suppressed++;
                 return;
         }
-        log_warning("%s: BALLOON_GUEST_PRESSURE event %s, ignoring it (%u more ignored since the last warning)",
-                    vm->name, error == -EOPNOTSUPP ? "with a level this daemon does not know" : "malformed",
-                    vm->pressure_invalid_suppressed);
+        if (error == -EOPNOTSUPP)
+                log_warning("%s: BALLOON_GUEST_PRESSURE event with a level this daemon does not know, ignoring it "
+                            "(%u more ignored since the last warning)", vm->name, vm->pressure_invalid_suppressed);
+        else
+                log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it (%u more ignored since the last warning)",
+                            vm->name, vm->pressure_invalid_suppressed);
         vm->pressure_invalid_logged_usec = now ?: 1;
         vm->pressure_invalid_suppressed = 0;
 }

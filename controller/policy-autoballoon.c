@@ -103,6 +103,58 @@ static void raise_high_for(const PolicyParams *p, const PolicyVM *vm, uint64_t t
         }
 }
 
+static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
+        const PolicyParams *p = c->p;
+        uint64_t min = vm_min(vm), t;
+        bool floor = vm->actual < min;
+
+        if (floor) {
+                /* The floor is guaranteed: up to min at once, whatever the host state. */
+                t = MIN(add_sat(vm->actual, p->max_step), min);
+                t = MIN(page_up(t), vm->max);
+        } else
+                t = page_down(MIN(add_sat(vm->actual, MIN(p->deflate_step, p->max_step)), vm->max));
+
+        /* Nothing to do (at max, or the deflation in flight): no reason but when explaining. */
+        if (!c->explain && vm->target >= MIN(vm->actual, vm->max) && (floor || !c->host_pressure) &&
+            (t <= vm->actual || vm->target >= t))
+                return;
+
+        policy_reason_add_signals(d->reason, vm, d->guest_pressure);
+
+        if (policy_cancel_inflate(vm, UINT64_MAX, d))
+                goto finish;
+
+        if (!floor && c->host_pressure) {
+                /* Above its floor the guest competes by weight: it keeps what it has, and is exempt
+                 * from reclaim while in hysteresis. */
+                d->action = POLICY_HOLD;
+                reason_add(d->reason, ": host under pressure too (goal %s), holding at %s", FB(c->goal),
+                           FB(vm->actual));
+                /* Held where the balloon is, which memory.high must not be under. */
+                raise_high_for(p, vm, MAX(vm->actual, vm->target), d);
+                goto finish;
+        }
+
+        if (t <= vm->actual) {
+                reason_add(d->reason, ": at max %s", FB(vm->max));
+                goto finish;
+        }
+        if (vm->target >= t) {
+                reason_add(d->reason, ": deflate to %s in flight", FB(vm->target));
+                goto finish;
+        }
+
+        d->action = POLICY_DEFLATE;
+        d->target = t;
+        reason_add(d->reason, ": deflate %s%s", FB(t - vm->actual), floor ? " up to the floor" : "");
+
+        raise_high_for(p, vm, t, d);
+
+finish:
+        reason_add(d->reason, ", hysteresis %s", FU(p->hysteresis_usec));
+}
+
 /* A guest pressure message (the device forwards it and decides nothing; other signals may come with
  * it, and count as medium). An inflation in flight is cancelled, but never more than DeflateStep
  * above the daemon's own target, however far the guest-written actual says the balloon is; medium
@@ -155,63 +207,6 @@ static void decide_guest_event(const DecideContext *c, const PolicyVM *vm, Polic
         d->action = POLICY_DEFLATE;
         d->target = t;
         reason_add(d->reason, "%sdeflate %s", cancel ? "; then " : ": ", FB(t - base));
-        raise_high_for(p, vm, t, d);
-
-finish:
-        reason_add(d->reason, ", hysteresis %s", FU(p->hysteresis_usec));
-}
-
-static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
-        const PolicyParams *p = c->p;
-        uint64_t min = vm_min(vm), t;
-        bool floor = vm->actual < min;
-
-        if ((d->guest_pressure & GUEST_PRESSURE_EVENT) && !floor) {
-                decide_guest_event(c, vm, d);
-                return;
-        }
-
-        if (floor) {
-                /* The floor is guaranteed: up to min at once, whatever the host state. */
-                t = MIN(add_sat(vm->actual, p->max_step), min);
-                t = MIN(page_up(t), vm->max);
-        } else
-                t = page_down(MIN(add_sat(vm->actual, MIN(p->deflate_step, p->max_step)), vm->max));
-
-        /* Nothing to do (at max, or the deflation in flight): no reason but when explaining. */
-        if (!c->explain && vm->target >= MIN(vm->actual, vm->max) && (floor || !c->host_pressure) &&
-            (t <= vm->actual || vm->target >= t))
-                return;
-
-        policy_reason_add_signals(d->reason, vm, d->guest_pressure);
-
-        if (policy_cancel_inflate(vm, UINT64_MAX, d))
-                goto finish;
-
-        if (!floor && c->host_pressure) {
-                /* Above its floor the guest competes by weight: it keeps what it has, and is exempt
-                 * from reclaim while in hysteresis. */
-                d->action = POLICY_HOLD;
-                reason_add(d->reason, ": host under pressure too (goal %s), holding at %s", FB(c->goal),
-                           FB(vm->actual));
-                /* Held where the balloon is, which memory.high must not be under. */
-                raise_high_for(p, vm, MAX(vm->actual, vm->target), d);
-                goto finish;
-        }
-
-        if (t <= vm->actual) {
-                reason_add(d->reason, ": at max %s", FB(vm->max));
-                goto finish;
-        }
-        if (vm->target >= t) {
-                reason_add(d->reason, ": deflate to %s in flight", FB(vm->target));
-                goto finish;
-        }
-
-        d->action = POLICY_DEFLATE;
-        d->target = t;
-        reason_add(d->reason, ": deflate %s%s", FB(t - vm->actual), floor ? " up to the floor" : "");
-
         raise_high_for(p, vm, t, d);
 
 finish:
@@ -397,7 +392,10 @@ static void decide_vm(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
                 return;
         }
 
-        if (d->guest_pressure != 0)
+        /* Below its floor the guest gets back up to it whatever the signal (decide_guest_pressure). */
+        if ((d->guest_pressure & GUEST_PRESSURE_EVENT) && vm->actual >= vm_min(vm))
+                decide_guest_event(c, vm, d);
+        else if (d->guest_pressure != 0)
                 decide_guest_pressure(c, vm, d);
         else
                 decide_inflate(c, vm, d);

@@ -324,8 +324,10 @@ static void manager_decide(Manager *m, const char *why) {
                 .pressure = m->host_pressure,
                 .last_reclaim_usec = m->last_summary.last_reclaim_usec,
                 .last_cycle_usec = m->last_summary.last_cycle_usec,
+                .last_pressure_usec = m->last_summary.last_pressure_usec,
         };
         m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
+        m->params.refill_margin = size_spec_resolve(m->config->refill_margin, m->host_total);
 
         if (m->record) {
                 r = trace_write(m->record, &m->params, &host, m->snapshot, n);

@@ -82,7 +82,7 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("HostReserve",          CONFIG_SIZE_SPEC,     host_reserve,             "5%",               0, 0, NULL),
         DAEMON_KEY("RefillMargin",         CONFIG_SIZE_SPEC,     refill_margin,            "5%",               0, 0, NULL),
         DAEMON_KEY("RefillSettleSec",      CONFIG_TIME,          refill_settle_usec,       "30",               0, USEC_PER_HOUR, "must be at most 1h"),
-        DAEMON_KEY("RefillDelaySec",       CONFIG_TIME,          refill_delay_usec,        "120",              0, USEC_PER_HOUR, "must be at most 1h"),
+        DAEMON_KEY("RefillDelaySec",       CONFIG_TIME,          refill_delay_usec,        "60",               0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("RefillRate",           CONFIG_SIZE,          refill_rate,              "32M",              0, UINT64_MAX, NULL),
         DAEMON_KEY("HysteresisSec",        CONFIG_TIME,          hysteresis_usec,          "60",               0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("TaxRate",              CONFIG_RATIO,         tax_rate,                 "0.75",             0, 0, NULL),

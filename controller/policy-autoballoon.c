@@ -189,8 +189,9 @@ static void decide_refill(const DecideContext *c, const PolicyVM *vm, PolicyDeci
                 return;
         }
 
+        /* Small moves only to the ceiling, which does not move with the spare. */
         want = sub_sat(MIN(e, vm->max), vm->actual);
-        if (want < REFILL_MIN_STEP || vm->target != vm->actual) {
+        if (want == 0 || (want < REFILL_MIN_STEP && e < vm->max) || vm->target != vm->actual) {
                 /* At its entitlement, or a move in flight: a "none" without a reason but explaining. */
                 if (!c->explain)
                         return;
@@ -229,7 +230,10 @@ static void decide_refill(const DecideContext *c, const PolicyVM *vm, PolicyDeci
                         capped_spare = false;
                 }
         }
-        if (step < REFILL_MIN_STEP) {
+        /* No remainder too small to be given later. */
+        if (want - step < REFILL_MIN_STEP)
+                step = want;
+        if (step < REFILL_MIN_STEP && step < want) {
                 if (c->explain)
                         reason_add(d->reason, "entitlement %s, %s short: %s", FB(e), FB(want),
                                    capped_spare ? "no spare left this round" : "waiting for the rate");

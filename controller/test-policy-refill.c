@@ -11,7 +11,7 @@
 #define RESERVE (256 * MIB)
 #define MARGIN (512 * MIB)
 #define SETTLE (30 * USEC_PER_SEC)
-#define DELAY (120 * USEC_PER_SEC)
+#define DELAY (60 * USEC_PER_SEC)
 
 /* A calm host with 'spare' above the give-back threshold; n VMs at 1G of [512M, 4G], short of free
  * memory, their slices holding all of it. */
@@ -223,7 +223,7 @@ static void test_refill_anti_flap(void **state) {
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_NONE);
         assert_int_equal(s.out[0].target, GIB);
-        assert_reason(&s.out[0], "no give-back for 120s after the last inflate (119s ago)");
+        assert_reason(&s.out[0], "no give-back for 60s after the last inflate (59s ago)");
         assert_int_equal(s.out[1].action, POLICY_DEFLATE);
 
         s.host.now_usec += USEC_PER_SEC;
@@ -282,8 +282,8 @@ static unsigned oscillate(uint64_t center, uint64_t amplitude, uint64_t period_u
 }
 
 /* Over 1,000 decisions a second apart, a host oscillating around the reclaim threshold, around the
- * give-back threshold, and across both: no VM reverses more than once per settle time, nor once a
- * minute (a give-back waits 120 s after an inflation). */
+ * give-back threshold, and across both: no VM reverses more than once per settle time (a give-back
+ * waits RefillDelaySec=, twice the settle time, after an inflation). */
 static void test_refill_dead_band(void **state) {
         static const struct {
                 uint64_t center, amplitude, period;
@@ -291,7 +291,7 @@ static void test_refill_dead_band(void **state) {
                 unsigned most;
         } cases[] = {
                 /* Around the reserve, within the dead band's width: reclaimed, then the host stays
-                 * in the dead band (without it, 15 reversals at 20 s). */
+                 * in the dead band (without it, 25 reversals at 20 s). */
                 { RESERVE, 200 * MIB, 20 * USEC_PER_SEC, false, 1 },
                 { RESERVE, 200 * MIB, 120 * USEC_PER_SEC, false, 1 },
                 /* Around the give-back threshold, never down to the reserve: given back, never
@@ -312,7 +312,6 @@ static void test_refill_dead_band(void **state) {
                               "s: %u give-backs, at most %u reversals per VM\n", cases[k].center / MIB,
                               cases[k].amplitude / MIB, cases[k].period / USEC_PER_SEC, refills, most);
                 assert_true(most <= 1000 * USEC_PER_SEC / SETTLE);
-                assert_true(most <= 1000 / 60);        /* and at most one a minute */
                 assert_true(most <= cases[k].most);
                 if (cases[k].refills)
                         assert_true(refills > 0);

@@ -12,14 +12,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 
 from ab.cache import build_image  # noqa: E402
-from ab.scenario import MIB, MIN_MEMORY, GUEST_MEM, VMS, ClosedLoop, make_config  # noqa: E402
+from ab.scenario import MIB, MIN_MEMORY, GUEST_MEM, VMS, ClosedLoop  # noqa: E402
 from ab.util import make_run_dir  # noqa: E402
 
 T0 = time.monotonic()
-
-# Give-back waits RefillSettleSec= (30 s) after the last host pressure, and RefillDelaySec= after a
-# VM's last inflation: 120 s by default, 30 s here to keep the demo short.
-REFILL_DELAY_SEC = 30
 
 
 def say(text):
@@ -46,8 +42,7 @@ def main():
     run_dir = make_run_dir("abdemo-")
     image = build_image()
     stop = threading.Event()
-    config = make_config(VMS, extra=f"RefillDelaySec={REFILL_DELAY_SEC}\n")
-    with ClosedLoop(run_dir, image=image, config=config, on_line=show_decision, log=say) as loop:
+    with ClosedLoop(run_dir, image=image, on_line=show_decision, log=say) as loop:
         say(f"booting {len(VMS)} guests of {GUEST_MEM // MIB} MiB (TCG) in balloon slices under "
             f"{loop.cgroup.unified_root}")
         loop.start_guests()
@@ -73,8 +68,9 @@ def main():
         time.sleep(20)
         loop.host_pressure_off()
 
-        say(f"phase 4: the host has room again: after {REFILL_DELAY_SEC} s without host pressure the "
-            f"balloons give memory back, towards each VM's entitlement (its MaxMemory, with room for all)")
+        say("phase 4: the host has room again: 30 s without host pressure (RefillSettleSec=) and 60 s "
+            "after its last inflation (RefillDelaySec=), each guest is given memory back towards its "
+            "entitlement (its MaxMemory, with room for all)")
         mark = time.monotonic()
         deadline = mark + 120
         while time.monotonic() < deadline and any(loop.actual(vm) < GUEST_MEM - 4 * MIB for vm, _ in VMS):

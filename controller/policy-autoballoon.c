@@ -191,7 +191,7 @@ static void decide_refill(const DecideContext *c, const PolicyVM *vm, PolicyDeci
 
         /* Small moves only to the ceiling, which does not move with the spare. */
         want = sub_sat(MIN(e, vm->max), vm->actual);
-        if (want == 0 || (want < REFILL_MIN_STEP && e < vm->max) || vm->target != vm->actual) {
+        if (want < POLICY_PAGE_SIZE || (want < REFILL_MIN_STEP && e < vm->max) || vm->target != vm->actual) {
                 /* At its entitlement, or a move in flight: a "none" without a reason but explaining. */
                 if (!c->explain)
                         return;
@@ -231,8 +231,10 @@ static void decide_refill(const DecideContext *c, const PolicyVM *vm, PolicyDeci
                 }
         }
         /* No remainder too small to be given later. */
-        if (want - step < REFILL_MIN_STEP)
+        if (want - step < REFILL_MIN_STEP) {
                 step = want;
+                capped_rate = capped_spare = false;
+        }
         if (step < REFILL_MIN_STEP && step < want) {
                 if (c->explain)
                         reason_add(d->reason, "entitlement %s, %s short: %s", FB(e), FB(want),
@@ -576,7 +578,8 @@ int policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, con
         /* Give-back once the host has had room for a while: above the dead band, and no pressure for
          * refill_settle_usec (0 is "never", at the start the host is judged by its available memory). */
         c.spare = sub_sat(host->available, add_sat(p->host_reserve, p->refill_margin));
-        c.calm = p->refill_rate > 0 && !c.host_pressure && host->available >= add_sat(p->host_reserve, p->refill_margin) &&
+        c.calm = p->refill_rate > 0 && !c.host_pressure &&
+                host->available >= add_sat(p->host_reserve, p->refill_margin) &&
                 (host->last_pressure_usec == 0 || now >= add_sat(host->last_pressure_usec, p->refill_settle_usec));
         if (c.calm || (explain && p->refill_rate > 0)) {
                 int r = decide_entitlements(&c, n);

@@ -202,6 +202,17 @@ static int append_snapshot(sd_bus_message *reply, Manager *m, VM *vm, uint64_t n
                 ENTRY("since_progress_usec", "t", now - MIN(now, p.last_progress_usec));
         if (p.carry.last_inflate_usec > 0)
                 ENTRY("since_inflate_usec", "t", now - MIN(now, p.carry.last_inflate_usec));
+        if (p.carry.last_refill_usec > 0)
+                ENTRY("since_give_back_usec", "t", now - MIN(now, p.carry.last_refill_usec));
+
+        /* What the policy would decide now, and why: in the default mode, the give-back entitlement
+         * and why the VM is or is not given memory back. */
+        PolicyDecision d;
+        if (ready && manager_explain_vm(m, vm, &d) >= 0) {
+                if (d.entitlement > 0)
+                        ENTRY("entitlement_bytes", "t", d.entitlement);
+                ENTRY("decision_now", "s", d.reason[0] ? d.reason : policy_action_to_string(d.action));
+        }
 #undef ENTRY
 
         return sd_bus_message_close_container(reply);

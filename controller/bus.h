@@ -18,7 +18,8 @@
  *       decision: its time (CLOCK_REALTIME, usec; 0: none yet), action and reason ("" if none).
  *   Explain(s vm) -> a{sv} snapshot, a(tsttts) decisions
  *       The numbers the policy sees for the VM now (keys carry their unit: *_bytes, *_usec,
- *       *_per_sec; a value the daemon does not know is left out), and its last logged decisions,
+ *       *_per_sec; a value the daemon does not know is left out; decision_now: what the policy would
+ *       decide now and why, entitlement_bytes: its give-back entitlement), and its last logged decisions,
  *       oldest first: time (CLOCK_REALTIME, usec), action, actual, target, memory.high, reason.
  *   SetWeight(s vm, t weight, b runtime)
  *       runtime: the running daemon only, kept across reloads, lost at a restart. Otherwise

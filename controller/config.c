@@ -80,6 +80,10 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("ParentSlice",          CONFIG_SLICE,         parent_slice,             "balloon.slice",    0, 0, NULL),
         DAEMON_KEY("HostPressure",         CONFIG_HOST_PRESSURE, host_pressure,            "system",           0, 0, NULL),
         DAEMON_KEY("HostReserve",          CONFIG_SIZE_SPEC,     host_reserve,             "5%",               0, 0, NULL),
+        DAEMON_KEY("RefillMargin",         CONFIG_SIZE_SPEC,     refill_margin,            "5%",               0, 0, NULL),
+        DAEMON_KEY("RefillSettleSec",      CONFIG_TIME,          refill_settle_usec,       "30",               0, USEC_PER_HOUR, "must be at most 1h"),
+        DAEMON_KEY("RefillDelaySec",       CONFIG_TIME,          refill_delay_usec,        "60",               0, USEC_PER_HOUR, "must be at most 1h"),
+        DAEMON_KEY("RefillRate",           CONFIG_SIZE,          refill_rate,              "32M",              0, UINT64_MAX, NULL),
         DAEMON_KEY("HysteresisSec",        CONFIG_TIME,          hysteresis_usec,          "60",               0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("TaxRate",              CONFIG_RATIO,         tax_rate,                 "0.75",             0, 0, NULL),
         DAEMON_KEY("ReclaimStep",          CONFIG_SIZE,          reclaim_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),
@@ -356,6 +360,9 @@ void config_policy_params(const Config *c, PolicyParams *ret) {
                 .memory_high_overhead = c->memory_high_overhead,
                 .stall_usec = c->stall_usec,
                 .stall_backoff_usec = c->stall_backoff_usec,
+                .refill_settle_usec = c->refill_settle_usec,
+                .refill_delay_usec = c->refill_delay_usec,
+                .refill_rate = c->refill_rate,
         };
 }
 

@@ -457,6 +457,11 @@ static void print_snapshot_entry(const char *key, json_object *v) {
                 if (*p == '_')
                         *p = ' ';
 
+        if (json_object_is_type(v, json_type_string)) {
+                /* A reason ("decision now") is longer than any number. */
+                printf("  %-28s %s\n", label, json_object_get_string(v));
+                return;
+        }
         if (json_object_is_type(v, json_type_boolean))
                 (void) snprintf(value, sizeof value, "%s", json_object_get_boolean(v) ? "yes" : "no");
         else if (unit && streq(unit, "B"))

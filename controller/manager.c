@@ -324,8 +324,10 @@ static void manager_decide(Manager *m, const char *why) {
                 .pressure = m->host_pressure,
                 .last_reclaim_usec = m->last_summary.last_reclaim_usec,
                 .last_cycle_usec = m->last_summary.last_cycle_usec,
+                .last_pressure_usec = m->last_summary.last_pressure_usec,
         };
         m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
+        m->params.refill_margin = size_spec_resolve(m->config->refill_margin, m->host_total);
 
         if (m->record) {
                 r = trace_write(m->record, &m->params, &host, m->snapshot, n);
@@ -436,6 +438,43 @@ static int manager_grow_buffers(Manager *m, size_t n) {
 
 VM *manager_find_vm(Manager *m, const char *name) {
         return vm_list_find(&m->vms, name);
+}
+
+int manager_explain_vm(Manager *m, VM *vm, PolicyDecision *ret) {
+        uint64_t now = manager_now(m);
+        size_t n = 0, k = SIZE_MAX;
+        int r;
+
+        if (vm->state != VM_READY)
+                return -ENOENT;
+
+        /* Its own arrays: the manager's hold the last decision, which the next one reads. */
+        _cleanup_free_ PolicyVM *vms = reallocarray(NULL, MAX(m->vms.n, 1u), sizeof(PolicyVM));
+        _cleanup_free_ PolicyDecision *out = reallocarray(NULL, MAX(m->vms.n, 1u), sizeof(PolicyDecision));
+        if (!vms || !out)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->vms.n; i++) {
+                if (m->vms.items[i]->state != VM_READY)
+                        continue;
+                if (m->vms.items[i] == vm)
+                        k = n;
+                vm_snapshot(m->vms.items[i], now, &vms[n++]);
+        }
+
+        PolicyHost host = {
+                .now_usec = now,
+                .total = m->host_total,
+                .available = m->host_available,
+                .pressure = m->host_pressure,
+                .last_reclaim_usec = m->last_summary.last_reclaim_usec,
+                .last_cycle_usec = m->last_summary.last_cycle_usec,
+                .last_pressure_usec = m->last_summary.last_pressure_usec,
+        };
+        r = policy_explain(&m->params, &host, vms, n, out, NULL);
+        if (r < 0)
+                return r;
+        *ret = out[k];
+        return 0;
 }
 
 /* What the VM sources see of the manager (DiscoveryContext). */

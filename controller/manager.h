@@ -97,6 +97,11 @@ int manager_run(Manager *m);
 /* A VM of any source, by name; NULL if none. */
 VM *manager_find_vm(Manager *m, const char *name);
 
+/* What the policy would decide for 'vm' (ready) now, with the reason of a "none" too: its give-back
+ * entitlement, and why it is or is not given memory back (autoballoonctl explain). Nothing is
+ * carried out. 0, -ENOENT if the VM is not ready, or -ENOMEM. */
+int manager_explain_vm(Manager *m, VM *vm, PolicyDecision *ret);
+
 /* The host's memory pressure, from where HostPressure= says: some avg10 in percent, -1 when it cannot
  * be read. */
 double manager_host_pressure(Manager *m);

@@ -35,6 +35,9 @@ typedef struct DecideContext {
         bool settling;        /* the trigger fired, but the last reclaim has not had time to work */
         uint64_t goal;        /* 0 when nothing is to be reclaimed this round */
         uint64_t planned;
+        bool calm;            /* give-back: the host has had room for refill_settle_usec */
+        uint64_t spare;       /* available memory above host_reserve + refill_margin, less give-backs in flight */
+        uint64_t short_total; /* what the VMs not in flight are short of their entitlements */
 } DecideContext;
 
 static bool vm_stalled(const PolicyParams *p, uint64_t now, const PolicyVM *vm) {
@@ -101,6 +104,157 @@ static void raise_high_for(const PolicyParams *p, const PolicyVM *vm, uint64_t t
                 d->memory_high = high;
                 d->raise_high_first = true;
         }
+}
+
+/* Give-back refills a balloon by at least this much, so a VM near its entitlement is not nudged by
+ * a few pages per decision. */
+#define REFILL_MIN_STEP (4 * MIB)
+
+/* Each VM's entitlement: what the VMs hold of the host plus its spare memory, shared by weight within
+ * [MinMemory=, MaxMemory=] with the idle tax. What a VM holds is its balloon size, or less while its
+ * slice (beyond MemoryHighOverhead= for QEMU) has not touched it all: a deflation the guest has not
+ * used yet is still available on the host and must not count twice. Its idle memory is what is free
+ * in the guest plus what a deflation would add, the top of its range above the memory it uses: that
+ * a VM is given memory back does not change its entitlement, and a VM with free memory is the first
+ * to stop growing when the spare does not cover every VM's MaxMemory=. What the VMs are short of
+ * their entitlements, in c->short_total, shares the spare a round may give. */
+static int decide_entitlements(DecideContext *c, size_t n) {
+        unsigned __int128 pool = c->spare;
+
+        _cleanup_free_ FillItem *items = reallocarray(NULL, MAX(n, 1u), sizeof(FillItem));
+        if (!items)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const PolicyVM *vm = &c->vms[i];
+                uint64_t min = vm_min(vm), free = vm->has_stats ? vm->guest_free : 0;
+
+                pool += vm->memory_high_known ?
+                        MIN(vm->actual, sub_sat(vm->memory_current, c->p->memory_high_overhead)) : vm->actual;
+                items[i] = (FillItem) {
+                        .weight = vm->weight,
+                        .floor = min,
+                        .ceil = vm->max,
+                        .idle = MIN(add_sat(free, sub_sat(vm->max, vm->actual)), vm->max - min),
+                        .vm = i,
+                };
+        }
+
+        int r = policy_fill(pool, items, n, c->p->tax_rate, NULL);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                const PolicyVM *vm = &c->vms[i];
+
+                c->out[i].entitlement = page_down(items[i].alloc);
+                /* Give-backs in flight take their part of the spare already. */
+                if (vm->target > vm->actual)
+                        c->spare = sub_sat(c->spare, vm->target - vm->actual);
+                else
+                        c->short_total = add_sat(c->short_total, sub_sat(c->out[i].entitlement, vm->actual));
+        }
+        return 0;
+}
+
+/* Why the host is not calm, for the reasons of the VMs that are not given memory back. */
+static void refill_reason_host(const DecideContext *c, PolicyDecision *d) {
+        const PolicyParams *p = c->p;
+        const PolicyHost *host = c->host;
+
+        if (p->refill_rate == 0)
+                reason_add(d->reason, "give-back off (RefillRate=0)");
+        else if (c->host_pressure)
+                reason_add(d->reason, "no give-back: host pressure");
+        else if (host->available < add_sat(p->host_reserve, p->refill_margin))
+                reason_add(d->reason, "no give-back: available %s < reserve %s + margin %s (dead band)",
+                           FB(host->available), FB(p->host_reserve), FB(p->refill_margin));
+        else
+                reason_add(d->reason, "no give-back: host pressure %s ago, settling for %s",
+                           FU(host->now_usec - host->last_pressure_usec), FU(p->refill_settle_usec));
+}
+
+/* Give-back: a VM below its entitlement while the host is calm is deflated towards it, memory.high
+ * first, at most max_step and refill_rate allow; not within refill_delay_usec of its last inflation,
+ * so that a host around its thresholds does not take and give the same memory in turn. */
+static void decide_refill(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
+        const PolicyParams *p = c->p;
+        uint64_t now = c->host->now_usec, e = d->entitlement, want, step, since;
+        bool capped_rate = false, capped_spare = false;
+
+        if (!c->calm) {
+                if (c->explain) {
+                        if (e > 0)
+                                reason_add(d->reason, "entitlement %s; ", FB(e));
+                        refill_reason_host(c, d);
+                }
+                return;
+        }
+
+        /* Small moves only to the ceiling, which does not move with the spare. */
+        want = sub_sat(MIN(e, vm->max), vm->actual);
+        if (want < POLICY_PAGE_SIZE || (want < REFILL_MIN_STEP && e < vm->max) || vm->target != vm->actual) {
+                /* At its entitlement, or a move in flight: a "none" without a reason but explaining. */
+                if (!c->explain)
+                        return;
+                reason_add(d->reason, "entitlement %s: ", FB(e));
+                if (vm->target > vm->actual)
+                        reason_add(d->reason, "give-back to %s in flight", FB(vm->target));
+                else if (vm->target < vm->actual)
+                        reason_add(d->reason, "inflate to %s in flight", FB(vm->target));
+                else
+                        reason_add(d->reason, "at it (balloon %s)", FB(vm->actual));
+                return;
+        }
+
+        if (vm->carry.last_inflate_usec != 0 && now < add_sat(vm->carry.last_inflate_usec, p->refill_delay_usec)) {
+                if (c->explain)
+                        reason_add(d->reason, "entitlement %s, %s short: no give-back for %s after the last inflate (%s ago)",
+                                   FB(e), FB(want), FU(p->refill_delay_usec), FU(now - vm->carry.last_inflate_usec));
+                return;
+        }
+
+        /* The spare is split in proportion to what each VM is short, so that one round never gives
+         * more than the host has above the give-back threshold: a VM above its entitlement is not
+         * reclaimed for another's give-back, only on host pressure. */
+        step = MIN(want, p->max_step);
+        uint64_t part = u128_sat((unsigned __int128) c->spare * want / MAX(c->short_total, want));
+        if (part < step) {
+                step = part;
+                capped_spare = true;
+        }
+        if (vm->carry.last_refill_usec != 0) {
+                since = sub_sat(now, vm->carry.last_refill_usec);
+                uint64_t cap = u128_sat((unsigned __int128) p->refill_rate * since / USEC_PER_SEC);
+                if (cap < step) {
+                        step = cap;
+                        capped_rate = true;
+                        capped_spare = false;
+                }
+        }
+        /* No remainder too small to be given later. */
+        if (want - step < REFILL_MIN_STEP) {
+                step = want;
+                capped_rate = capped_spare = false;
+        }
+        if (step < REFILL_MIN_STEP && step < want) {
+                if (c->explain)
+                        reason_add(d->reason, "entitlement %s, %s short: %s", FB(e), FB(want),
+                                   capped_spare ? "no spare left this round" : "waiting for the rate");
+                return;
+        }
+
+        d->action = POLICY_DEFLATE;
+        d->target = page_down(vm->actual + step);
+        d->carry.last_refill_usec = now;
+        raise_high_for(p, vm, d->target, d);
+        reason_add(d->reason, "give-back: host calm, spare %s; entitlement %s by weight %" PRIu64
+                   ", idle %s taxed at %s: deflate %s", FB(c->spare), FB(e), vm->weight ?: 1,
+                   FB(vm->has_stats ? vm->guest_free : 0), c->tax_rate, FB(d->target - vm->actual));
+        if (capped_rate)
+                reason_add(d->reason, "; capped by rate %s/s", FB(p->refill_rate));
+        else if (capped_spare)
+                reason_add(d->reason, "; capped by its part of the spare");
+        else if (step < want)
+                reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
 }
 
 static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
@@ -397,8 +551,11 @@ static void decide_vm(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
                 decide_guest_event(c, vm, d);
         else if (d->guest_pressure != 0)
                 decide_guest_pressure(c, vm, d);
-        else
+        else {
                 decide_inflate(c, vm, d);
+                if (d->action == POLICY_NONE && c->goal == 0)
+                        decide_refill(c, vm, d);
+        }
 
         if (d->action == POLICY_NONE)
                 decide_high(c, vm, d);
@@ -408,6 +565,8 @@ static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
         ret->host_pressure = c->host_pressure;
         ret->goal = c->goal;
         ret->planned = c->planned;
+        if (c->host_pressure)
+                ret->last_pressure_usec = c->host->now_usec;
 
         for (size_t i = 0; i < n && c->goal > 0; i++)
                 if (c->out[i].action == POLICY_INFLATE) {
@@ -420,7 +579,8 @@ static void summarize(const DecideContext *c, size_t n, PolicySummary *ret) {
                 if (c->settling)
                         reason_add(ret->reason, ", settling: last reclaim %s ago",
                                    FU(c->host->now_usec - c->host->last_reclaim_usec));
-        }
+        } else if (c->calm)
+                reason_add(ret->reason, ", give-back: spare %s", FB(c->spare));
         policy_reason_add_counts(ret->reason, c->out, n, c->host_pressure ? "; " : ": ");
 }
 
@@ -458,6 +618,18 @@ int policy_decide_autoballoon(const PolicyParams *p, const PolicyHost *host, con
 
         if (c.goal > 0) {
                 int r = decide_shares(&c, n);
+                if (r < 0)
+                        return r;
+        }
+
+        /* Give-back once the host has had room for a while: above the dead band, and no pressure for
+         * refill_settle_usec (0 is "never", at the start the host is judged by its available memory). */
+        c.spare = sub_sat(host->available, add_sat(p->host_reserve, p->refill_margin));
+        c.calm = p->refill_rate > 0 && !c.host_pressure &&
+                host->available >= add_sat(p->host_reserve, p->refill_margin) &&
+                (host->last_pressure_usec == 0 || now >= add_sat(host->last_pressure_usec, p->refill_settle_usec));
+        if (c.calm || (explain && p->refill_rate > 0)) {
+                int r = decide_entitlements(&c, n);
                 if (r < 0)
                         return r;
         }

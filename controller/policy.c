@@ -297,6 +297,7 @@ void policy_summary_init(PolicySummary *s, const PolicyHost *host) {
         *s = (PolicySummary) {
                 .last_reclaim_usec = host->last_reclaim_usec,
                 .last_cycle_usec = host->last_cycle_usec,
+                .last_pressure_usec = host->last_pressure_usec,
         };
 }
 

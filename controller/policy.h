@@ -44,6 +44,14 @@ typedef struct PolicyParams {
         uint64_t memory_high_overhead;/* memory.high = balloon size + this (QEMU's own memory) */
         uint64_t stall_usec;          /* a balloon not moving towards its target this long is stalled */
         uint64_t stall_backoff_usec;  /* first back-off after a stall; doubles per stall, up to 16x */
+        /* Give-back (autoballoon mode): with available memory at least host_reserve + refill_margin
+         * and no host pressure for refill_settle_usec, balloons deflate towards each VM's entitlement
+         * at up to refill_rate bytes/s, but not within refill_delay_usec of the VM's last inflation.
+         * Between host_reserve and that threshold is a dead band where nothing moves. 0: no give-back. */
+        uint64_t refill_margin;
+        uint64_t refill_settle_usec;
+        uint64_t refill_delay_usec;
+        uint64_t refill_rate;
 } PolicyParams;
 
 typedef struct PolicyHost {
@@ -53,6 +61,7 @@ typedef struct PolicyHost {
         bool pressure;                /* the host trigger fired since the last decision */
         uint64_t last_reclaim_usec;   /* PolicySummary.last_reclaim_usec of the previous decision */
         uint64_t last_cycle_usec;     /* PolicySummary.last_cycle_usec of the previous decision */
+        uint64_t last_pressure_usec;  /* PolicySummary.last_pressure_usec of the previous decision */
 } PolicyHost;
 
 /* What a VM carries from one decision to the next: the policy reads it from PolicyVM.carry and
@@ -63,12 +72,13 @@ typedef struct PolicyCarry {
         uint64_t backoff_until_usec;    /* no inflation before this: the balloon stalled */
         uint64_t last_inflate_usec;     /* when the last inflation was ordered (rate cap) */
         unsigned stall_count;           /* stalls in a row: the back-off doubles with each */
+        uint64_t last_refill_usec;      /* when the last give-back was ordered (its rate cap) */
 } PolicyCarry;
 
 static inline bool policy_carry_equal(const PolicyCarry *a, const PolicyCarry *b) {
         return a->hysteresis_until_usec == b->hysteresis_until_usec &&
                 a->backoff_until_usec == b->backoff_until_usec && a->last_inflate_usec == b->last_inflate_usec &&
-                a->stall_count == b->stall_count;
+                a->stall_count == b->stall_count && a->last_refill_usec == b->last_refill_usec;
 }
 
 static inline bool policy_carry_is_empty(const PolicyCarry *c) {
@@ -158,6 +168,8 @@ typedef struct PolicyDecision {
         bool raise_high_first;        /* write memory.high before the balloon command (deflation) */
         GuestPressure guest_pressure; /* signals seen */
         uint64_t share;               /* the VM's water-filling allocation this round (0 if none) */
+        uint64_t entitlement;         /* autoballoon: what give-back deflates towards (0 if not computed:
+                                       * computed when the host is calm, and always when explaining) */
 
         PolicyCarry carry;            /* to pass back in the next PolicyVM */
 
@@ -170,6 +182,7 @@ typedef struct PolicySummary {
         uint64_t planned;             /* bytes the decisions take (after caps) */
         uint64_t last_reclaim_usec;   /* when host pressure last led to an inflation; carry it over */
         uint64_t last_cycle_usec;     /* proxmox: when its last 10 s cycle ran; carry it over */
+        uint64_t last_pressure_usec;  /* when host pressure was last seen (give-back waits); carry it over */
         char reason[POLICY_REASON_MAX];
 } PolicySummary;
 

@@ -65,6 +65,7 @@ int state_parse(const char *text, size_t size, const char *boot_id, uint64_t now
         _cleanup_free_ char *copy = NULL;
         State s = {};
         bool have_boot = false, have_paused = false;
+        unsigned version = 0;
         size_t allocated = 0;
         unsigned n = 0;
         int r = 0;
@@ -88,7 +89,7 @@ int state_parse(const char *text, size_t size, const char *boot_id, uint64_t now
         }
 
         for (char *line = copy, *next; *line; line = next, n++) {
-                char *w[7];
+                char *w[8];
                 size_t k;
 
                 next = strchr(line, '\n');
@@ -96,8 +97,9 @@ int state_parse(const char *text, size_t size, const char *boot_id, uint64_t now
                 k = split_words(line, w, ELEMENTSOF(w));
 
                 if (n == 0) {
-                        if (k != 2 || !streq(w[0], "autoballoon-state") || !streq(w[1], "1"))
-                                BAD("not an autoballoon state file of version 1");
+                        if (k != 2 || !streq(w[0], "autoballoon-state") || !IN_SET_STR(w[1], "1", "2"))
+                                BAD("not an autoballoon state file of version 1 or 2");
+                        version = w[1][0] - '0';
                 } else if (n == 1) {
                         if (k != 2 || !streq(w[0], "boot") || !boot_id_is_valid(w[1]))
                                 BAD("no boot id");
@@ -116,8 +118,9 @@ int state_parse(const char *text, size_t size, const char *boot_id, uint64_t now
                         StateVM vm = {};
                         uint64_t stalls;
 
-                        if (k != 6 || !streq(w[0], "vm"))
-                                BAD("a line that is not \"vm <name> <4 numbers>\"");
+                        if (k != 5 + version || !streq(w[0], "vm"))
+                                BAD(version == 1 ? "a line that is not \"vm <name> <4 numbers>\"" :
+                                    "a line that is not \"vm <name> <5 numbers>\"");
                         if (!state_name_is_valid(w[1]))
                                 BAD("an invalid VM name");
                         if (parse_deadline(w[2], now, max_ahead_usec, &vm.carry.hysteresis_until_usec) < 0 ||
@@ -127,6 +130,8 @@ int state_parse(const char *text, size_t size, const char *boot_id, uint64_t now
                         if (safe_atou64(w[5], &stalls) < 0 || stalls > 64)
                                 BAD("a stall count out of range");
                         vm.carry.stall_count = (unsigned) stalls;
+                        if (version == 2 && parse_deadline(w[6], now, 0, &vm.carry.last_refill_usec) < 0)
+                                BAD("a time out of range");
                         if (s.n_vms == STATE_VMS_MAX)
                                 BAD("too many VMs");
 
@@ -185,14 +190,15 @@ int state_format(const State *s, const char *boot_id, char **ret) {
         f = open_memstream(&text, &size);
         if (!f)
                 return -ENOMEM;
-        fprintf(f, "autoballoon-state 1\nboot %s\npaused %d\n", boot_id, s->paused);
+        fprintf(f, "autoballoon-state 2\nboot %s\npaused %d\n", boot_id, s->paused);
         for (size_t i = 0; i < s->n_vms; i++) {
                 const PolicyCarry *c = &s->vms[i].carry;
 
                 if (policy_carry_is_empty(c))
                         continue;
-                fprintf(f, "vm %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %u\n", s->vms[i].name,
-                        c->hysteresis_until_usec, c->backoff_until_usec, c->last_inflate_usec, c->stall_count);
+                fprintf(f, "vm %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %u %" PRIu64 "\n", s->vms[i].name,
+                        c->hysteresis_until_usec, c->backoff_until_usec, c->last_inflate_usec, c->stall_count,
+                        c->last_refill_usec);
         }
         if (fclose(TAKE_PTR(f)) < 0)
                 return -ENOMEM;

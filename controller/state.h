@@ -7,10 +7,12 @@
  * restarted daemon neither acts while an operator paused it nor squeezes a guest inside its
  * hysteresis window. Kept in <RuntimeDir>/state as text:
  *
- *   autoballoon-state 1
+ *   autoballoon-state 2
  *   boot <boot id>
  *   paused 0|1
- *   vm <name> <hysteresis until> <back-off until> <last inflation> <stall count>
+ *   vm <name> <hysteresis until> <back-off until> <last inflation> <stall count> <last give-back>
+ *
+ * Version 1, written before give-back, has no <last give-back>: still read.
  *
  * Times are CLOCK_MONOTONIC microseconds, which only mean something within the boot named. The file
  * is root's, but it is still read as untrusted: bounded in size, every value checked, and a file that

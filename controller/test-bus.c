@@ -308,7 +308,7 @@ static void test_explain(void **state) {
                 .memory_high = x->a->memory_high,
                 .reason = "held: in hysteresis",
         };
-        const char *key, *action, *reason, *vm_state = NULL;
+        const char *key, *action, *reason, *vm_state = NULL, *now = NULL;
         uint64_t when, actual, target, high, weight = 0, actual_bytes = 0;
         unsigned n = 0;
 
@@ -325,6 +325,8 @@ static void test_explain(void **state) {
                         assert_int_equal(sd_bus_message_read(reply, "v", "t", &weight), 1);
                 else if (streq(key, "actual_bytes"))
                         assert_int_equal(sd_bus_message_read(reply, "v", "t", &actual_bytes), 1);
+                else if (streq(key, "decision_now"))
+                        assert_int_equal(sd_bus_message_read(reply, "v", "s", &now), 1);
                 else
                         assert_int_equal(sd_bus_message_skip(reply, "v"), 1);
                 assert_int_equal(sd_bus_message_exit_container(reply), 1);
@@ -333,6 +335,8 @@ static void test_explain(void **state) {
         assert_string_equal(vm_state, "ready");
         assert_int_equal(weight, 100);
         assert_int_equal(actual_bytes, 3 * GIB / 2);
+        /* What the policy (rfc here) would do now. */
+        assert_string_equal(now, "none");
 
         assert_int_equal(sd_bus_message_enter_container(reply, 'a', "(tsttts)"), 1);
         while (sd_bus_message_read(reply, "(tsttts)", &when, &action, &actual, &target, &high, &reason) > 0) {
@@ -346,6 +350,24 @@ static void test_explain(void **state) {
 
         none = call(x, "Explain", "s", "nope");
         assert_error(none, BUS_ERROR_NO_SUCH_VM);
+
+        /* The default policy says why the VM is or is not given memory back. */
+        x->m->params.mode = POLICY_MODE_AUTOBALLOON;
+        sd_bus_message_unref(reply);
+        reply = call(x, "Explain", "s", "a");
+        assert_ok(reply);
+        now = NULL;
+        assert_int_equal(sd_bus_message_enter_container(reply, 'a', "{sv}"), 1);
+        while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
+                assert_int_equal(sd_bus_message_read(reply, "s", &key), 1);
+                if (streq(key, "decision_now"))
+                        assert_int_equal(sd_bus_message_read(reply, "v", "s", &now), 1);
+                else
+                        assert_int_equal(sd_bus_message_skip(reply, "v"), 1);
+                assert_int_equal(sd_bus_message_exit_container(reply), 1);
+        }
+        assert_non_null(now);
+        assert_non_null(strstr(now, "give-back"));
 }
 
 static void test_policy_property(void **state) {

@@ -355,6 +355,46 @@ static void test_proxmox_grows_by_shares(void **state) {
         assert_int_equal(s.out[1].target, 4 * GIB);
 }
 
+/* Give-back: once the host is below 80% again, the balloons deflate 100 MiB per VM per cycle until
+ * the host is back at its target (within the 10 MiB dead band), each guest using what it gets. */
+static void test_proxmox_refills(void **state) {
+        uint64_t given = 0;
+        unsigned deflates = 0, cycles = 0;
+        Sim s;
+
+        pve_init(&s, 3, 0);
+        for (size_t i = 0; i < 3; i++) {
+                s.vm[i].actual = s.vm[i].target = 2 * GIB;
+                s.vm[i].guest_free = 64 * MIB;         /* short of memory: squeezed earlier */
+        }
+        s.host.available = 4 * GIB + 700 * MIB;        /* 700M below the target */
+
+        for (unsigned k = 0; k < 30; k++) {            /* 60 s of 2 s ticks */
+                sim_decide(&s);
+                for (size_t i = 0; i < 3; i++) {
+                        assert_int_not_equal(s.out[i].action, POLICY_INFLATE);
+                        if (s.out[i].action != POLICY_DEFLATE)
+                                continue;
+                        assert_true(s.out[i].target - s.vm[i].actual <= 100 * MIB);
+                        deflates++;
+                }
+                cycles += s.summary.last_cycle_usec == s.host.now_usec;
+                sim_apply(&s);
+                s.host.now_usec += 2 * USEC_PER_SEC;
+                for (size_t i = 0; i < 3; i++) {
+                        uint64_t before = s.vm[i].actual;
+
+                        sim_move(&s, i);
+                        s.host.available -= s.vm[i].actual - before;
+                        given += s.vm[i].actual - before;
+                }
+        }
+        assert_int_equal(cycles, 6);
+        assert_true(deflates >= 7);            /* 700M at 3 x 100M a cycle: 3 cycles */
+        assert_true(given >= 690 * MIB && given <= 700 * MIB);
+        assert_true(s.host.available >= 4 * GIB && s.host.available <= 4 * GIB + 10 * MIB);
+}
+
 /* Over 80% the VMs with free memory give first, never below their floor nor past their available
  * memory minus GuestReserve=. */
 static void test_proxmox_shrinks(void **state) {
@@ -411,6 +451,7 @@ int main(void) {
                 cmocka_unit_test(test_proxmox_max_change_per_cycle),
                 cmocka_unit_test(test_proxmox_grows_by_shares),
                 cmocka_unit_test(test_proxmox_shrinks),
+                cmocka_unit_test(test_proxmox_refills),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

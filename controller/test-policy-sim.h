@@ -90,6 +90,7 @@ static inline void sim_decide(Sim *s) {
         assert_int_equal(summary.planned, s->summary.planned);
         assert_int_equal(summary.last_reclaim_usec, s->summary.last_reclaim_usec);
         assert_int_equal(summary.last_cycle_usec, s->summary.last_cycle_usec);
+        assert_int_equal(summary.last_pressure_usec, s->summary.last_pressure_usec);
         assert_string_equal(summary.reason, s->summary.reason);
         for (size_t i = 0; i < s->n; i++) {
                 const PolicyDecision *d = &s->out[i], *q = &quiet[i];
@@ -123,6 +124,7 @@ static inline void sim_apply(Sim *s) {
         s->host.pressure = false;
         s->host.last_reclaim_usec = s->summary.last_reclaim_usec;
         s->host.last_cycle_usec = s->summary.last_cycle_usec;
+        s->host.last_pressure_usec = s->summary.last_pressure_usec;
 }
 
 /* The balloon reaches its target (QEMU reports the move). */

@@ -32,6 +32,10 @@ static PolicyParams sample_params(void) {
                 .memory_high_overhead = 10,
                 .stall_usec = 11,
                 .stall_backoff_usec = 12,
+                .refill_margin = 13,
+                .refill_settle_usec = 14,
+                .refill_delay_usec = 15,
+                .refill_rate = 16,
         };
 }
 
@@ -66,6 +70,7 @@ static PolicyVM sample_vm(const char *name, uint64_t base) {
                         .backoff_until_usec = base + 17,
                         .stall_count = 18,
                         .last_inflate_usec = base + 20,
+                        .last_refill_usec = base + 21,
                 },
                 .last_progress_usec = base + 19,
         };
@@ -101,6 +106,7 @@ static void assert_vm_equal(const PolicyVM *a, const PolicyVM *b) {
         assert_int_equal(a->carry.stall_count, b->carry.stall_count);
         assert_int_equal(a->last_progress_usec, b->last_progress_usec);
         assert_int_equal(a->carry.last_inflate_usec, b->carry.last_inflate_usec);
+        assert_int_equal(a->carry.last_refill_usec, b->carry.last_refill_usec);
 }
 
 static void test_round_trip(void **state) {
@@ -114,6 +120,7 @@ static void test_round_trip(void **state) {
                 .pressure = true,
                 .last_reclaim_usec = 103,
                 .last_cycle_usec = 104,
+                .last_pressure_usec = 105,
         };
         PolicyVM vms[] = { sample_vm("web", 1000), sample_vm("db \"1\"\n", UINT64_MAX - 100) };
 
@@ -138,6 +145,10 @@ static void test_round_trip(void **state) {
         assert_int_equal(r.params.memory_high_overhead, p.memory_high_overhead);
         assert_int_equal(r.params.stall_usec, p.stall_usec);
         assert_int_equal(r.params.stall_backoff_usec, p.stall_backoff_usec);
+        assert_int_equal(r.params.refill_margin, p.refill_margin);
+        assert_int_equal(r.params.refill_settle_usec, p.refill_settle_usec);
+        assert_int_equal(r.params.refill_delay_usec, p.refill_delay_usec);
+        assert_int_equal(r.params.refill_rate, p.refill_rate);
 
         assert_int_equal(r.host.now_usec, host.now_usec);
         assert_int_equal(r.host.total, host.total);
@@ -145,6 +156,7 @@ static void test_round_trip(void **state) {
         assert_int_equal(r.host.pressure, host.pressure);
         assert_int_equal(r.host.last_reclaim_usec, host.last_reclaim_usec);
         assert_int_equal(r.host.last_cycle_usec, host.last_cycle_usec);
+        assert_int_equal(r.host.last_pressure_usec, host.last_pressure_usec);
 
         assert_int_equal(r.n_vms, ELEMENTSOF(vms));
         for (size_t i = 0; i < ELEMENTSOF(vms); i++)
@@ -215,7 +227,7 @@ static void test_carry_is_flat(void **state) {
 
         assert_int_equal(trace_format(&r.params, &r.host, r.vms, r.n_vms, &line), 0);
         assert_non_null(strstr(line, "\"hysteresis_until_usec\":5,\"backoff_until_usec\":6,\"stall_count\":7,"
-                                     "\"last_progress_usec\":8,\"last_inflate_usec\":9}"));
+                                     "\"last_progress_usec\":8,\"last_inflate_usec\":9,\"last_refill_usec\":0}"));
         assert_null(strstr(line, "carry"));
 }
 

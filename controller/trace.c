@@ -46,6 +46,10 @@ static const Field params_fields[] = {
         FIELD(PolicyParams, memory_high_overhead, FIELD_U64),
         FIELD(PolicyParams, stall_usec, FIELD_U64),
         FIELD(PolicyParams, stall_backoff_usec, FIELD_U64),
+        FIELD(PolicyParams, refill_margin, FIELD_U64),
+        FIELD(PolicyParams, refill_settle_usec, FIELD_U64),
+        FIELD(PolicyParams, refill_delay_usec, FIELD_U64),
+        FIELD(PolicyParams, refill_rate, FIELD_U64),
 };
 
 static const Field host_fields[] = {
@@ -55,6 +59,7 @@ static const Field host_fields[] = {
         FIELD(PolicyHost, pressure, FIELD_BOOL),
         FIELD(PolicyHost, last_reclaim_usec, FIELD_U64),
         FIELD(PolicyHost, last_cycle_usec, FIELD_U64),
+        FIELD(PolicyHost, last_pressure_usec, FIELD_U64),
 };
 
 static const Field vm_fields[] = {
@@ -87,6 +92,7 @@ static const Field vm_fields[] = {
         CARRY_FIELD(stall_count, FIELD_UNSIGNED),
         FIELD(PolicyVM, last_progress_usec, FIELD_U64),
         CARRY_FIELD(last_inflate_usec, FIELD_U64),
+        CARRY_FIELD(last_refill_usec, FIELD_U64),
 };
 
 static int add_field(json_object *o, const Field *f, const void *base) {

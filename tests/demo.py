@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""The demo: three real guests, autoballoond, host pressure then guest pressure, a live timeline."""
+"""The demo: three real guests, autoballoond, host pressure, guest pressure, host pressure again, then
+give-back once the host is calm, with a live timeline."""
 
 import collections
 import shutil
@@ -66,6 +67,17 @@ def main():
         loop.host_pressure_on()
         time.sleep(20)
         loop.host_pressure_off()
+
+        say("phase 4: the host has room again: 30 s without host pressure (RefillSettleSec=) and 60 s "
+            "after its last inflation (RefillDelaySec=), each guest is given memory back towards its "
+            "entitlement (its MaxMemory, with room for all)")
+        mark = time.monotonic()
+        deadline = mark + 120
+        while time.monotonic() < deadline and any(loop.actual(vm) < GUEST_MEM - 4 * MIB for vm, _ in VMS):
+            time.sleep(1)
+        back = [vm for vm, _ in VMS if loop.actual(vm) >= GUEST_MEM - 4 * MIB]
+        say(f"phase 4 over: {len(back)} of {len(VMS)} guests back at {GUEST_MEM // MIB}M, "
+            f"{time.monotonic() - mark:.0f} s after the host pressure ended")
         stop.set()
         ticker.join()
 

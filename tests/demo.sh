@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Sets up and runs the demo: three real QEMU guests in balloon slices, autoballoond, host pressure
-# and then guest pressure, with a live timeline of every decision. Needs root (cgroups).
+# then guest pressure, host pressure again, and memory given back once the host is calm, with a live
+# timeline of every decision. Needs root (cgroups).
 set -euo pipefail
 
 . "$(dirname "$0")/lib/common.sh" demo

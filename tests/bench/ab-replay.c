@@ -59,7 +59,7 @@ typedef struct Run {
         PolicyMode mode;
         VMState *vms;      /* sorted by name */
         size_t n_vms;
-        uint64_t last_reclaim_usec, last_cycle_usec;
+        uint64_t last_reclaim_usec, last_cycle_usec, last_pressure_usec;
         bool started;
 
         PolicyVM *snapshot;
@@ -243,6 +243,7 @@ static int run_record(Run *r, const Options *o, uint64_t record, const TraceReco
         if (!r->started) {
                 r->last_reclaim_usec = t->host.last_reclaim_usec;
                 r->last_cycle_usec = t->host.last_cycle_usec;
+                r->last_pressure_usec = t->host.last_pressure_usec;
         }
 
         memcpy(r->snapshot, t->vms, t->n_vms * sizeof *r->snapshot);
@@ -257,6 +258,7 @@ static int run_record(Run *r, const Options *o, uint64_t record, const TraceReco
         p.mode = r->mode;
         host.last_reclaim_usec = r->last_reclaim_usec;
         host.last_cycle_usec = r->last_cycle_usec;
+        host.last_pressure_usec = r->last_pressure_usec;
 
         /* Time below the reserve: from one decision to the next, as the earlier one saw it. */
         if (r->prev_below)
@@ -282,6 +284,7 @@ static int run_record(Run *r, const Options *o, uint64_t record, const TraceReco
                 print_decisions(r, record, t, &summary);
         r->last_reclaim_usec = summary.last_reclaim_usec;
         r->last_cycle_usec = summary.last_cycle_usec;
+        r->last_pressure_usec = summary.last_pressure_usec;
         for (size_t i = 0; i < t->n_vms; i++) {
                 const PolicyVM *vm = &r->snapshot[i];
                 const PolicyDecision *d = &r->out[i];

@@ -102,6 +102,7 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("TriggerWindowSec",     CONFIG_TIME,          trigger_window_usec,      "2",                500 * USEC_PER_MSEC, 10 * USEC_PER_SEC, "must be between 500ms and 10s"),
         DAEMON_KEY("StatsIntervalSec",     CONFIG_TIME,          stats_interval_usec,      "1",                100 * USEC_PER_MSEC, USEC_PER_HOUR, "must be between 100ms and 1h"),
         DAEMON_KEY("StatsIdleIntervalSec", CONFIG_TIME,          stats_idle_interval_usec, "10",               USEC_PER_SEC, USEC_PER_HOUR, "must be between 1s and 1h"),
+        DAEMON_KEY("IdleWindowSec",        CONFIG_TIME,          idle_window_usec,         "60",               0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("BalloonStallSec",      CONFIG_TIME,          stall_usec,               "10",               USEC_PER_SEC, USEC_PER_HOUR, "must be between 1s and 1h"),
         DAEMON_KEY("BalloonBackoffSec",    CONFIG_TIME,          stall_backoff_usec,       "30",               USEC_PER_SEC, USEC_PER_HOUR, "must be between 1s and 1h"),
         DAEMON_KEY("RuntimeDir",           CONFIG_PATH,          runtime_dir,              "/run/autoballoon", 0, RUNTIME_DIR_MAX, "must be an absolute path of at most 64 characters"),

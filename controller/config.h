@@ -73,6 +73,7 @@ typedef struct Config {
         uint64_t trigger_window_usec;      /* TriggerWindowSec= */
         uint64_t stats_interval_usec;      /* StatsIntervalSec=: polling while busy */
         uint64_t stats_idle_interval_usec; /* StatsIdleIntervalSec=: polling while calm */
+        uint64_t idle_window_usec;         /* IdleWindowSec=: guest memory used within it is not idle */
         uint64_t stall_usec;               /* BalloonStallSec= */
         uint64_t stall_backoff_usec;       /* BalloonBackoffSec= */
         char *runtime_dir;                 /* RuntimeDir= */

@@ -119,10 +119,17 @@ typedef struct PolicyVM {
         bool memory_high_known;       /* the slice has a memory.high we manage */
         uint64_t memory_high;         /* SIZE_UNLIMITED for "max" */
         uint64_t memory_current;
+        uint64_t slice_cache;         /* memory.stat file - shmem: host page cache charged to the slice,
+                                       * which the host reclaims; not what the VM holds */
 
         bool has_stats;               /* guest stats are fresh; no stats, no inflation */
         uint64_t guest_available;     /* stat-available-memory */
         uint64_t guest_free;          /* stat-free-memory: idle memory, taxed */
+        uint64_t guest_free_recent;   /* of guest_free, what the guest used within IdleWindowSec= (free
+                                       * now minus its least over the window): not idle, not taxed */
+        uint64_t guest_growth;        /* the largest growth of the guest's demand (balloon size minus
+                                       * available) between two stats reports within IdleWindowSec=:
+                                       * a squeezed guest keeps at least this much available */
         uint64_t guest_reserve;       /* resolved GuestReserve= for this VM */
         uint64_t guest_min_available; /* resolved GuestMinAvailable= for this VM */
         uint64_t swap_in_rate;        /* bytes/s over the last stats interval */

@@ -73,6 +73,9 @@ static PolicyVM sample_vm(const char *name, uint64_t base) {
                         .last_refill_usec = base + 21,
                 },
                 .last_progress_usec = base + 19,
+                .slice_cache = base + 21,
+                .guest_free_recent = base + 22,
+                .guest_growth = base + 23,
         };
 }
 
@@ -107,6 +110,9 @@ static void assert_vm_equal(const PolicyVM *a, const PolicyVM *b) {
         assert_int_equal(a->last_progress_usec, b->last_progress_usec);
         assert_int_equal(a->carry.last_inflate_usec, b->carry.last_inflate_usec);
         assert_int_equal(a->carry.last_refill_usec, b->carry.last_refill_usec);
+        assert_int_equal(a->slice_cache, b->slice_cache);
+        assert_int_equal(a->guest_free_recent, b->guest_free_recent);
+        assert_int_equal(a->guest_growth, b->guest_growth);
 }
 
 static void test_round_trip(void **state) {

@@ -463,6 +463,9 @@ static void test_memory_high_steps(void **state) {
         vm_backend_balloon_moved(x->vm, GIB);
         set_slice(x, "memory.high", "max\n");
         set_slice(x, "memory.current", "2147483648\n");
+        /* The host page cache of the slice is above the balloon: what the VM holds is not (while
+         * the host has headroom, memory.high stays above what it holds). */
+        set_slice(x, "memory.stat", "anon 1073741824\nfile 1073741824\nshmem 0\n");
         now = clock_now(x);
 
         d = decide(x, now, false);
@@ -471,14 +474,72 @@ static void test_memory_high_steps(void **state) {
         assert_non_null(strstr(vm_last_decision(x->vm)->reason, "lowered in steps"));
 
         set_slice(x, "memory.current", "1610612736\n"); /* 1.5G */
+        set_slice(x, "memory.stat", "anon 1073741824\nfile 536870912\n");
         (void) decide(x, now + 1, false);
         assert_int_equal(memory_high(x), 3 * GIB / 2 - 64 * MIB);
 
         /* Within a step of memory.current: where the policy wants it, balloon + overhead. */
         set_slice(x, "memory.current", "1288490188\n"); /* 1.2G */
+        set_slice(x, "memory.stat", "anon 1073741824\nfile 214748364\n");
         (void) decide(x, now + 2, false);
         assert_int_equal(memory_high(x), GIB + 256 * MIB);
         assert_int_equal(decide(x, now + 3, false).action, POLICY_NONE);
+}
+
+/* The window of guest reports: free memory used within it, and the largest growth of demand between
+ * two reports, which a balloon move is not; gone with the window. */
+static void test_stats_window(void **state) {
+        Fixture *x = *state;
+        GuestStats s;
+        PolicyVM p;
+
+        adopt(x); /* balloon at 1.5G */
+        s = fake_stats(1000, 700 * MIB); /* free 350M */
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.guest_free_recent, 0);
+        assert_int_equal(p.guest_growth, 0);
+
+        /* The guest allocates 200M. */
+        s = fake_stats(1001, 500 * MIB);
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.guest_free_recent, 0);
+        assert_int_equal(p.guest_growth, 200 * MIB);
+
+        /* And frees it: free again, but used within the window. */
+        s = fake_stats(1002, 700 * MIB);
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.guest_free_recent, 100 * MIB);
+        assert_int_equal(p.guest_growth, 200 * MIB);
+
+        /* An inflation by 300M lowers available as much: no growth. */
+        vm_backend_balloon_moved(x->vm, 3 * GIB / 2 - 300 * MIB);
+        s = fake_stats(1003, 400 * MIB);
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.guest_growth, 200 * MIB);
+
+        /* Out of the window (IdleWindowSec=0 keeps the last report only): forgotten. */
+        x->config->idle_window_usec = 0;
+        s = fake_stats(1004, 400 * MIB);
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.guest_free_recent, 0);
+        assert_int_equal(p.guest_growth, 0);
+}
+
+/* The slice's memory.stat: its page cache without shmem (guest RAM when shared) is the host's. */
+static void test_slice_cache(void **state) {
+        Fixture *x = *state;
+        PolicyVM p;
+
+        adopt(x);
+        set_slice(x, "memory.stat", "anon 1073741824\nfile 314572800\nshmem 104857600\n");
+        (void) vm_refresh(x->vm);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.slice_cache, 200 * MIB);
 }
 
 static void test_update_stats(void **state) {
@@ -903,6 +964,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_max_memory_guest_events, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_memory_high_steps, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_update_stats, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stats_window, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_slice_cache, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_memory_high_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hold_logged_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_repeats_logged_once, setup, teardown),

@@ -440,6 +440,44 @@ static uint64_t stat_delta(const GuestStats *now, const GuestStats *prev, GuestS
         return now->value[i] - prev->value[i];
 }
 
+static uint64_t minus(uint64_t a, uint64_t b) {
+        return a > b ? a - b : 0;
+}
+
+/* A new guest report joins the window; what it says of the guest's recent use is computed once here
+ * rather than at every decision. */
+static void vm_window_add(VM *vm, uint64_t now) {
+        uint64_t window = vm->ctx->config->idle_window_usec, free = 0, min_free, prev_demand = 0;
+        VMWindowSample *w;
+
+        if (guest_stat_valid(&vm->stats, GUEST_STAT_FREE_MEMORY))
+                free = vm->stats.value[GUEST_STAT_FREE_MEMORY];
+
+        /* Samples older than the window go, then the oldest if it is full. */
+        while (vm->n_window > 0 && (vm->window[vm->window_start].usec + window < now || vm->n_window == VM_WINDOW_MAX)) {
+                vm->window_start = (vm->window_start + 1) % VM_WINDOW_MAX;
+                vm->n_window--;
+        }
+        w = &vm->window[(vm->window_start + vm->n_window++) % VM_WINDOW_MAX];
+        *w = (VMWindowSample) {
+                .usec = now,
+                .demand = minus(vm->actual, vm->stats.value[GUEST_STAT_AVAILABLE_MEMORY]),
+                .free = free,
+        };
+
+        min_free = free;
+        vm->guest_growth = 0;
+        for (unsigned i = 0; i < vm->n_window; i++) {
+                const VMWindowSample *x = &vm->window[(vm->window_start + i) % VM_WINDOW_MAX];
+
+                min_free = MIN(min_free, x->free);
+                if (i > 0)
+                        vm->guest_growth = MAX(vm->guest_growth, minus(x->demand, prev_demand));
+                prev_demand = x->demand;
+        }
+        vm->guest_free_recent = free - min_free;
+}
+
 static void vm_update_stats(VM *vm, const GuestStats *s) {
         if (s->last_update == 0 || !guest_stat_valid(s, GUEST_STAT_AVAILABLE_MEMORY)) {
                 /* The first reads may come before the guest's first report: say it when it lasts. */
@@ -461,6 +499,7 @@ static void vm_update_stats(VM *vm, const GuestStats *s) {
         vm->prev_stats = vm->stats;
         vm->has_prev_stats = vm->stats.last_update != 0;
         vm->stats = *s;
+        vm_window_add(vm, now_usec(vm));
 
         if (!vm->has_prev_stats || s->last_update <= vm->prev_stats.last_update) {
                 vm->swap_in_rate = vm->major_fault_rate = 0;
@@ -504,6 +543,7 @@ int vm_read_slice_pressure(const VM *vm, double *ret) {
 
 static void vm_read_slice(VM *vm) {
         int fd = vm->ctx->cgroup_fd;
+        CgMemoryStat stat;
         uint64_t v;
         int r;
 
@@ -530,6 +570,9 @@ static void vm_read_slice(VM *vm) {
 
         if (cg_read_u64(fd, vm->cgpath, "memory.current", &v) >= 0)
                 vm->memory_current = v;
+        /* The host page cache charged to the slice (QEMU's disk I/O): reclaimable, not the VM's.
+         * shmem is in "file" but is guest RAM when it is backed by memfd or shared memory. */
+        vm->slice_cache = cg_read_memory_stat(fd, vm->cgpath, &stat) >= 0 ? minus(stat.file, stat.shmem) : 0;
 }
 
 /* MaxMemory= above the boot memory gives targets the balloon cannot reach: the boot memory caps it. A
@@ -613,12 +656,15 @@ void vm_snapshot(VM *vm, uint64_t now, PolicyVM *p) {
                 .memory_high_known = vm->memory_high_known,
                 .memory_high = vm->memory_high,
                 .memory_current = vm->memory_current,
+                .slice_cache = vm->slice_cache,
                 /* Stale stats are no stats: the cap that keeps an inflation from pushing the
                  * guest into OOM must not use old numbers. */
                 .has_stats = vm->has_stats && now <= vm->stats_seen_usec + vm_stats_max_age(vm),
                 .guest_available = vm->stats.value[GUEST_STAT_AVAILABLE_MEMORY],
                 .guest_free = guest_stat_valid(&vm->stats, GUEST_STAT_FREE_MEMORY) ?
                         vm->stats.value[GUEST_STAT_FREE_MEMORY] : 0,
+                .guest_free_recent = vm->guest_free_recent,
+                .guest_growth = vm->guest_growth,
                 .guest_reserve = size_spec_resolve(c->guest_reserve, vm->actual),
                 .guest_min_available = size_spec_resolve(c->guest_min_available, vm->actual),
                 .swap_in_rate = vm->swap_in_rate,

@@ -38,6 +38,15 @@ struct VMContext {
 };
 
 #define VM_HISTORY_MAX 16
+/* Guest reports kept for IdleWindowSec=: the oldest go first beyond this (a window of a minute at
+ * most one read a second fits). */
+#define VM_WINDOW_MAX 128
+
+typedef struct VMWindowSample {
+        uint64_t usec;
+        uint64_t demand; /* balloon size minus available: what the guest uses, whatever the balloon */
+        uint64_t free;
+} VMWindowSample;
 /* How long an unchanged hold, or an unchanged decision while paused or in a dry run, stays unsaid. */
 #define REPEAT_LOG_USEC (10 * 60 * USEC_PER_SEC)
 
@@ -89,6 +98,7 @@ struct VM {
 
         uint64_t actual, target;
         uint64_t memory_high, memory_current;
+        uint64_t slice_cache;      /* memory.stat file - shmem */
         bool memory_high_known;
         bool memory_high_checked; /* read at least once: say once that it is missing */
 
@@ -96,6 +106,9 @@ struct VM {
         bool has_stats, has_prev_stats;
         uint64_t swap_in_rate, major_fault_rate;
         uint64_t alloc_stalls, direct_reclaims, oom_kills;
+        VMWindowSample window[VM_WINDOW_MAX]; /* the guest reports of the last IdleWindowSec=, a ring */
+        unsigned window_start, n_window;
+        uint64_t guest_free_recent, guest_growth; /* from the window, for the policy */
 
         sd_event_source *slice_trigger;
         bool min_from_domain;      /* MinMemory= is the domain's: DomainMaxMinMemory= bounds it */

@@ -58,6 +58,39 @@ static InflateBlock inflate_block(uint64_t now, const PolicyVM *vm) {
         return BLOCK_NONE;
 }
 
+/* What the VM really holds of its slice: memory.current without the host page cache charged to it
+ * (QEMU's disk I/O), which the host reclaims at memory.high. */
+static uint64_t vm_held(const PolicyVM *vm) {
+        return sub_sat(vm->memory_current, vm->slice_cache);
+}
+
+/* What a slice trigger means for a VM at its memory.high. */
+typedef enum SliceCase {
+        SLICE_NONE,  /* no trigger, or below memory.high */
+        SLICE_CACHE, /* the host reclaiming page cache charged to the slice: not demand */
+        SLICE_OWN,   /* our own throttling, the host has headroom: memory.high is raised */
+        SLICE_SHORT, /* the host is short, or the VM at its allotment: inflated */
+} SliceCase;
+
+/* The memory.high an own-throttled VM gets: what it holds plus a step, within MaxMemory= + overhead
+ * (its allotment) and the host's headroom above HostReserve=. */
+static uint64_t slice_raise(const DecideContext *c, const PolicyVM *vm) {
+        uint64_t high = add_sat(MAX(vm_held(vm), vm->memory_high), SLICE_MIN_STEP);
+
+        high = MIN(high, add_sat(vm->max, c->p->memory_high_overhead));
+        return MIN(high, add_sat(vm->memory_high, sub_sat(c->host->available, c->p->host_reserve)));
+}
+
+static SliceCase slice_case(const DecideContext *c, const PolicyVM *vm) {
+        if (!vm->slice_pressure || !vm->memory_high_known || vm->memory_current < vm->memory_high)
+                return SLICE_NONE;
+        if (add_sat(vm_held(vm), SLICE_MIN_STEP) <= vm->memory_high)
+                return SLICE_CACHE;
+        if (!c->host_pressure && vm->actual <= vm->max && slice_raise(c, vm) > vm->memory_high)
+                return SLICE_OWN;
+        return SLICE_SHORT;
+}
+
 /* 'd' holds the VM's guest pressure already (policy_decision_init). */
 static bool inflate_eligible(const PolicyParams *p, uint64_t now, const PolicyVM *vm, const PolicyDecision *d) {
         return !vm_stalled(p, now, vm) && d->guest_pressure == 0 && inflate_block(now, vm) == BLOCK_NONE;
@@ -383,8 +416,9 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const Inf
         if (a->want == a->want_max && vm->actual > vm->max)
                 reason_add(d->reason, "above max %s by %s", FB(vm->max), FB(a->want_max));
         else if (a->want == a->want_slice && a->want_slice > 0)
-                reason_add(d->reason, "slice pressure: current %s >= memory.high %s, excess %s%s",
-                           FB(vm->memory_current), FB(vm->memory_high), FB(a->want_slice),
+                reason_add(d->reason, "slice pressure, %s: holds %s (+ cache %s) at memory.high %s, excess %s%s",
+                           c->host_pressure ? "host short" : "at its allotment", FB(vm_held(vm)),
+                           FB(vm->slice_cache), FB(vm->memory_high), FB(a->want_slice),
                            c->goal > 0 ? " (more than the host share)" : "");
         else
                 reason_add(d->reason, "host pressure: goal %s, share %s of %s by weight %" PRIu64
@@ -405,15 +439,41 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const Inf
                 policy_reason_add_cap(d->reason, vm, a->cap);
 }
 
+/* Slice pressure that is no shortage of the host: memory.high is raised, or nothing is done. */
+static void decide_slice(const DecideContext *c, const PolicyVM *vm, SliceCase sc, PolicyDecision *d) {
+        uint64_t high;
+
+        if (sc == SLICE_CACHE) {
+                if (c->explain)
+                        reason_add(d->reason, "slice pressure on host page cache: holds %s + cache %s, memory.high %s: "
+                                   "reclaimable, not inflated", FB(vm_held(vm)), FB(vm->slice_cache),
+                                   FB(vm->memory_high));
+                return;
+        }
+
+        high = slice_raise(c, vm);
+        d->action = POLICY_SET_HIGH;
+        d->memory_high = high;
+        d->raise_high_first = true;
+        reason_add(d->reason, "slice pressure, own throttling: holds %s at memory.high %s, host available %s: "
+                   "memory.high -> %s (at most max %s + overhead %s)", FB(vm_held(vm)), FB(vm->memory_high),
+                   FB(c->host->available), FB(high), FB(vm->max), FB(c->p->memory_high_overhead));
+}
+
 static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         const PolicyParams *p = c->p;
         uint64_t now = c->host->now_usec;
-        bool slice = vm->slice_pressure && vm->memory_high_known && vm->memory_current >= vm->memory_high;
+        SliceCase sc = slice_case(c, vm);
+        bool slice = sc == SLICE_SHORT;
         bool above_max = vm->actual > vm->max;
         InflateAsk a = { .cap_rate = UINT64_MAX };
         uint64_t want_host = 0, t;
         InflateBlock b;
 
+        if (sc == SLICE_OWN || (sc == SLICE_CACHE && c->goal == 0 && !above_max)) {
+                decide_slice(c, vm, sc, d);
+                return;
+        }
         if (c->goal == 0 && !slice && !above_max)
                 return;
 
@@ -423,8 +483,8 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 if (c->goal > 0)
                         reason_add(d->reason, "host pressure: goal %s", FB(c->goal));
                 else if (slice)
-                        reason_add(d->reason, "slice pressure: current %s >= memory.high %s",
-                                   FB(vm->memory_current), FB(vm->memory_high));
+                        reason_add(d->reason, "slice pressure: holds %s at memory.high %s",
+                                   FB(vm_held(vm)), FB(vm->memory_high));
                 else
                         reason_add(d->reason, "above max %s", FB(vm->max));
                 reason_add(d->reason, "; held: ");
@@ -435,7 +495,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         if (c->goal > 0)
                 want_host = vm->actual - d->share;
         if (slice)
-                a.want_slice = MAX(vm->memory_current - vm->memory_high + SLICE_MIN_STEP, SLICE_MIN_STEP);
+                a.want_slice = MAX(sub_sat(add_sat(vm_held(vm), SLICE_MIN_STEP), vm->memory_high), SLICE_MIN_STEP);
         if (above_max)
                 a.want_max = vm->actual - vm->max;
         a.want = MAX(want_host, MAX(a.want_slice, a.want_max));
@@ -481,7 +541,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
 
 static void decide_high(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         uint64_t now = c->host->now_usec, overhead = c->p->memory_high_overhead;
-        uint64_t floor = add_sat(MAX(MAX(vm_min(vm), vm->target), vm->actual), overhead), high;
+        uint64_t floor = add_sat(MAX(MAX(vm_min(vm), vm->target), vm->actual), overhead), high, keep;
         bool hysteresis = now < vm->carry.hysteresis_until_usec;
 
         if (!vm->memory_high_known)
@@ -502,6 +562,19 @@ static void decide_high(const DecideContext *c, const PolicyVM *vm, PolicyDecisi
         /* Lowered once the balloon is where it goes; in hysteresis (the guest just won memory back
          * and is exempt from reclaim) only down to MaxMemory=, which no guest pressure lifts. */
         high = add_sat(hysteresis ? MAX(vm->actual, vm->max) : vm->actual, overhead);
+        /* While the host has headroom, not below what the VM holds (an own-throttled VM's raise):
+         * lowered only once it holds a step less, so the raise and this do not alternate. */
+        keep = c->host_pressure ? 0 : MIN(add_sat(vm_held(vm), SLICE_MIN_STEP), add_sat(vm->max, overhead));
+        if (keep > high) {
+                if (vm->target != vm->actual || vm->memory_high <= add_sat(keep, SLICE_MIN_STEP))
+                        return;
+                d->action = POLICY_SET_HIGH;
+                d->memory_high = keep;
+                d->reason[0] = 0;
+                reason_add(d->reason, "memory.high down to what the VM holds: %s -> %s (holds %s + %s)",
+                           FB(vm->memory_high), FB(keep), FB(vm_held(vm)), FB(SLICE_MIN_STEP));
+                return;
+        }
         if (vm->target != vm->actual || vm->memory_high <= add_sat(high, HIGH_SLACK))
                 return;
 

@@ -653,10 +653,12 @@ static void test_decide_slice_pressure(void **state) {
         sim_init(&s, 3);
         for (size_t i = 0; i < 3; i++)
                 s.vm[i].guest_available = GIB;
-        /* Only the first at a memory.high under its balloon (the others would have it raised). */
-        s.vm[0].memory_high = 2 * GIB;
+        /* Only the first at a memory.high under its balloon (the others would have it raised), and
+         * at its allotment, MaxMemory= + overhead: below it, memory.high would be raised
+         * (test-policy-signals.c). */
+        s.vm[0].memory_high = s.vm[0].max + s.p.memory_high_overhead;
         s.vm[0].slice_pressure = true;
-        s.vm[0].memory_current = 2 * GIB + 50 * MIB;
+        s.vm[0].memory_current = s.vm[0].memory_high + 50 * MIB;
         s.vm[1].slice_pressure = true;
         s.vm[1].memory_current = 2 * GIB - 50 * MIB;
         s.vm[2].memory_current = 2 * GIB + 50 * MIB;
@@ -690,6 +692,7 @@ static void test_decide_slice_pressure(void **state) {
         s.vm[0].memory_high = s.vm[0].actual;
         s.vm[0].memory_current = s.vm[0].actual + 100 * MIB;
         s.vm[0].slice_pressure = true;
+        s.host.available = s.p.host_reserve; /* no headroom to raise memory.high instead */
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_INFLATE);
         assert_int_equal(s.out[0].target, s.vm[0].min);

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* The default policy's reading of its signals: its own throttling told from a host shortage, page
+ * cache in the slice. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "macro.h"
+#include "policy.h"
+#include "test-policy-sim.h"
+
+static uint64_t reduction(const Sim *s, size_t i) {
+        return s->vm[i].actual - s->out[i].target;
+}
+
+/* A VM stalling at its memory.high while the host has room is short of its allotment: memory.high is
+ * raised, by what it holds over it plus a step, and nothing is inflated. */
+static void test_own_throttling_raises_high(void **state) {
+        Sim s;
+
+        sim_init(&s, 2);
+        /* QEMU holds more than balloon + overhead (memory.high = 2G + 256M). */
+        s.vm[0].memory_current = s.vm[0].memory_high + 50 * MIB;
+        s.vm[0].slice_pressure = true;
+        s.vm[1].memory_current = s.vm[1].memory_high + 50 * MIB; /* no trigger: nothing */
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_SET_HIGH);
+        assert_int_equal(s.out[0].target, s.vm[0].target);
+        assert_int_equal(s.out[0].memory_high, 2 * GIB + 256 * MIB + 66 * MIB);
+        assert_true(s.out[0].raise_high_first);
+        assert_reason(&s.out[0], "own throttling");
+        assert_int_equal(s.out[1].action, POLICY_NONE);
+
+        /* Carried back, the raise is not undone by memory.high following the balloon. */
+        sim_apply(&s);
+        s.host.now_usec += USEC_PER_SEC;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+
+        /* No more than the host has above its reserve. */
+        sim_init(&s, 1);
+        s.host.available = s.p.host_reserve + 10 * MIB;
+        s.vm[0].memory_current = s.vm[0].memory_high + 50 * MIB;
+        s.vm[0].slice_pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_SET_HIGH);
+        assert_int_equal(s.out[0].memory_high, 2 * GIB + 256 * MIB + 10 * MIB);
+
+        /* Nor above MaxMemory= + overhead: a VM at its allotment is inflated, as before. */
+        sim_init(&s, 1);
+        s.vm[0].guest_available = GIB;
+        s.vm[0].memory_high = s.vm[0].max + s.p.memory_high_overhead;
+        s.vm[0].memory_current = s.vm[0].memory_high + 50 * MIB;
+        s.vm[0].slice_pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(reduction(&s, 0), 66 * MIB);
+        assert_reason(&s.out[0], "at its allotment");
+
+        /* With the host short, the slice's excess is inflated. */
+        sim_init(&s, 1);
+        s.vm[0].guest_available = GIB;
+        s.host.available = s.p.host_reserve - MIB;
+        s.vm[0].memory_current = s.vm[0].memory_high + 200 * MIB;
+        s.vm[0].slice_pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(reduction(&s, 0), 216 * MIB);
+        assert_reason(&s.out[0], "host short");
+}
+
+/* Page cache of QEMU's disk I/O charged to the slice is the host's to reclaim: stalls on it are no
+ * demand, and a VM's ask counts what it holds without it. */
+static void test_page_cache_not_demand(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].memory_current = s.vm[0].memory_high + 50 * MIB;
+        s.vm[0].slice_cache = 600 * MIB;
+        s.vm[0].slice_pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+        assert_int_equal(s.out[0].memory_high, s.vm[0].memory_high);
+        assert_reason(&s.out[0], "host page cache");
+
+        /* Under host pressure it is the host share that is taken, not the slice's cache on top. */
+        sim_init(&s, 1);
+        s.vm[0].guest_available = GIB;
+        s.host.pressure = true;
+        s.p.reclaim_step = 32 * MIB;
+        s.vm[0].memory_current = s.vm[0].memory_high + 200 * MIB;
+        s.vm[0].slice_cache = 600 * MIB;
+        s.vm[0].slice_pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(reduction(&s, 0), 32 * MIB);
+        assert_reason(&s.out[0], "host pressure");
+
+        /* Without the cache the same VM's excess is taken, as the test above. */
+        s.vm[0].slice_cache = 0;
+        sim_decide(&s);
+        assert_int_equal(reduction(&s, 0), 216 * MIB);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_own_throttling_raises_high),
+                cmocka_unit_test(test_page_cache_not_demand),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -58,6 +58,18 @@ static InflateBlock inflate_block(uint64_t now, const PolicyVM *vm) {
         return BLOCK_NONE;
 }
 
+/* The idle memory the tax sees: free memory the guest used within IdleWindowSec= is not idle, or
+ * what a guest freed a moment ago would be taken before it uses it again. */
+static uint64_t vm_idle(const PolicyVM *vm) {
+        return MIN(sub_sat(vm->guest_free, vm->guest_free_recent), sub_sat(vm->actual, vm_min(vm)));
+}
+
+/* The available memory a squeezed guest keeps: GuestReserve=, or more for a guest whose demand grew
+ * by more than that between two stats reports within the window, as it may again before the next. */
+static uint64_t vm_headroom(const PolicyVM *vm) {
+        return MAX(vm->guest_reserve, vm->guest_growth);
+}
+
 /* What the VM really holds of its slice: memory.current without the host page cache charged to it
  * (QEMU's disk I/O), which the host reclaims at memory.high. */
 static uint64_t vm_held(const PolicyVM *vm) {
@@ -114,7 +126,7 @@ static int decide_shares(DecideContext *c, size_t n) {
                         .weight = vm->weight,
                         .floor = vm_min(vm),
                         .ceil = vm->actual,
-                        .idle = MIN(vm->guest_free, vm->actual - vm_min(vm)),
+                        .idle = vm_idle(vm),
                         .vm = i,
                 };
                 total += vm->actual;
@@ -290,6 +302,18 @@ static void decide_refill(const DecideContext *c, const PolicyVM *vm, PolicyDeci
                 reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
 }
 
+/* A deflation gives what the guest lacks of its headroom rather than a fixed step: a guest that grew
+ * by 128M at once gets 128M back at once, not in 60 s of hysteresis-separated steps. DeflateStep= at
+ * least when its available memory does not show the pressure (swap-in, faults: it is short of what
+ * it counts as available). At most MaxStep=. */
+static uint64_t deflate_size(const PolicyParams *p, const PolicyVM *vm, GuestPressure gp) {
+        uint64_t s = vm->has_stats ? sub_sat(vm_headroom(vm), vm->guest_available) : 0;
+
+        if (!(gp & GUEST_PRESSURE_AVAILABLE))
+                s = MAX(s, p->deflate_step);
+        return MIN(s, p->max_step);
+}
+
 static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         const PolicyParams *p = c->p;
         uint64_t min = vm_min(vm), t;
@@ -300,7 +324,7 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
                 t = MIN(add_sat(vm->actual, p->max_step), min);
                 t = MIN(page_up(t), vm->max);
         } else
-                t = page_down(MIN(add_sat(vm->actual, MIN(p->deflate_step, p->max_step)), vm->max));
+                t = page_down(MIN(add_sat(vm->actual, deflate_size(p, vm, d->guest_pressure)), vm->max));
 
         /* Nothing to do (at max, or the deflation in flight): no reason but when explaining. */
         if (!c->explain && vm->target >= MIN(vm->actual, vm->max) && (floor || !c->host_pressure) &&
@@ -334,7 +358,12 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
 
         d->action = POLICY_DEFLATE;
         d->target = t;
-        reason_add(d->reason, ": deflate %s%s", FB(t - vm->actual), floor ? " up to the floor" : "");
+        reason_add(d->reason, ": deflate %s", FB(t - vm->actual));
+        if (floor)
+                reason_add(d->reason, " up to the floor");
+        else if (d->guest_pressure & GUEST_PRESSURE_AVAILABLE)
+                reason_add(d->reason, " (shortfall: headroom %s - available %s)", FB(vm_headroom(vm)),
+                           FB(vm->guest_available));
 
         raise_high_for(p, vm, t, d);
 
@@ -424,10 +453,15 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const Inf
                 reason_add(d->reason, "host pressure: goal %s, share %s of %s by weight %" PRIu64
                            ", idle %s taxed at %s",
                            FB(c->goal), FB(d->share), FB(vm->actual), vm->weight ?: 1,
-                           FB(MIN(vm->guest_free, vm->actual - vm_min(vm))), c->tax_rate);
+                           FB(vm_idle(vm)), c->tax_rate);
 
         if (a->want == 0) {
                 reason_add(d->reason, ": nothing to give");
+                return;
+        }
+        if (a->cap == CAP_AVAILABLE && vm->guest_growth > vm->guest_reserve) {
+                reason_add(d->reason, "; capped by guest available %s - headroom %s (growth seen)",
+                           FB(vm->guest_available), FB(vm->guest_growth));
                 return;
         }
         if (a->cap == CAP_MODE && a->red == a->cap_rate)
@@ -468,6 +502,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         bool above_max = vm->actual > vm->max;
         InflateAsk a = { .cap_rate = UINT64_MAX };
         uint64_t want_host = 0, t;
+        PolicyVM grown;
         InflateBlock b;
 
         if (sc == SLICE_OWN || (sc == SLICE_CACHE && c->goal == 0 && !above_max)) {
@@ -512,7 +547,13 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 a.since = sub_sat(now, vm->carry.last_inflate_usec);
                 a.cap_rate = u128_sat((unsigned __int128) p->max_rate * a.since / USEC_PER_SEC);
         }
-        a.red = policy_cap_inflate(vm, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
+        /* The guest keeps its headroom, grown with its demand. */
+        if (vm->guest_growth > vm->guest_reserve) {
+                grown = *vm;
+                grown.guest_reserve = vm->guest_growth;
+                a.red = policy_cap_inflate(&grown, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
+        } else
+                a.red = policy_cap_inflate(vm, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
 
         t = policy_inflate_target(vm, a.red);
         if (t >= vm->actual) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* The default policy's reading of its signals: its own throttling told from a host shortage, page
- * cache in the slice. */
+ * cache in the slice, the slow idle estimate, headroom following growth, deflation by shortfall. */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,10 +107,89 @@ static void test_page_cache_not_demand(void **state) {
         assert_int_equal(reduction(&s, 0), 216 * MIB);
 }
 
+/* Free memory a guest used within the window is not idle: of two guests with as much free memory,
+ * the one that had used it lately is taxed as if it had none. */
+static void test_idle_window(void **state) {
+        Sim s;
+
+        sim_init(&s, 2);
+        s.host.pressure = true;
+        s.p.reclaim_step = 256 * MIB;
+        for (size_t i = 0; i < 2; i++) {
+                s.vm[i].guest_free = GIB;
+                s.vm[i].guest_available = 3 * GIB / 2;
+        }
+        sim_decide(&s);
+        assert_int_equal(reduction(&s, 0), 128 * MIB);
+        assert_int_equal(reduction(&s, 1), 128 * MIB);
+
+        s.vm[0].guest_free_recent = GIB;
+        sim_decide(&s);
+        assert_int_equal(reduction(&s, 0), 0);
+        assert_int_equal(reduction(&s, 1), 256 * MIB);
+        assert_reason(&s.out[0], "idle 0B taxed");
+}
+
+/* A guest whose demand grew by more than GuestReserve= between two reads keeps that much available. */
+static void test_headroom_follows_growth(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.host.pressure = true;
+        s.p.reclaim_step = GIB;
+        s.vm[0].guest_available = 300 * MIB;
+        sim_decide(&s);
+        assert_int_equal(reduction(&s, 0), 236 * MIB);
+
+        s.vm[0].guest_growth = 200 * MIB;
+        sim_decide(&s);
+        assert_int_equal(reduction(&s, 0), 100 * MIB);
+        assert_reason(&s.out[0], "headroom 200M (growth seen)");
+
+        /* Growth below the reserve changes nothing. */
+        s.vm[0].guest_growth = 10 * MIB;
+        sim_decide(&s);
+        assert_int_equal(reduction(&s, 0), 236 * MIB);
+}
+
+static uint64_t deflated(const Sim *s, size_t i) {
+        return s->out[i].target - s->vm[i].actual;
+}
+
+/* A guest short of available memory gets what it lacks of its headroom at once, at most MaxStep=;
+ * other signals, which do not show how much, DeflateStep=. */
+static void test_deflate_by_shortfall(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.vm[0].guest_available = 10 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(deflated(&s, 0), 54 * MIB);
+        assert_reason(&s.out[0], "shortfall");
+
+        s.vm[0].guest_growth = 150 * MIB;
+        sim_decide(&s);
+        assert_int_equal(deflated(&s, 0), 140 * MIB);
+
+        s.vm[0].guest_growth = 2 * GIB;
+        sim_decide(&s);
+        assert_int_equal(deflated(&s, 0), s.p.max_step);
+
+        sim_init(&s, 1);
+        s.vm[0].swap_in_rate = 10 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(deflated(&s, 0), s.p.deflate_step);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_own_throttling_raises_high),
                 cmocka_unit_test(test_page_cache_not_demand),
+                cmocka_unit_test(test_idle_window),
+                cmocka_unit_test(test_headroom_follows_growth),
+                cmocka_unit_test(test_deflate_by_shortfall),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -293,7 +293,7 @@ def test_run_adds_balloon_and_qmp(tmp_path):
          "--description=autoballoon VM web", "--collect", "-p", "ManagedOOMPreference=avoid", "--",
          "qemu-system-x86_64", "-m", "1G", "-append", "console=ttyS0 quiet",
          "-qmp", f"unix:{sock},server=on,wait=off",
-         "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"],
+         "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on,deflate-on-oom=on"],
     ]
 
 

@@ -127,10 +127,13 @@ static inline void sim_apply(Sim *s) {
         s->host.last_pressure_usec = s->summary.last_pressure_usec;
 }
 
-/* The balloon reaches its target (QEMU reports the move). */
+/* The balloon reaches its target (QEMU reports the move). What it took leaves the slice too: QEMU
+ * discards inflated pages; what it gives back is charged once the guest uses it. */
 static inline void sim_move(Sim *s, size_t i) {
         PolicyVM *vm = &s->vm[i];
 
+        if (vm->actual > vm->target)
+                vm->memory_current -= MIN(vm->memory_current, vm->actual - vm->target);
         if (vm->actual != vm->target) {
                 vm->actual = vm->target;
                 vm->last_progress_usec = s->host.now_usec;

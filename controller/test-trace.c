@@ -73,9 +73,9 @@ static PolicyVM sample_vm(const char *name, uint64_t base) {
                         .last_refill_usec = base + 21,
                 },
                 .last_progress_usec = base + 19,
-                .slice_cache = base + 21,
-                .guest_free_recent = base + 22,
-                .guest_growth = base + 23,
+                .slice_cache = base + 31,
+                .guest_free_recent = base + 32,
+                .guest_growth = base + 33,
         };
 }
 

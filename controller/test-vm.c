@@ -514,16 +514,26 @@ static void test_stats_window(void **state) {
         assert_int_equal(p.guest_free_recent, 100 * MIB);
         assert_int_equal(p.guest_growth, 200 * MIB);
 
-        /* An inflation by 300M lowers available as much: no growth. */
-        vm_backend_balloon_moved(x->vm, 3 * GIB / 2 - 300 * MIB);
-        s = fake_stats(1003, 400 * MIB);
+        /* A deflation by 300M, read before the guest's next report says so, then after: no growth. */
+        vm_backend_balloon_moved(x->vm, 3 * GIB / 2 + 300 * MIB);
+        s = fake_stats(1003, 700 * MIB);
+        vm_backend_stats(x->vm, &s);
+        s = fake_stats(1004, GIB);
         vm_backend_stats(x->vm, &s);
         vm_snapshot(x->vm, 1, &p);
         assert_int_equal(p.guest_growth, 200 * MIB);
 
+        /* Once the balloon holds still again, growth counts again. */
+        s = fake_stats(1005, GIB);
+        vm_backend_stats(x->vm, &s);
+        s = fake_stats(1006, GIB - 250 * MIB);
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.guest_growth, 250 * MIB);
+
         /* Out of the window (IdleWindowSec=0 keeps the last report only): forgotten. */
         x->config->idle_window_usec = 0;
-        s = fake_stats(1004, 400 * MIB);
+        s = fake_stats(1007, 400 * MIB);
         vm_backend_stats(x->vm, &s);
         vm_snapshot(x->vm, 1, &p);
         assert_int_equal(p.guest_free_recent, 0);

@@ -447,14 +447,15 @@ static uint64_t minus(uint64_t a, uint64_t b) {
 /* A new guest report joins the window; what it says of the guest's recent use is computed once here
  * rather than at every decision. */
 static void vm_window_add(VM *vm, uint64_t now) {
-        uint64_t window = vm->ctx->config->idle_window_usec, free = 0, min_free, prev_demand = 0;
+        uint64_t window = vm->ctx->config->idle_window_usec, free = 0, min_free;
         VMWindowSample *w;
 
         if (guest_stat_valid(&vm->stats, GUEST_STAT_FREE_MEMORY))
                 free = vm->stats.value[GUEST_STAT_FREE_MEMORY];
 
         /* Samples older than the window go, then the oldest if it is full. */
-        while (vm->n_window > 0 && (vm->window[vm->window_start].usec + window < now || vm->n_window == VM_WINDOW_MAX)) {
+        while (vm->n_window > 0 &&
+               (vm->window[vm->window_start].usec + window <= now || vm->n_window == VM_WINDOW_MAX)) {
                 vm->window_start = (vm->window_start + 1) % VM_WINDOW_MAX;
                 vm->n_window--;
         }
@@ -462,6 +463,7 @@ static void vm_window_add(VM *vm, uint64_t now) {
         *w = (VMWindowSample) {
                 .usec = now,
                 .demand = minus(vm->actual, vm->stats.value[GUEST_STAT_AVAILABLE_MEMORY]),
+                .actual = vm->actual,
                 .free = free,
         };
 
@@ -471,9 +473,15 @@ static void vm_window_add(VM *vm, uint64_t now) {
                 const VMWindowSample *x = &vm->window[(vm->window_start + i) % VM_WINDOW_MAX];
 
                 min_free = MIN(min_free, x->free);
-                if (i > 0)
-                        vm->guest_growth = MAX(vm->guest_growth, minus(x->demand, prev_demand));
-                prev_demand = x->demand;
+                /* The balloon size is read at once, the guest's report up to an interval late: across
+                 * a move, and in the interval after it, demand looks as if it grew by the move. */
+                if (i >= 1) {
+                        const VMWindowSample *a = &vm->window[(vm->window_start + i - 1) % VM_WINDOW_MAX],
+                                *b = i >= 2 ? &vm->window[(vm->window_start + i - 2) % VM_WINDOW_MAX] : a;
+
+                        if (x->actual == a->actual && a->actual == b->actual)
+                                vm->guest_growth = MAX(vm->guest_growth, minus(x->demand, a->demand));
+                }
         }
         vm->guest_free_recent = free - min_free;
 }

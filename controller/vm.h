@@ -45,6 +45,7 @@ struct VMContext {
 typedef struct VMWindowSample {
         uint64_t usec;
         uint64_t demand; /* balloon size minus available: what the guest uses, whatever the balloon */
+        uint64_t actual; /* the balloon size then */
         uint64_t free;
 } VMWindowSample;
 /* How long an unchanged hold, or an unchanged decision while paused or in a dry run, stays unsaid. */

@@ -515,6 +515,7 @@ static void test_stats_window(void **state) {
         assert_int_equal(p.guest_growth, 200 * MIB);
 
         /* A deflation by 300M, read before the guest's next report says so, then after: no growth. */
+        x->vm->target = 3 * GIB / 2 + 300 * MIB;
         vm_backend_balloon_moved(x->vm, 3 * GIB / 2 + 300 * MIB);
         s = fake_stats(1003, 700 * MIB);
         vm_backend_stats(x->vm, &s);
@@ -531,9 +532,19 @@ static void test_stats_window(void **state) {
         vm_snapshot(x->vm, 1, &p);
         assert_int_equal(p.guest_growth, 250 * MIB);
 
+        /* The guest allocates 400M and deflates the balloon by 100M for it (deflate-on-oom): the
+         * balloon rises above its target, the growth counts, seen over two reads. */
+        vm_backend_balloon_moved(x->vm, x->vm->target + 100 * MIB);
+        s = fake_stats(1007, GIB - 250 * MIB); /* the balloon read, the report not yet renewed */
+        vm_backend_stats(x->vm, &s);
+        s = fake_stats(1008, GIB - 550 * MIB);
+        vm_backend_stats(x->vm, &s);
+        vm_snapshot(x->vm, 1, &p);
+        assert_int_equal(p.guest_growth, 400 * MIB);
+
         /* Out of the window (IdleWindowSec=0 keeps the last report only): forgotten. */
         x->config->idle_window_usec = 0;
-        s = fake_stats(1007, 400 * MIB);
+        s = fake_stats(1009, 400 * MIB);
         vm_backend_stats(x->vm, &s);
         vm_snapshot(x->vm, 1, &p);
         assert_int_equal(p.guest_free_recent, 0);

@@ -245,6 +245,7 @@ static bool vm_balloon_moved(VM *vm, uint64_t actual) {
                          format_bytes(a, sizeof a, actual), format_bytes(b, sizeof b, vm->target));
                 vm->target = vm->progress_actual = actual;
                 vm->last_progress_usec = 0;
+                vm->guest_deflations++;
                 return true;
         }
 
@@ -448,6 +449,7 @@ static uint64_t minus(uint64_t a, uint64_t b) {
  * rather than at every decision. */
 static void vm_window_add(VM *vm, uint64_t now) {
         uint64_t window = vm->ctx->config->idle_window_usec, free = 0, min_free;
+        const VMWindowSample *last;
         VMWindowSample *w;
 
         if (guest_stat_valid(&vm->stats, GUEST_STAT_FREE_MEMORY))
@@ -459,11 +461,17 @@ static void vm_window_add(VM *vm, uint64_t now) {
                 vm->window_start = (vm->window_start + 1) % VM_WINDOW_MAX;
                 vm->n_window--;
         }
+        last = vm->n_window > 0 ? &vm->window[(vm->window_start + vm->n_window - 1) % VM_WINDOW_MAX] : NULL;
         w = &vm->window[(vm->window_start + vm->n_window++) % VM_WINDOW_MAX];
         *w = (VMWindowSample) {
                 .usec = now,
                 .demand = minus(vm->actual, vm->stats.value[GUEST_STAT_AVAILABLE_MEMORY]),
                 .actual = vm->actual,
+                .guest_deflations = vm->guest_deflations,
+                /* A balloon deflated past our target is the guest's doing (deflate-on-oom) to meet its
+                 * own growth, which must count. */
+                .moved = last && vm->actual != last->actual &&
+                        !(vm->actual > last->actual && vm->guest_deflations != last->guest_deflations),
                 .free = free,
         };
 
@@ -474,13 +482,19 @@ static void vm_window_add(VM *vm, uint64_t now) {
 
                 min_free = MIN(min_free, x->free);
                 /* The balloon size is read at once, the guest's report up to an interval late: across
-                 * a move, and in the interval after it, demand looks as if it grew by the move. */
+                 * a move of ours, and in the interval after it, demand looks as if it grew by the
+                 * move. For the same reason a growth may show over two intervals: from the lower of
+                 * the two samples before. */
                 if (i >= 1) {
                         const VMWindowSample *a = &vm->window[(vm->window_start + i - 1) % VM_WINDOW_MAX],
-                                *b = i >= 2 ? &vm->window[(vm->window_start + i - 2) % VM_WINDOW_MAX] : a;
+                                *b = i >= 2 ? &vm->window[(vm->window_start + i - 2) % VM_WINDOW_MAX] : NULL;
+                        uint64_t base = a->demand;
 
-                        if (x->actual == a->actual && a->actual == b->actual)
-                                vm->guest_growth = MAX(vm->guest_growth, minus(x->demand, a->demand));
+                        if (x->moved || a->moved)
+                                continue;
+                        if (b && !b->moved)
+                                base = MIN(base, b->demand);
+                        vm->guest_growth = MAX(vm->guest_growth, minus(x->demand, base));
                 }
         }
         vm->guest_free_recent = free - min_free;

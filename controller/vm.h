@@ -46,6 +46,8 @@ typedef struct VMWindowSample {
         uint64_t usec;
         uint64_t demand; /* balloon size minus available: what the guest uses, whatever the balloon */
         uint64_t actual; /* the balloon size then */
+        unsigned guest_deflations; /* VM.guest_deflations then */
+        bool moved;      /* the balloon moved since the sample before, but by the guest deflating it */
         uint64_t free;
 } VMWindowSample;
 /* How long an unchanged hold, or an unchanged decision while paused or in a dry run, stays unsaid. */
@@ -109,6 +111,7 @@ struct VM {
         uint64_t alloc_stalls, direct_reclaims, oom_kills;
         VMWindowSample window[VM_WINDOW_MAX]; /* the guest reports of the last IdleWindowSec=, a ring */
         unsigned window_start, n_window;
+        unsigned guest_deflations; /* times the balloon deflated past our target (deflate-on-oom) */
         uint64_t guest_free_recent, guest_growth; /* from the window, for the policy */
 
         sd_event_source *slice_trigger;

@@ -84,21 +84,25 @@ typedef enum SliceCase {
         SLICE_SHORT, /* the host is short, or the VM at its allotment: inflated */
 } SliceCase;
 
-/* The memory.high an own-throttled VM gets: what it holds plus a step, within MaxMemory= + overhead
- * (its allotment) and the host's headroom above HostReserve=. */
-static uint64_t slice_raise(const DecideContext *c, const PolicyVM *vm) {
-        uint64_t high = add_sat(MAX(vm_held(vm), vm->memory_high), SLICE_MIN_STEP);
+/* The memory.high an own-throttled VM gets: what it holds plus a step, within its allotment and the
+ * host's headroom above HostReserve=. Its allotment is its give-back entitlement (or its balloon, if
+ * above) plus overhead when the host is calm and entitlements are shared, else MaxMemory= plus
+ * overhead. */
+static uint64_t slice_raise(const DecideContext *c, const PolicyVM *vm, const PolicyDecision *d) {
+        uint64_t high = add_sat(MAX(vm_held(vm), vm->memory_high), SLICE_MIN_STEP), allot = vm->max;
 
-        high = MIN(high, add_sat(vm->max, c->p->memory_high_overhead));
+        if (c->calm && d->entitlement > 0)
+                allot = MIN(allot, MAX(d->entitlement, vm->actual));
+        high = MIN(high, add_sat(allot, c->p->memory_high_overhead));
         return MIN(high, add_sat(vm->memory_high, sub_sat(c->host->available, c->p->host_reserve)));
 }
 
-static SliceCase slice_case(const DecideContext *c, const PolicyVM *vm) {
+static SliceCase slice_case(const DecideContext *c, const PolicyVM *vm, const PolicyDecision *d) {
         if (!vm->slice_pressure || !vm->memory_high_known || vm->memory_current < vm->memory_high)
                 return SLICE_NONE;
         if (add_sat(vm_held(vm), SLICE_MIN_STEP) <= vm->memory_high)
                 return SLICE_CACHE;
-        if (!c->host_pressure && vm->actual <= vm->max && slice_raise(c, vm) > vm->memory_high)
+        if (!c->host_pressure && vm->actual <= vm->max && slice_raise(c, vm, d) > vm->memory_high)
                 return SLICE_OWN;
         return SLICE_SHORT;
 }
@@ -485,19 +489,21 @@ static void decide_slice(const DecideContext *c, const PolicyVM *vm, SliceCase s
                 return;
         }
 
-        high = slice_raise(c, vm);
+        high = slice_raise(c, vm, d);
         d->action = POLICY_SET_HIGH;
         d->memory_high = high;
         d->raise_high_first = true;
         reason_add(d->reason, "slice pressure, own throttling: holds %s at memory.high %s, host available %s: "
-                   "memory.high -> %s (at most max %s + overhead %s)", FB(vm_held(vm)), FB(vm->memory_high),
-                   FB(c->host->available), FB(high), FB(vm->max), FB(c->p->memory_high_overhead));
+                   "memory.high -> %s (at most %s %s + overhead %s)", FB(vm_held(vm)), FB(vm->memory_high),
+                   FB(c->host->available), FB(high), c->calm && d->entitlement > 0 ? "entitlement" : "max",
+                   FB(c->calm && d->entitlement > 0 ? MIN(vm->max, MAX(d->entitlement, vm->actual)) : vm->max),
+                   FB(c->p->memory_high_overhead));
 }
 
 static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision *d) {
         const PolicyParams *p = c->p;
         uint64_t now = c->host->now_usec;
-        SliceCase sc = slice_case(c, vm);
+        SliceCase sc = slice_case(c, vm, d);
         bool slice = sc == SLICE_SHORT;
         bool above_max = vm->actual > vm->max;
         InflateAsk a = { .cap_rate = UINT64_MAX };

@@ -62,6 +62,24 @@ static void test_own_throttling_raises_high(void **state) {
         assert_int_equal(reduction(&s, 0), 66 * MIB);
         assert_reason(&s.out[0], "at its allotment");
 
+        /* With the host calm and give-back on, not above the VM's entitlement: the host's 20M of
+         * spare on top of what the VM holds. */
+        sim_init(&s, 1);
+        s.p.refill_margin = 512 * MIB;
+        s.p.refill_settle_usec = 30 * USEC_PER_SEC;
+        s.p.refill_delay_usec = 60 * USEC_PER_SEC;
+        s.p.refill_rate = 32 * MIB;
+        s.host.available = s.p.host_reserve + s.p.refill_margin + 20 * MIB;
+        s.vm[0].actual = s.vm[0].target = GIB;
+        s.vm[0].memory_high = GIB + s.p.memory_high_overhead;
+        s.vm[0].memory_current = s.vm[0].memory_high + 50 * MIB;
+        s.vm[0].slice_pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_SET_HIGH);
+        assert_int_equal(s.out[0].entitlement, GIB + 20 * MIB);
+        assert_int_equal(s.out[0].memory_high, GIB + 20 * MIB + s.p.memory_high_overhead);
+        assert_reason(&s.out[0], "at most entitlement");
+
         /* With the host short, the slice's excess is inflated. */
         sim_init(&s, 1);
         s.vm[0].guest_available = GIB;

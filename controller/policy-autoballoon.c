@@ -58,10 +58,14 @@ static InflateBlock inflate_block(uint64_t now, const PolicyVM *vm) {
         return BLOCK_NONE;
 }
 
-/* The idle memory the tax sees: free memory the guest used within IdleWindowSec= is not idle, or
- * what a guest freed a moment ago would be taken before it uses it again. */
+/* The free memory the tax sees: what the guest used within IdleWindowSec= is not idle, or what a
+ * guest freed a moment ago would be taken before it uses it again. */
+static uint64_t vm_free_idle(const PolicyVM *vm) {
+        return vm->has_stats ? sub_sat(vm->guest_free, vm->guest_free_recent) : 0;
+}
+
 static uint64_t vm_idle(const PolicyVM *vm) {
-        return MIN(sub_sat(vm->guest_free, vm->guest_free_recent), sub_sat(vm->actual, vm_min(vm)));
+        return MIN(vm_free_idle(vm), sub_sat(vm->actual, vm_min(vm)));
 }
 
 /* The available memory a squeezed guest keeps: GuestReserve=, or more for a guest whose demand grew
@@ -175,7 +179,7 @@ static int decide_entitlements(DecideContext *c, size_t n) {
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
                 const PolicyVM *vm = &c->vms[i];
-                uint64_t min = vm_min(vm), free = vm->has_stats ? vm->guest_free : 0;
+                uint64_t min = vm_min(vm), free = vm_free_idle(vm);
 
                 pool += vm->memory_high_known ?
                         MIN(vm->actual, sub_sat(vm->memory_current, c->p->memory_high_overhead)) : vm->actual;
@@ -297,7 +301,7 @@ static void decide_refill(const DecideContext *c, const PolicyVM *vm, PolicyDeci
         raise_high_for(p, vm, d->target, d);
         reason_add(d->reason, "give-back: host calm, spare %s; entitlement %s by weight %" PRIu64
                    ", idle %s taxed at %s: deflate %s", FB(c->spare), FB(e), vm->weight ?: 1,
-                   FB(vm->has_stats ? vm->guest_free : 0), c->tax_rate, FB(d->target - vm->actual));
+                   FB(vm_free_idle(vm)), c->tax_rate, FB(d->target - vm->actual));
         if (capped_rate)
                 reason_add(d->reason, "; capped by rate %s/s", FB(p->refill_rate));
         else if (capped_spare)

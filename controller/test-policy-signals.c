@@ -148,6 +148,31 @@ static void test_idle_window(void **state) {
         assert_reason(&s.out[0], "idle 0B taxed");
 }
 
+/* The same for give-back's entitlements: the guest that used its free memory lately is entitled to
+ * more of the host's spare than one whose memory stayed free. */
+static void test_idle_window_entitlement(void **state) {
+        Sim s;
+
+        sim_init(&s, 2);
+        s.p.refill_margin = 512 * MIB;
+        s.p.refill_settle_usec = 30 * USEC_PER_SEC;
+        s.p.refill_delay_usec = 60 * USEC_PER_SEC;
+        s.p.refill_rate = 32 * MIB;
+        s.host.available = s.p.host_reserve + s.p.refill_margin + 256 * MIB;
+        for (size_t i = 0; i < 2; i++) {
+                s.vm[i].actual = s.vm[i].target = GIB;
+                s.vm[i].memory_high = s.vm[i].memory_current = GIB + s.p.memory_high_overhead;
+                s.vm[i].guest_free = 900 * MIB;
+                s.vm[i].guest_available = 950 * MIB;
+        }
+        sim_decide(&s);
+        assert_int_equal(s.out[0].entitlement, s.out[1].entitlement);
+
+        s.vm[0].guest_free_recent = 900 * MIB;
+        sim_decide(&s);
+        assert_true(s.out[0].entitlement >= s.out[1].entitlement + 128 * MIB);
+}
+
 /* A guest whose demand grew by more than GuestReserve= between two reads keeps that much available. */
 static void test_headroom_follows_growth(void **state) {
         Sim s;
@@ -206,6 +231,7 @@ int main(void) {
                 cmocka_unit_test(test_own_throttling_raises_high),
                 cmocka_unit_test(test_page_cache_not_demand),
                 cmocka_unit_test(test_idle_window),
+                cmocka_unit_test(test_idle_window_entitlement),
                 cmocka_unit_test(test_headroom_follows_growth),
                 cmocka_unit_test(test_deflate_by_shortfall),
         };

@@ -58,7 +58,7 @@ def test_oscillating_working_set(loop, mode):
     loop.start_guests()
     loop.start_daemon()
     # A hog larger than what the balloons can return: the host stays short throughout.
-    loop.host_pressure_on(hog_mb=512)
+    loop.host_pressure_on(hog_mb=1024)
     wait_until(lambda: all(loop.daemon.decisions_for(vm, "inflate") for vm, _ in VMS), 60,
                what="every guest to be inflated")
 

@@ -14,7 +14,7 @@ RELEASE=${GUEST_RELEASE:-}
 CACHE=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/guest${RELEASE:+-$RELEASE}
 KERNEL_META=linux-image-cloud-amd64
 MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-         virtio_balloon virtio_console)
+         virtio_balloon virtio_console virtio_blk)
 # busybox-static (not busybox): the initramfs has no libc.
 PACKAGES=(busybox-static cpio gzip gcc libc6-dev kmod xz-utils)
 

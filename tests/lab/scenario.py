@@ -10,6 +10,8 @@ Phases, one L1 boot, two L2 guests restored from a saved state (l2.py):
   pressure  a memory hog in hog.slice: one host-pressure round inflates both guests, split by
             weight, within 5 s of the host trigger; memory.high of their slices follows (through
             systemd); decisions in the journal with their AUTOBALLOON_* fields and MESSAGE_IDs
+  giveback  the hog stopped, both guests get their memory back up to their boot size within
+            GIVEBACK_BOUND, memory.high (MemoryHigh= of their slices) following, and stay there
   restart   `systemctl kill -s KILL autoballoond`: systemd restarts it, it re-adopts both guests
             and leaves every balloon and memory.high as it was
   reload    a MaxMemory= drop-in for a + `systemctl reload`: a is inflated to it
@@ -65,6 +67,9 @@ OVERHEAD = 128 * MIB         # MemoryHighOverhead=
 HIGH_SLACK = 1 * MIB         # the daemon does not rewrite memory.high for less
 GUEST_MEM = l2.MEM_MIB * MIB
 START = time.monotonic()
+# From the hog's stop to both guests back at their entitlement (nested TCG): the refill's settle time
+# and time since the last inflation, then its steps.
+GIVEBACK_BOUND = 120
 NO_STAT = (1 << 64) - 1      # what QEMU reports for a statistic the guest does not send
 
 
@@ -226,6 +231,7 @@ class Lab:
         self.qmp = {}
         self.invocation = None
         self.hog_running = False
+        self.hog_stopped = None   # (monotonic seconds, usec) of the last hog_stop()
         self.web_t0 = None
 
     def check(self, name, ok, detail="", fatal=False):
@@ -363,6 +369,7 @@ class Lab:
         if self.hog_running:
             run("systemctl", "stop", "lab-hog.service")
             self.hog_running = False
+            self.hog_stopped = (time.monotonic(), monotonic_usec())
 
     def wait_calm(self, avg10=1.0, timeout=90):
         """Waits until the host's memory pressure fell (so no stray trigger decides anew)."""
@@ -462,6 +469,40 @@ class Lab:
                    len(set(ids.values())) == len(ids),
                    ", ".join(f"{a}: {i}" for a, i in ids.items()))
         self.wait_calm()
+
+    def phase_giveback(self):
+        """Phase pressure's hog stopped: the host has room again, and both guests get their memory
+        back, up to their entitlement: their boot size (MaxMemory=), L1 having more available than
+        that. memory.high is raised with them (through systemd), and they stay there."""
+        stopped, stopped_usec = self.hog_stopped
+        squeezed = {vm: int(decisions(vm, "inflate")[-1]["AUTOBALLOON_TARGET"]) for vm in WEIGHTS}
+        back = {}
+
+        def all_back():
+            for vm in WEIGHTS:
+                if vm not in back and self.actual(vm) == GUEST_MEM:
+                    back[vm] = time.monotonic() - stopped
+            return len(back) == len(WEIGHTS)
+        ok = wait_for(all_back, max(0, stopped + GIVEBACK_BOUND - time.monotonic()), 1)
+        avail = int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) * 1024
+        self.check(f"giveback: both guests back at {fmt(GUEST_MEM)} within {GIVEBACK_BOUND} s of the hog's stop", ok,
+                   ", ".join(f"{vm} {fmt(squeezed[vm])} -> {fmt(self.actual(vm))}"
+                             + (f" in {back[vm]:.0f} s" if vm in back else "") for vm in WEIGHTS)
+                   + f"; L1 MemAvailable {fmt(avail)}", fatal=True)
+        for vm in WEIGHTS:
+            gave = decisions(vm, "deflate", stopped_usec)
+            self.check(f"giveback: {vm} deflated because the host has room, not for guest pressure",
+                       gave and not any("guest pressure" in d.get("AUTOBALLOON_REASON", "") for d in gave),
+                       "; ".join(d["MESSAGE"] for d in gave) or "no deflate decision")
+            ok = wait_for(lambda: self.high_follows(vm), 30)
+            self.check(f"giveback: {vm} memory.high follows", ok,
+                       f"memory.high {fmt(memory_high(vm))}, balloon {fmt(self.actual(vm))}")
+            self.check_high_through_systemd(vm, "giveback: ")
+        since = monotonic_usec()
+        time.sleep(6)    # three statistics ticks (lab.conf)
+        moved = [e["MESSAGE"] for vm in WEIGHTS for e in decisions(vm, "inflate", since)]
+        self.check("giveback: both stay there", not moved and all(self.actual(vm) == GUEST_MEM for vm in WEIGHTS),
+                   ", ".join(f"{vm} {fmt(self.actual(vm))}" for vm in WEIGHTS) + (f"; {moved}" if moved else ""))
 
     def phase_restart(self):
         before = {vm: (self.actual(vm), memory_high(vm)) for vm in WEIGHTS}
@@ -767,7 +808,8 @@ class Lab:
 
     def main(self):
         phases = [("boot", self.phase_boot), ("daemon", self.phase_daemon), ("vms", self.phase_vms),
-                  ("pressure", self.phase_pressure), ("restart", self.phase_restart),
+                  ("pressure", self.phase_pressure), ("giveback", self.phase_giveback),
+                  ("restart", self.phase_restart),
                   ("reload", self.phase_reload), ("weight", self.phase_weight)]
         if RELEASE == "trixie":
             phases += [("guestpressure", self.phase_guestpressure), ("libvirt", self.phase_libvirt),

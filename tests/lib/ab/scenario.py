@@ -197,12 +197,13 @@ class ClosedLoop:
     def slice_of(vm):
         return f"balloon.slice/balloon-{vm}.slice"
 
-    def start_guests(self, prefault=True, timeout=90):
+    def start_guests(self, prefault=True, timeout=90, extra_args=None):
+        """extra_args: {vm: more QEMU arguments} (a disk, say)."""
         for name, _ in self.vms:
             self.guests[name] = Guest.start(
                 name, self.run_dir, mem=f"{self.guest_mem // MIB}M", qmp_path=self.daemon.qmp_path(name),
                 cgroups=self.cgroup.procs_paths(self.slice_of(name)), image=self.image,
-                free_page_reporting=False)
+                free_page_reporting=False, extra_args=(extra_args or {}).get(name, ()))
         for g in self.guests.values():
             g.wait_ready(timeout)
         # Make guest RAM resident on the host, so that inflating a balloon really returns memory.
@@ -239,6 +240,15 @@ class ClosedLoop:
     def actual(self, vm):
         return self.guests[vm].query_balloon()
 
+    def memory_high(self, vm):
+        """memory.high of the VM's slice (None for "max"), or False where the slice has none (the
+        memory controller on cgroup v1)."""
+        path = self.cgroup.unified(self.slice_of(vm)) / "memory.high"
+        if not path.exists():
+            return False
+        v = path.read_text().strip()
+        return None if v == "max" else int(v)
+
     def host_stall_usec(self):
         return self.cgroup.pressure()["some"]["total"]
 
@@ -254,3 +264,50 @@ class ClosedLoop:
 
     def oom_kills(self):
         return {vm: g.vmstat("oom_kill")["oom_kill"] for vm, g in self.guests.items()}
+
+
+class Timeline:
+    """Every VM's balloon (query-balloon on the harness' monitor) and slice memory.high, sampled by
+    a thread every interval seconds while in use (a context manager). The sampler is then the only
+    user of the guests' harness monitors: read latest() instead of ClosedLoop.actual()."""
+
+    def __init__(self, loop, interval=1.0):
+        self.loop = loop
+        self.interval = interval
+        self.rows = {vm: [] for vm, _ in loop.vms}   # vm -> [(monotonic, actual, memory.high)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for vm, _ in self.loop.vms:
+                self.rows[vm].append((time.monotonic(), self.loop.actual(vm), self.loop.memory_high(vm)))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        wait_until(lambda: all(self.rows.values()), 10, 0.05, "the first samples")
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    def latest(self, vm):
+        """(monotonic, actual, memory.high) of the last sample."""
+        return self.rows[vm][-1]
+
+    def of(self, vm, since=0.0, until=float("inf")):
+        return [r for r in self.rows[vm] if since <= r[0] <= until]
+
+
+# Which way a decision moves a balloon: an inflation takes memory, a deflation or a cancelled
+# inflation gives it (or stops taking it).
+DIRECTION = {"inflate": -1, "deflate": 1, "cancel": 1}
+
+
+def reversals(decisions):
+    """How often the balloon moves of a VM's decisions change direction (inflate then deflate or
+    cancel, or the other way round)."""
+    moves = [DIRECTION[d.action] for d in decisions if d.action in DIRECTION]
+    return sum(1 for a, b in zip(moves, moves[1:]) if a != b)

@@ -36,7 +36,8 @@ ensure_packages() {
 # apt-get or apt-cache ($2...) on another Debian release ($1, e.g. trixie) than the host's, with a
 # private configuration: its sources and lists live under $AUTOBALLOON_CACHE/apt/RELEASE and the
 # host's own sources, lists and package cache are never touched. "suite_apt RELEASE update" once
-# per script (then again only for stale lists).
+# per script (then again only for stale lists). Source packages too (apt-get source): one list for
+# everyone, so that no script's update drops another's indexes.
 suite_apt() {
         local release=$1 tool=$2 dir=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/apt/$1
         shift 2
@@ -48,6 +49,9 @@ suite_apt() {
 deb http://deb.debian.org/debian $release main
 deb http://deb.debian.org/debian $release-updates main
 deb http://deb.debian.org/debian-security $release-security main
+deb-src http://deb.debian.org/debian $release main
+deb-src http://deb.debian.org/debian $release-updates main
+deb-src http://deb.debian.org/debian-security $release-security main
 SOURCES
                 log "apt-get update ($release, private lists in $dir)"
                 apt-get "${opts[@]}" update -qq >/dev/null || die "apt-get update of $release failed"

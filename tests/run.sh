@@ -57,13 +57,12 @@ LAB_RELEASE=bookworm tests/lab/run.sh
 
 tier "guest pressure queue: patched kernel and QEMU (cached in \$AUTOBALLOON_CACHE)"
 guest/build-kernel.sh --stock
-qemu/build-qemu.sh --test
+qemu/build-qemu.sh --stock --test --checkpatch
 # checkpatch of each series from the tree it applies to (where build-kernel.sh and build-qemu.sh
 # keep them), on absolute paths: from inside a git repository that tracks the patch, the kernel's
 # checkpatch would check the .patch file as a source file.
 (cd "$AUTOBALLOON_CACHE/kernel/src" &&
         scripts/checkpatch.pl --strict --quiet "$TOP"/guest/patches/000[1-9]-*.patch)
-(cd "$AUTOBALLOON_CACHE/qemu/tree" && scripts/checkpatch.pl "$TOP"/qemu/patches/000[1-9]-*.patch)
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/patches
 
 tier "done"

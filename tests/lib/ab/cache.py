@@ -39,12 +39,21 @@ class Kernels:
 
 
 class QemuBuild:
-    """qemu/build-qemu.sh's patched qemu-system-x86_64 and the firmware directory for -L."""
+    """qemu/build-qemu.sh's qemu-system-x86_64, patched and stock (same release and options), and
+    the firmware directory for -L."""
 
     def __init__(self, directory):
         self.dir = Path(directory)
         self.binary = self.dir / "bin" / "qemu-system-x86_64"
+        self.stock_binary = self.dir / "stock" / "bin" / "qemu-system-x86_64"
         self.bios_dir = self.dir / "pc-bios"
+
+    @staticmethod
+    def cache_dir():
+        """qemu-MAJOR.MINOR, the upstream series of the version qemu/qemu-version pins."""
+        pin = next(line.strip() for line in open(REPO / "qemu" / "qemu-version")
+                   if line.strip() and not line.startswith("#"))
+        return cache_root() / ("qemu-" + ".".join(pin.split(":")[-1].split(".")[:2]))
 
 
 def _run_build(cmd):
@@ -67,6 +76,6 @@ def build_kernels():
 
 
 def build_qemu():
-    """qemu/build-qemu.sh."""
-    _run_build([REPO / "qemu" / "build-qemu.sh"])
-    return QemuBuild(cache_root() / "qemu")
+    """qemu/build-qemu.sh --stock."""
+    _run_build([REPO / "qemu" / "build-qemu.sh", "--stock"])
+    return QemuBuild(QemuBuild.cache_dir())

@@ -157,21 +157,22 @@ def run_order(policies, scenarios, runs, first):
     return order
 
 
-def run_series(cfg, order, run_dir, lock, until):
-    """Each run in an L1 boot of its own, under flock 'lock' for that run only, so that other users of
-    the machine get their turn between runs; no run is started that would not end before 'until'
-    (a UNIX time), by the longest run so far."""
+def run_series(cfg, order, run_dir, lock, until, batch):
+    """'batch' runs per L1 boot, each boot under flock 'lock' for its runs only, so that other users of
+    the machine get their turn between boots; no boot is started that would not end before 'until'
+    (a UNIX time), by the longest boot so far."""
     rc, longest = 0, 0.0
-    for spec in order:
+    for k in range(0, len(order), batch):
+        specs = order[k:k + batch]
         with open(lock, "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             if until and time.time() + longest > until:
-                print(f"overcommit: {len(order) - order.index(spec)} runs left out: they would end after the "
-                      "deadline", flush=True)
+                print(f"overcommit: {len(order) - k} runs left out: they would end after the deadline", flush=True)
                 break
-            print(f"overcommit: run {spec['index']}: {spec['scenario']} {spec['policy']}#{spec['rep']}", flush=True)
+            print("overcommit: " + ", ".join(f"run {s['index']}: {s['scenario']} {s['policy']}#{s['rep']}"
+                                             for s in specs), flush=True)
             t0 = time.time()
-            rc = run_lab(dict(cfg, runs=[spec]), run_dir) or rc
+            rc = run_lab(dict(cfg, runs=specs), run_dir) or rc
             longest = max(longest, time.time() - t0)
     return rc
 
@@ -793,8 +794,10 @@ def main():
     ap.add_argument("--phase-seconds", type=int, default=30)
     ap.add_argument("--calm-seconds", type=int, default=90)
     ap.add_argument("--savings-seconds", type=int, default=200)
-    ap.add_argument("--lock", metavar="FILE", help="each run in an L1 boot of its own under flock FILE")
-    ap.add_argument("--until", metavar="HH:MM", help="with --lock: start no run that would end after this "
+    ap.add_argument("--lock", metavar="FILE", help="each run (or --batch runs) in an L1 boot of its own under "
+                    "flock FILE")
+    ap.add_argument("--batch", type=int, default=1, help="with --lock: runs per L1 boot (default 1)")
+    ap.add_argument("--until", metavar="HH:MM", help="with --lock: start no boot that would end after this "
                     "time (UTC, today)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--analyze", type=Path, metavar="RUN_DIR", help="only analyze a finished run directory")
@@ -824,7 +827,7 @@ def main():
             hh, mm = map(int, args.until.split(":"))
             now = time.gmtime()
             until = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hh, mm, 0))
-        rc = run_series(cfg, order, run_dir, args.lock, until)
+        rc = run_series(cfg, order, run_dir, args.lock, until, args.batch)
     else:
         rc = run_lab(dict(cfg, runs=order), run_dir)
     if not any(collect.glob("run-*.json")):

@@ -357,10 +357,11 @@ def table(by_policy, columns=COLUMNS):
 
 def differs(ms, key, a, b):
     """Whether policies a and b differ on a figure by more than the spread: their runs' ranges do not
-    overlap. The comparison the tables allow; None without figures for both."""
+    overlap. The comparison the tables allow; None with fewer than two runs of either (one run has
+    no spread)."""
     va, vb = [m[key] for m in ms.get(a, ()) if m.get(key) is not None], [m[key] for m in ms.get(b, ())
                                                                          if m.get(key) is not None]
-    if not va or not vb:
+    if len(va) < 2 or len(vb) < 2:
         return None
     return max(va) < min(vb) or max(vb) < min(va)
 
@@ -550,6 +551,10 @@ def savings_table(ms):
     return "\n".join(lines)
 
 
+def beyond(d):
+    return "yes" if d else "no" if d is not None else "n/a (fewer than 2 runs)"
+
+
 def savings_targets(ms):
     """The issue's targets for the default policy in the savings scenario, with their numbers."""
     if "autoballoon" not in ms:
@@ -571,8 +576,8 @@ def savings_targets(ms):
                      f"{med(a, 'returned'):.1%} vs {med(x, 'returned'):.1%}, worst guest's stall "
                      f"{med(a, 'stall_max'):.2%} vs {med(x, 'stall_max'):.2%} (medians): "
                      f"{'met' if more and less else 'NOT met'}; beyond the spread: returned "
-                     f"{differs(ms, 'returned', 'autoballoon', 'proxmox')}, stall "
-                     f"{differs(ms, 'stall_max', 'autoballoon', 'proxmox')}")
+                     f"{beyond(differs(ms, 'returned', 'autoballoon', 'proxmox'))}, stall "
+                     f"{beyond(differs(ms, 'stall_max', 'autoballoon', 'proxmox'))}")
     return lines
 
 
@@ -729,7 +734,7 @@ def analyze_overcommit(runs, bench, out_dir):
             "",
         ]
     report += ["Throughput, beyond the spread: the ranges of the normalised rate of two policies do not overlap: " +
-               ", ".join(f"{a} vs {b}: {'yes' if d else 'no' if d is not None else 'n/a'}"
+               ", ".join(f"{a} vs {b}: {beyond(d)}"
                          for i, a in enumerate(by_policy) for b in list(by_policy)[i + 1:]
                          for d in [differs(ms, 'norm_rate', a, b)]), ""]
     if reaction_runs or sent:

@@ -325,6 +325,8 @@ static int memory_stat_item(const char *key, uint64_t value, void *userdata) {
                 m->stat.shmem = value;
         else if (streq(key, "workingset_refault_file"))
                 m->stat.workingset_refault_file = value;
+        else if (streq(key, "pgscan"))
+                m->stat.pgscan = value;
         return 0;
 }
 

@@ -23,6 +23,7 @@ typedef struct CgMemoryStat {
         uint64_t file;
         uint64_t shmem;
         uint64_t workingset_refault_file;
+        uint64_t pgscan;              /* pages scanned by reclaim, cumulative */
 } CgMemoryStat;
 
 /* Opens 'path' as an O_DIRECTORY|O_PATH-less read dir fd. */

@@ -232,6 +232,62 @@ static void manager_read_host(Manager *m) {
                 log_warning_errno(r, "Cannot read %s/meminfo: %m", m->options.proc_root);
 }
 
+/* Pages the host's reclaim scanned, cumulative: the parent slice's memory.stat pgscan with
+ * HostPressure=slice, else the machine's: <proc>/vmstat's pgscan_kswapd, _direct and _khugepaged, what
+ * pgscan sums for a cgroup (pgscan_anon and _file, where present, split the same scans by type). */
+static int manager_read_host_pgscan(Manager *m, uint64_t *ret) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        uint64_t sum = 0;
+        int r;
+
+        if (m->config->host_pressure == HOST_PRESSURE_SLICE) {
+                CgMemoryStat s;
+
+                r = cg_read_memory_stat(m->cgroup_fd, m->config->parent_slice, &s);
+                if (r < 0)
+                        return r;
+                *ret = s.pgscan;
+                return 0;
+        }
+
+        if (asprintf(&path, "%s/vmstat", m->options.proc_root) < 0)
+                return -ENOMEM;
+        r = read_full_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL);
+        if (r < 0)
+                return r;
+        for (char *line = text, *next; line && *line; line = next) {
+                unsigned long long v;
+                char key[32];
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                if (sscanf(line, "%31s %llu", key, &v) == 2 &&
+                    (streq(key, "pgscan_kswapd") || streq(key, "pgscan_direct") || streq(key, "pgscan_khugepaged")))
+                        sum += v;
+        }
+        *ret = sum;
+        return 0;
+}
+
+/* What the host's reclaim scanned since the previous decision (0 at the first, or when the counter
+ * cannot be read or went back: the slice was made anew). */
+static uint64_t manager_host_scanned(Manager *m) {
+        uint64_t v, d;
+        int r;
+
+        r = manager_read_host_pgscan(m, &v);
+        if (r < 0) {
+                log_debug_errno(r, "Cannot read the host's reclaim scan counter: %m");
+                m->host_pgscan_known = false;
+                return 0;
+        }
+        d = m->host_pgscan_known && v >= m->host_pgscan ? v - m->host_pgscan : 0;
+        m->host_pgscan = v;
+        m->host_pgscan_known = true;
+        return d;
+}
+
 static int manager_read_host_pressure(Manager *m, PsiStats *ret) {
         _cleanup_free_ char *path = NULL;
 
@@ -325,6 +381,7 @@ static void manager_decide(Manager *m, const char *why) {
                 .last_reclaim_usec = m->last_summary.last_reclaim_usec,
                 .last_cycle_usec = m->last_summary.last_cycle_usec,
                 .last_pressure_usec = m->last_summary.last_pressure_usec,
+                .scanned = manager_host_scanned(m) + m->last_summary.scan_left,
         };
         m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
         m->params.refill_margin = size_spec_resolve(m->config->refill_margin, m->host_total);

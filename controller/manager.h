@@ -55,6 +55,8 @@ typedef struct Manager {
         bool host_pressure;          /* trigger fired since the last decision */
         uint64_t host_trigger_usec;  /* when it last fired, for the latency figure */
         uint64_t host_total, host_available;
+        uint64_t host_pgscan;        /* the host's reclaim scan counter at the last decision */
+        bool host_pgscan_known;
         bool window_rounding_logged;
 
         sd_event_source *tick;       /* at the earliest VM's next refresh, StatsIdleIntervalSec= at most */

@@ -62,6 +62,9 @@ typedef struct PolicyHost {
         uint64_t last_reclaim_usec;   /* PolicySummary.last_reclaim_usec of the previous decision */
         uint64_t last_cycle_usec;     /* PolicySummary.last_cycle_usec of the previous decision */
         uint64_t last_pressure_usec;  /* PolicySummary.last_pressure_usec of the previous decision */
+        uint64_t scanned;             /* pages the host's reclaim scanned since the previous decision
+                                       * (its cgroup's memory.stat pgscan, or /proc/vmstat's), plus
+                                       * PolicySummary.scan_left of that decision: rfc's event count */
 } PolicyHost;
 
 /* What a VM carries from one decision to the next: the policy reads it from PolicyVM.carry and
@@ -190,6 +193,7 @@ typedef struct PolicySummary {
         uint64_t last_reclaim_usec;   /* when host pressure last led to an inflation; carry it over */
         uint64_t last_cycle_usec;     /* proxmox: when its last 10 s cycle ran; carry it over */
         uint64_t last_pressure_usec;  /* when host pressure was last seen (give-back waits); carry it over */
+        uint64_t scan_left;           /* rfc: scanned pages short of a whole event; add them to the next */
         char reason[POLICY_REASON_MAX];
 } PolicySummary;
 

@@ -210,17 +210,20 @@ static void test_memory_stat(void **state) {
                  "shmem 300\n"
                  "workingset_refault_anon 7\n"
                  "workingset_refault_file 4000\n"
-                 "pgfault 99999999999\n");
+                 "pgfault 99999999999\n"
+                 "pgscan 4096\n");
         assert_int_equal(cg_read_memory_stat(t->fd, cg, &s), 0);
         assert_true(s.anon == 1000);
         assert_true(s.file == 2000);
         assert_true(s.shmem == 300);
         assert_true(s.workingset_refault_file == 4000);
+        assert_true(s.pgscan == 4096);
 
         /* Optional keys missing read 0. */
         put_file(t->fd, "balloon.slice/balloon-web.slice/memory.stat", "file 5\nanon 6\n");
         assert_int_equal(cg_read_memory_stat(t->fd, cg, &s), 0);
-        assert_true(s.anon == 6 && s.file == 5 && s.shmem == 0 && s.workingset_refault_file == 0);
+        assert_true(s.anon == 6 && s.file == 5 && s.shmem == 0 && s.workingset_refault_file == 0 &&
+                    s.pgscan == 0);
 
         static const char *const bad[] = {
                 "",

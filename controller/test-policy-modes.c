@@ -111,6 +111,84 @@ static void test_rfc_inflates_per_event(void **state) {
         }
 }
 
+/* The RFC's events were vmpressure's, one per 512 pages scanned: the emulation counts them from the
+ * host's scan counter, carries what is short of a window, and the caps bound what they ask. */
+static void test_rfc_scan_events(void **state) {
+        Sim s;
+
+        sim_mode(&s, 3, POLICY_MODE_RFC);
+        for (size_t i = 0; i < 3; i++)
+                s.vm[i].guest_available = GIB;
+        s.vm[2].actual = s.vm[2].target = s.vm[2].min + 64 * MIB;
+
+        /* Three windows and 100 pages, no trigger: three events, 96 MiB from each guest. */
+        s.host.scanned = 3 * 512 + 100;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target, 2 * GIB - 96 * MIB);
+        assert_reason(&s.out[0], "3 host pressure events: inflate 96M");
+        assert_int_equal(s.out[2].target, s.vm[2].min);
+        assert_reason(&s.out[2], "capped by floor");
+        assert_true(s.summary.host_pressure);
+        assert_int_equal(s.summary.goal, 3 * 96 * MIB);
+        assert_int_equal(s.summary.planned, 2 * 96 * MIB + 64 * MIB);
+        assert_int_equal(s.summary.scan_left, 100);
+        assert_reason(&s.summary, "host pressure events: 3 (1636 pages scanned)");
+        sim_apply(&s);
+        for (size_t i = 0; i < 3; i++)
+                sim_move(&s, i);
+
+        /* The 100 pages carried over make a window with 412 more: one event, stacked on the target. */
+        s.host.now_usec += USEC_PER_SEC;
+        s.host.scanned += 412;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target, 2 * GIB - 128 * MIB);
+        assert_reason(&s.out[0], "host pressure event: inflate 32M");
+        assert_int_equal(s.out[2].action, POLICY_HOLD);
+        assert_int_equal(s.summary.scan_left, 0);
+        sim_apply(&s);
+        sim_move(&s, 0);
+        sim_move(&s, 1);
+
+        /* Less than a window, no trigger: no event, the pages carried. */
+        s.host.now_usec += USEC_PER_SEC;
+        s.host.scanned += 511;
+        sim_decide(&s);
+        for (size_t i = 0; i < 3; i++) {
+                assert_int_equal(s.out[i].action, POLICY_NONE);
+                assert_changes_nothing(&s, i);
+        }
+        assert_false(s.summary.host_pressure);
+        assert_int_equal(s.summary.scan_left, 511);
+
+        /* The trigger with less than a window scanned is one event, as without the counter. */
+        s.host.pressure = true;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].target, 2 * GIB - 160 * MIB);
+        assert_int_equal(s.summary.goal, 3 * 32 * MIB);
+        assert_reason(&s.summary, "rfc: host pressure event: 32M from each guest");
+
+        /* Heavy reclaim: a thousand events in one decision ask 32,000 MiB, the guest's available memory
+         * minus GuestReserve= is what is taken; a guest under pressure is not inflated. */
+        s.host.pressure = false;
+        s.host.scanned = 1000 * 512;
+        s.vm[1].swap_in_rate = 10 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target, s.vm[0].actual - (GIB - 64 * MIB));
+        assert_reason(&s.out[0], "1000 host pressure events: inflate 31.2G");
+        assert_reason(&s.out[0], "capped by guest available 1G - reserve 64M");
+        assert_int_equal(s.out[1].action, POLICY_DEFLATE);
+        assert_int_equal(s.summary.goal, 3 * 32000 * MIB);
+
+        /* Saturating, not wrapping. */
+        s.host.scanned = UINT64_MAX;
+        sim_decide(&s);
+        assert_int_equal(s.summary.goal, UINT64_MAX);
+        assert_int_equal(s.out[0].target, s.vm[0].actual - (GIB - 64 * MIB));
+}
+
 static void test_rfc_safety_caps(void **state) {
         Sim s;
 
@@ -443,6 +521,7 @@ int main(void) {
                 cmocka_unit_test(test_mode_names),
                 cmocka_unit_test(test_none_never_acts),
                 cmocka_unit_test(test_rfc_inflates_per_event),
+                cmocka_unit_test(test_rfc_scan_events),
                 cmocka_unit_test(test_rfc_safety_caps),
                 cmocka_unit_test(test_rfc_guest_pressure),
                 cmocka_unit_test(test_rfc_hysteresis),

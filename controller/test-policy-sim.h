@@ -91,6 +91,7 @@ static inline void sim_decide(Sim *s) {
         assert_int_equal(summary.last_reclaim_usec, s->summary.last_reclaim_usec);
         assert_int_equal(summary.last_cycle_usec, s->summary.last_cycle_usec);
         assert_int_equal(summary.last_pressure_usec, s->summary.last_pressure_usec);
+        assert_int_equal(summary.scan_left, s->summary.scan_left);
         assert_string_equal(summary.reason, s->summary.reason);
         for (size_t i = 0; i < s->n; i++) {
                 const PolicyDecision *d = &s->out[i], *q = &quiet[i];
@@ -125,6 +126,7 @@ static inline void sim_apply(Sim *s) {
         s->host.last_reclaim_usec = s->summary.last_reclaim_usec;
         s->host.last_cycle_usec = s->summary.last_cycle_usec;
         s->host.last_pressure_usec = s->summary.last_pressure_usec;
+        s->host.scanned = s->summary.scan_left;
 }
 
 /* The balloon reaches its target (QEMU reports the move). What it took leaves the slice too: QEMU

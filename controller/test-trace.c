@@ -127,6 +127,7 @@ static void test_round_trip(void **state) {
                 .last_reclaim_usec = 103,
                 .last_cycle_usec = 104,
                 .last_pressure_usec = 105,
+                .scanned = 106,
         };
         PolicyVM vms[] = { sample_vm("web", 1000), sample_vm("db \"1\"\n", UINT64_MAX - 100) };
 
@@ -163,6 +164,7 @@ static void test_round_trip(void **state) {
         assert_int_equal(r.host.last_reclaim_usec, host.last_reclaim_usec);
         assert_int_equal(r.host.last_cycle_usec, host.last_cycle_usec);
         assert_int_equal(r.host.last_pressure_usec, host.last_pressure_usec);
+        assert_int_equal(r.host.scanned, host.scanned);
 
         assert_int_equal(r.n_vms, ELEMENTSOF(vms));
         for (size_t i = 0; i < ELEMENTSOF(vms); i++)

@@ -60,6 +60,7 @@ static const Field host_fields[] = {
         FIELD(PolicyHost, last_reclaim_usec, FIELD_U64),
         FIELD(PolicyHost, last_cycle_usec, FIELD_U64),
         FIELD(PolicyHost, last_pressure_usec, FIELD_U64),
+        FIELD(PolicyHost, scanned, FIELD_U64),
 };
 
 static const Field vm_fields[] = {

@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """The overcommit benchmark inside L1 (lab-scenario.service runs it; tests/bench/overcommit.py builds
-the lab with it and reads the results back): the RFC's experiment, scaled as overcommit.json says,
-once per (policy, repetition) in the order given, on one L1 boot.
+the lab with it and reads the results back): the runs overcommit.json lists, in its order, on one L1
+boot. Two scenarios: "overcommit" (the RFC's experiment, scaled as overcommit.json says, then a calm
+phase) and "savings" (four guests of different behaviour, savings_run()).
 
-One run:
+One overcommit run:
   1. swap emptied, caches dropped; autoballoond restarted with the run's Policy=, HostPressure=slice
      and --record; balloon.slice has MemoryMax= (the host);
   2. guests "down" and "up" restored from the saved L2 state with autoballoon-run, THP on;
@@ -13,7 +14,10 @@ One run:
      ebizzy);
   4. every SAMPLE seconds: balloons, slices, swap, pressure, guest records; at the end the counters'
      deltas, the daemon's decisions and latencies, the balloon events;
-  5. the guests are stopped.
+  5. calm: the host's limit lifted to calm_host_mem (room for both guests whole), both guests run
+     ebizzy with calm_chunks for calm_seconds: how each policy gives memory back (the samples go on);
+     guest stats (QEMU's guest-stats: available memory, disk caches) at the calm's start and end;
+  6. the guests are stopped.
 Results in /var/lib/autoballoon-lab/out/bench: run-N.json, run-N.trace (the daemon's input).
 Then, with reaction_seconds, the reaction run (reaction_run()): reaction.json, reaction.trace.
 
@@ -24,6 +28,8 @@ LAB-RESULT at the end (PASS when every run completed; the figures are the host s
 import contextlib
 import json
 import os
+import statistics
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -74,8 +80,8 @@ def guest_psi(agent):
 class Guest:
     """One L2 guest of a run: its service, agent, harness QMP and workload phases."""
 
-    def __init__(self, name, spec, phases, start_at, seconds):
-        self.name, self.spec = name, spec
+    def __init__(self, name, spec, phases, start_at, seconds, weight=None):
+        self.name, self.spec, self.weight = name, spec, weight
         self.todo = list(phases)       # chunks of the phases still to start
         self.start_at = start_at       # experiment time of its first phase
         self.seconds = seconds
@@ -88,7 +94,8 @@ class Guest:
         return f"autoballoon-vm-{self.name}.service"
 
     def launch(self):
-        rc, out = run("autoballoon-run", self.name, "--", l2.QEMU, *l2.qemu_args(self.name, spec=self.spec))
+        weight = ["--weight", str(self.weight)] if self.weight else []
+        rc, out = run("autoballoon-run", self.name, *weight, "--", l2.QEMU, *l2.qemu_args(self.name, spec=self.spec))
         if rc != 0:
             raise RuntimeError(f"autoballoon-run {self.name}: {out.strip()[-300:]}")
 
@@ -148,13 +155,22 @@ class Guest:
             return t + 1
         return self.start_at if self.todo else None
 
-    def sample(self):
-        """What the plots show of the guest; no more, to disturb the workload the least."""
+    def sample(self, psi=True):
+        """What the plots show of the guest; no more, to disturb the workload the least. psi: read
+        the guest's PSI through the agent (not while another thread uses it)."""
         return {
             "actual": self.qmp.execute("query-balloon")["actual"],
             "memory_high": memory_high(self.name),
-            "psi": guest_psi(self.agent),
+            "psi": guest_psi(self.agent) if psi else None,
         }
+
+    def stats(self):
+        """QEMU's guest-stats (what the daemon reads too): the guest's available memory and its
+        caches (stat-disk-caches: its page cache), bytes, and the balloon's size."""
+        s = self.qmp.execute("qom-get", {"path": "/machine/peripheral/balloon0", "property": "guest-stats"})["stats"]
+        return {"available": s.get("stat-available-memory"), "caches": s.get("stat-disk-caches"),
+                "free": s.get("stat-free-memory"), "total": s.get("stat-total-memory"),
+                "actual": self.qmp.execute("query-balloon")["actual"]}
 
     def stop(self):
         for c in (self.agent, self.qmp):
@@ -249,59 +265,216 @@ def lab_guests(tag, policy, trace, guests, daemon_extra=""):
             g.stop()
 
 
-def one_run(cfg, index, policy, rep):
-    tag = f"run {index + 1}/{len(cfg['runs'])} {policy}#{rep}"
+def drive(tag, guests, start, samples, cfg, until=None, sampled=None, extra=None):
+    """Steps the guests' phases and samples every sample_seconds until no guest has work left and
+    'until' (experiment time) has passed; extra(t), if given, runs at every wake-up and returns when
+    it wants the next one. sampled: the guests whose PSI the samples read (default all)."""
+    next_sample, next_status = samples[-1]["t"] + cfg["sample_seconds"] if samples else 0.0, 0.0
+    host0 = samples[0]["host"] if samples else host_sample()
+    while True:
+        t = time.monotonic() - start
+        busy = [g.step(t) for g in guests]
+        if not any(busy) and (until is None or t >= until):
+            return
+        wakes = [next_sample] + [d for g in guests if (d := g.due(t)) is not None]
+        if extra:
+            wakes.append(extra(t))
+        if t >= next_sample:
+            samples.append({"t": round(t, 2), "host": host_sample(),
+                            **{g.name: g.sample(sampled is None or g in sampled) for g in guests}})
+            next_sample += cfg["sample_seconds"]
+            if t >= next_status:
+                h = samples[-1]["host"]
+                log(f"{tag} t={t:4.0f}s: host {h['current'] / MIB:.0f} MiB, swap "
+                    f"{h['swap'] / MIB:.0f} MiB, pswpout +{h['vmstat']['pswpout'] - host0['vmstat']['pswpout']}; " +
+                    ", ".join(f"{g.name} {samples[-1][g.name]['actual'] / MIB:.0f} MiB" for g in guests))
+                next_status = t + 30
+        if until is not None:
+            wakes.append(until)
+        time.sleep(max(0.05, min(wakes) - (time.monotonic() - start)))
+
+
+def set_host_mem(value):
+    run("systemctl", "set-property", "--runtime", "balloon.slice", f"MemoryMax={value}", check=True)
+
+
+def finish(guests, daemon_pid, start_daemon_cpu):
+    """What every run reports at its end, before the guests stop: daemon CPU and RSS, the balloon
+    events."""
+    return {
+        "daemon": {"cpu": proc_stat(daemon_pid)[1] - start_daemon_cpu, "rss_kib": proc_rss_kib(daemon_pid)},
+        "balloon_events": {g.name: balloon_events(g) for g in guests},
+        "realtime_offset_usec": int((time.time() - time.monotonic()) * 1e6),
+    }
+
+
+def one_run(cfg, spec):
+    index, policy, rep = spec["index"], spec["policy"], spec["rep"]
+    tag = f"run {index} overcommit {policy}#{rep}"
     phase_s, offset = cfg["phase_seconds"], cfg["offset_phases"] * cfg["phase_seconds"]
     guests = [Guest("down", cfg["variant"], cfg["down"], 0, phase_s),
               Guest("up", cfg["variant"], cfg["up"], offset, phase_s)]
-    with lab_guests(tag, policy, RESULTS / f"run-{index + 1}.trace", guests) as invocation:
+    set_host_mem(cfg["host_mem"])
+    with lab_guests(tag, policy, RESULTS / f"run-{index}.trace", guests) as invocation:
         daemon_pid = int(unit_prop(UNIT, "MainPID"))
         start_host = host_sample()
         start_guest = {g.name: g.counters() for g in guests}
         start_daemon_cpu = proc_stat(daemon_pid)[1]
         start = time.monotonic()
         start_usec = monotonic_usec()
-        samples, next_sample, next_status = [], 0.0, 0.0
-        while True:
-            t = time.monotonic() - start
-            busy = [g.step(t) for g in guests]
-            if not any(busy):
-                break
-            if t >= next_sample:
-                samples.append({"t": round(t, 2), "host": host_sample(), **{g.name: g.sample() for g in guests}})
-                next_sample += cfg["sample_seconds"]
-                if t >= next_status:
-                    h = samples[-1]["host"]
-                    log(f"{tag} t={t:4.0f}s: host {h['current'] / MIB:.0f} MiB, swap "
-                        f"{h['swap'] / MIB:.0f} MiB, pswpout +{h['vmstat']['pswpout'] - start_host['vmstat']['pswpout']}; " +
-                        ", ".join(f"{g.name} {samples[-1][g.name]['actual'] / MIB:.0f} MiB" for g in guests))
-                    next_status += 30
-            wake = min([next_sample] + [d for g in guests if (d := g.due(t)) is not None])
-            time.sleep(max(0.05, wake - (time.monotonic() - start)))
+        samples = []
+        drive(tag, guests, start, samples, cfg)
         elapsed = time.monotonic() - start
         end_host = host_sample()
         end_guest = {g.name: g.counters() for g in guests}
-        daemon_cpu = proc_stat(daemon_pid)[1] - start_daemon_cpu
-        daemon_rss_kib = proc_rss_kib(daemon_pid)
-        events = {g.name: balloon_events(g) for g in guests}
-        realtime_offset_usec = int((time.time() - time.monotonic()) * 1e6)
+        calm = None
+        if cfg.get("calm_seconds"):
+            # The host has room again: both guests whole fit, and a steady load in each.
+            calm = {"start": round(time.monotonic() - start, 2), "seconds": cfg["calm_seconds"],
+                    "chunks": cfg["calm_chunks"], "host_mem": cfg["calm_host_mem"],
+                    "stats_start": {g.name: g.stats() for g in guests}}
+            set_host_mem(cfg["calm_host_mem"])
+            log(f"{tag}: calm: MemoryMax={cfg['calm_host_mem']}, ebizzy {cfg['calm_chunks']} chunks "
+                f"for {cfg['calm_seconds']} s in both guests")
+            for g in guests:
+                g.todo, g.start_at, g.seconds = [cfg["calm_chunks"]], 0, cfg["calm_seconds"]
+            drive(tag, guests, start, samples, cfg, until=calm["start"] + cfg["calm_seconds"])
+            calm["stats_end"] = {g.name: g.stats() for g in guests}
+            calm["end"] = round(time.monotonic() - start, 2)
+            calm["counters_end"] = {g.name: g.counters() for g in guests}
+            calm["host_end"] = host_sample()
+            for g in guests:
+                for p in g.phases:
+                    p["calm"] = p["start"] >= calm["start"]
+        tail = finish(guests, daemon_pid, start_daemon_cpu)
     decisions, latencies = daemon_log(invocation, start_usec)
     result = {
-        "policy": policy, "rep": rep, "index": index + 1, "config": cfg,
-        "elapsed": elapsed, "start_usec": start_usec, "realtime_offset_usec": realtime_offset_usec,
+        "scenario": "overcommit", "policy": policy, "rep": rep, "index": index, "config": cfg,
+        "elapsed": elapsed, "start_usec": start_usec, "realtime_offset_usec": tail["realtime_offset_usec"],
         "host": {"start": start_host, "end": end_host},
-        "guests": {g.name: {"start": start_guest[g.name], "end": end_guest[g.name], "phases": g.phases}
-                   for g in guests},
-        "daemon": {"cpu": daemon_cpu, "rss_kib": daemon_rss_kib},
-        "samples": samples, "balloon_events": events, "decisions": decisions, "latencies": latencies,
+        "guests": {g.name: {"start": start_guest[g.name], "end": end_guest[g.name],
+                            "phases": [p for p in g.phases if not p.get("calm")],
+                            "calm_phases": [p for p in g.phases if p.get("calm")]} for g in guests},
+        "calm": calm, "daemon": tail["daemon"],
+        "samples": samples, "balloon_events": tail["balloon_events"], "decisions": decisions, "latencies": latencies,
     }
-    (RESULTS / f"run-{index + 1}.json").write_text(json.dumps(result))
+    (RESULTS / f"run-{index}.json").write_text(json.dumps(result))
     swapout = end_host["vmstat"]["pswpout"] - start_host["vmstat"]["pswpout"]
     ooms = sum(end_guest[n]["oom_kill"] - start_guest[n]["oom_kill"] for n in VMS)
     complete = all(p["done"] for g in guests for p in g.phases)
     return complete, (f"{elapsed:.0f} s, host swap-out {swapout} pages, guest OOM kills {ooms}, "
                       f"records {sum(p['records'] for g in guests for p in g.phases)}" +
                       ("" if complete else ", a phase did not complete"))
+
+
+class Bursts:
+    """The bursty guest's load, in a thread of its own (an allocation blocks its agent for seconds):
+    every period seconds it allocates mib MiB, holds them for hold seconds and frees them; each
+    allocation's time, and whether the OOM killer ended it."""
+
+    def __init__(self, guest, mib, period, hold, until):
+        self.guest, self.mib, self.period, self.hold, self.until = guest, mib, period, hold, until
+        self.bursts = []
+        self.error = None
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        try:
+            start = time.monotonic()
+            k = 0
+            while True:
+                at = start + k * self.period
+                if at + self.hold > start + self.until:
+                    return
+                time.sleep(max(0.0, at - time.monotonic()))
+                t0 = time.monotonic()
+                reply = self.guest.agent.cmd(f"alloc b {self.mib}", timeout=300)
+                self.bursts.append({"t": round(t0 - start, 2), "alloc_ms": round((time.monotonic() - t0) * 1000),
+                                    "ok": reply.startswith("ok")})
+                time.sleep(max(0.0, t0 + self.hold - time.monotonic()))
+                self.guest.agent.cmd("free b")
+                k += 1
+        except Exception as e:  # noqa: BLE001  reported with the run
+            self.error = f"{type(e).__name__}: {e}"
+
+
+def savings_run(cfg, spec):
+    """Four guests of different behaviour on a host that cannot give them all their memory (TMO's
+    "savings within a stall budget", ASPLOS'22): idle, bursty (allocates and frees at intervals),
+    steady (ebizzy, one working set), growing (ebizzy, a working set growing in steps); weights not
+    all equal. First a calibration with the host's limit lifted (steady and growing run ebizzy
+    alone: each run's own rate before any pressure), then the limit and the workloads."""
+    sv = cfg["savings"]
+    index, policy, rep = spec["index"], spec["policy"], spec["rep"]
+    tag = f"run {index} savings {policy}#{rep}"
+    w = sv["weights"]
+    steady_n = max(1, round(sv["seconds"] / sv["steady_seconds"]))
+    guests = {
+        "idle": Guest("idle", cfg["variant"], [], 0, 0, w["idle"]),
+        "bursty": Guest("bursty", cfg["variant"], [], 0, 0, w["bursty"]),
+        "steady": Guest("steady", cfg["variant"], [sv["steady_chunks"]] * steady_n, 0, sv["steady_seconds"],
+                        w["steady"]),
+        "growing": Guest("growing", cfg["variant"], sv["growing_chunks"], 0, sv["growing_seconds"], w["growing"]),
+    }
+    gl = list(guests.values())
+    set_host_mem(sv["calibrate_host_mem"])
+    with lab_guests(tag, policy, RESULTS / f"run-{index}.trace", gl) as invocation:
+        daemon_pid = int(unit_prop(UNIT, "MainPID"))
+        # Calibration: the rate of each ebizzy guest with nothing else running and room on the host.
+        calib = {}
+        for name in ("steady", "growing"):
+            g = guests[name]
+            g.agent.cmd_ok(f"ebizzy c {sv['calibrate_chunks']} {sv['calibrate_seconds']}")
+        while True:
+            rs = {n: parse_kv(guests[n].agent.cmd("records c")) for n in ("steady", "growing")}
+            if not any(r["running"] for r in rs.values()):
+                break
+            time.sleep(1)
+        for n, r in rs.items():
+            run_ms = r["elapsed_ms"] - r["fill_ms"]
+            calib[n] = {"records": r["records"], "fill_ms": r["fill_ms"], "elapsed_ms": r["elapsed_ms"],
+                        "rate": r["records"] * 1000 / run_ms if r["done"] and run_ms > 0 else 0.0}
+            guests[n].agent.cmd("free c")
+        log(f"{tag}: calibration: " + ", ".join(f"{n} {c['rate']:.1f} records/s" for n, c in calib.items()))
+        set_host_mem(sv["host_mem"])
+        start_host = host_sample()
+        start_guest = {g.name: g.counters() for g in gl}
+        start_daemon_cpu = proc_stat(daemon_pid)[1]
+        start = time.monotonic()
+        start_usec = monotonic_usec()
+        bursts = Bursts(guests["bursty"], sv["burst_mib"], sv["burst_period"], sv["burst_hold"], sv["seconds"])
+        bursts.thread.start()
+        samples = []
+        drive(tag, gl, start, samples, cfg, until=sv["seconds"],
+              sampled=[g for g in gl if g.name != "bursty"])
+        bursts.thread.join(timeout=300)
+        elapsed = time.monotonic() - start
+        end_host = host_sample()
+        end_guest = {g.name: g.counters() for g in gl}
+        tail = finish(gl, daemon_pid, start_daemon_cpu)
+    decisions, latencies = daemon_log(invocation, start_usec)
+    result = {
+        "scenario": "savings", "policy": policy, "rep": rep, "index": index, "config": cfg,
+        "elapsed": elapsed, "start_usec": start_usec, "realtime_offset_usec": tail["realtime_offset_usec"],
+        "host": {"start": start_host, "end": end_host}, "calibration": calib,
+        "guests": {g.name: {"start": start_guest[g.name], "end": end_guest[g.name], "phases": g.phases,
+                            "weight": g.weight} for g in gl},
+        "bursts": bursts.bursts, "bursts_error": bursts.error, "daemon": tail["daemon"],
+        "samples": samples, "balloon_events": tail["balloon_events"], "decisions": decisions, "latencies": latencies,
+    }
+    (RESULTS / f"run-{index}.json").write_text(json.dumps(result))
+    ooms = sum(end_guest[n]["oom_kill"] - start_guest[n]["oom_kill"] for n in guests)
+    total = len(gl) * guest_mib(cfg)
+    returned = statistics.mean(sum(guest_mib(cfg) - s[n]["actual"] / MIB for n in guests) / total
+                               for s in samples) if samples else 0.0
+    ok = bursts.error is None and all(p["done"] for g in gl for p in g.phases)
+    return ok, (f"{elapsed:.0f} s, returned {100 * returned:.1f}% on average, guest OOM kills {ooms}" +
+                ("" if bursts.error is None else f", bursts: {bursts.error}") +
+                ("" if ok else ", a phase did not complete"))
+
+
+def guest_mib(cfg):
+    return l2.variant(cfg["variant"])[0]
 
 
 def settled(guests, seconds=3.0, timeout=120):
@@ -376,19 +549,20 @@ def main():
         print("LAB-CHECK FAIL swap: L1 has no swap", flush=True)
         print("LAB-RESULT FAIL passed=0 failed=1", flush=True)
         return 1
-    run("systemctl", "set-property", "--runtime", "balloon.slice", f"MemoryMax={cfg['host_mem']}", check=True)
+    set_host_mem(cfg["host_mem"])
     log(f"overcommit: {len(cfg['runs'])} runs; host = balloon.slice MemoryMax={cfg['host_mem']}, guests "
         f"{cfg['variant']}, vm-down {cfg['down']}, vm-up {cfg['up']} (MiB), phases {cfg['phase_seconds']} s, "
         f"vm-up {cfg['offset_phases']} phase later; swap {swaps[0].split()[2]} KiB")
     passed = failed = 0
     t0 = time.monotonic()
-    for i, (policy, rep) in enumerate(cfg["runs"]):
+    for i, spec in enumerate(cfg["runs"]):
         try:
-            ok, detail = one_run(cfg, i, policy, rep)
+            ok, detail = (savings_run if spec["scenario"] == "savings" else one_run)(cfg, spec)
         except Exception as e:  # noqa: BLE001  report it, go on with the next run
             ok, detail = False, f"{type(e).__name__}: {e}"
             log(traceback.format_exc())
-        print(f"LAB-CHECK {'PASS' if ok else 'FAIL'} run {i + 1} {policy}#{rep}: {detail}", flush=True)
+        print(f"LAB-CHECK {'PASS' if ok else 'FAIL'} run {spec['index']} {spec['scenario']} {spec['policy']}#"
+              f"{spec['rep']}: {detail}", flush=True)
         passed, failed = passed + ok, failed + (not ok)
         left = (time.monotonic() - t0) / (i + 1) * (len(cfg["runs"]) - i - 1)
         log(f"{i + 1} of {len(cfg['runs'])} runs done, about {left / 60:.0f} min left")

@@ -1,18 +1,21 @@
 #!/bin/bash
-# Build the small x86_64 guest test kernel: Debian's linux-source-6.1 at the version pinned in
-# guest/linux-version, with the guest/patches series applied, configured as tinyconfig plus
-# guest/config-fragment. With --stock, also the same kernel without the series.
+# Build the small x86_64 guest test kernel: Debian 13 (trixie)'s linux-source-6.12 at the version
+# pinned in guest/linux-version, with the guest/patches series applied, configured as tinyconfig
+# plus guest/config-fragment. With --stock, also the same kernel without the series. The package
+# comes from trixie through a private apt configuration (suite_apt in tests/lib/debian.sh): the
+# host's own apt sources are never touched.
 #
 # Cache (AUTOBALLOON_CACHE, default /var/cache/autoballoon) under kernel/:
 #   bzImage, bzImage.config              patched kernel and its .config
 #   bzImage-stock, bzImage-stock.config  stock kernel (--stock)
-#   src/    git repo of the pristine tree (tag pristine-VERSION); branch autoballoon = + series,
+#   src-6.12/  git repo of the pristine tree (tag pristine-VERSION); branch autoballoon = + series,
 #           left checked out (checkpatch runs from there)
-#   out/    the make O= directory both kernels are built in, build-*.log their logs: the stock
+#   out-6.12/  the make O= directory both kernels are built in, build-*.log their logs: the stock
 #           kernel is the patched tree checked out at the pristine tag, so make rebuilds only what
 #           the series touches
 # A run whose inputs (pin + hash of the guest/ files that go into the kernel) match the stamps
-# of the cached images only checks the apt pin and returns.
+# of the cached images only checks the apt pin and returns. The 6.12 tree and objects live apart
+# from a 6.1 cache (src/, out/), which this script leaves alone.
 set -euo pipefail
 
 usage() {
@@ -30,7 +33,9 @@ done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${AUTOBALLOON_CACHE:-/var/cache/autoballoon}/kernel
-pkg=linux-source-6.1
+release=trixie
+kver=6.12
+pkg=linux-source-$kver
 deps=(bc bison flex libelf-dev libssl-dev build-essential xz-utils git)
 
 . "$here/../tests/lib/common.sh" build-kernel
@@ -47,20 +52,20 @@ lock_cache "$cache"
 ensure_packages "${deps[@]}"
 
 # --- the pin ----------------------------------------------------------------------------------
-candidate() { apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p'; }
+# The pin must be one of the versions trixie offers (the security suite keeps older point
+# releases for a while, so a new one does not break the build at once).
+versions() { suite_apt "$release" apt-cache madison "$pkg" 2>/dev/null | awk -F' *[|] *' '{print $2}'; }
 check_pin() {
-        local cand
-        cand=$(candidate)
-        # No candidate: lists never fetched (once per script is enough); a failed download: stale ones.
-        if [[ ${1:-} == update ]]; then
-                apt_update again
-                cand=$(candidate)
-        elif [[ -z $cand || $cand == "(none)" ]]; then
-                apt_update
-                cand=$(candidate)
+        local have
+        have=$(versions)
+        # Nothing: lists never fetched (once per script is enough); a failed download: stale ones.
+        if [[ ${1:-} == update || -z $have ]]; then
+                suite_apt "$release" update
+                have=$(versions)
         fi
-        [[ $cand == "$pin" ]] || die "apt offers $pkg ${cand:-nothing}, guest/linux-version pins" \
-                "$pin: check that the series applies to $cand and update the pin"
+        grep -qxF -- "$pin" <<<"$have" || die "$release offers $pkg" \
+                "$(head -n1 <<<"$have" || true), guest/linux-version pins $pin: check that the" \
+                "series applies to it and update the pin"
 }
 check_pin
 
@@ -77,7 +82,8 @@ if fresh bzImage "$patched_key" && { ((!stock)) || fresh bzImage-stock "$stock_k
 fi
 
 # --- pristine tree, once per pinned version ---------------------------------------------------
-src=$cache/src
+src=$cache/src-$kver
+out=$cache/out-$kver
 tag=pristine-$pin
 export GIT_AUTHOR_NAME=autoballoon GIT_AUTHOR_EMAIL=autoballoon@localhost
 export GIT_COMMITTER_NAME=autoballoon GIT_COMMITTER_EMAIL=autoballoon@localhost
@@ -86,14 +92,14 @@ if ! git -C "$src" rev-parse -q --verify "refs/tags/$tag" >/dev/null 2>&1; then
         if [[ ! -f $deb ]]; then
                 log "downloading $pkg $pin"
                 rm -f "$cache"/"${pkg}"_*.deb
-                if ! (cd "$cache" && apt-get download "$pkg=$pin") >"$cache/download.log" 2>&1; then
+                if ! (cd "$cache" && suite_apt "$release" apt-get download "$pkg=$pin") >"$cache/download.log" 2>&1; then
                         check_pin update
-                        (cd "$cache" && apt-get download "$pkg=$pin") >"$cache/download.log" 2>&1 ||
+                        (cd "$cache" && suite_apt "$release" apt-get download "$pkg=$pin") >"$cache/download.log" 2>&1 ||
                                 { tail -n 5 "$cache/download.log"; die "cannot download $pkg $pin"; }
                 fi
         fi
         log "unpacking into $src and making it a git repo (once per version)"
-        rm -rf "$src" "$cache/stock" "$cache"/out* "$cache"/bzImage*
+        rm -rf "$src" "$out"
         mkdir -p "$src"
         dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$pkg.tar.xz" |
                 tar -xJ --strip-components=1 -C "$src"
@@ -108,10 +114,10 @@ fi
 
 # --- the series -------------------------------------------------------------------------------
 series_key=$(hash_of "${patches[@]}")
-if [[ "$(cat "$cache/series.key" 2>/dev/null)" != "$series_key" ||
+if [[ "$(cat "$cache/series-$kver.key" 2>/dev/null)" != "$series_key" ||
       "$(git -C "$src" symbolic-ref -q --short HEAD)" != autoballoon ]]; then
         log "applying ${#patches[@]} patches with git am"
-        rm -f "$cache/series.key"
+        rm -f "$cache/series-$kver.key"
         git -C "$src" am --abort >/dev/null 2>&1 || true
         git -C "$src" checkout -q -f -B autoballoon "$tag"
         if ! git -C "$src" am -q "${patches[@]}" >"$cache/am.log" 2>&1; then
@@ -119,7 +125,7 @@ if [[ "$(cat "$cache/series.key" 2>/dev/null)" != "$series_key" ||
                 git -C "$src" am --abort >/dev/null 2>&1 || true
                 die "the series does not apply to $pkg $pin"
         fi
-        echo "$series_key" >"$cache/series.key"
+        echo "$series_key" >"$cache/series-$kver.key"
 fi
 
 # --- build ------------------------------------------------------------------------------------
@@ -127,7 +133,6 @@ fi
 # image as $cache/$IMAGE. Checking out only rewrites the files that differ, and make rebuilds what
 # depends on them.
 tree=$src
-out=$cache/out
 build() {
         local ref=$1 name=$2 key=$3 image=$4
         local blog=$cache/build-$name.log line

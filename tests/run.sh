@@ -61,7 +61,7 @@ qemu/build-qemu.sh --stock --test --checkpatch
 # checkpatch of each series from the tree it applies to (where build-kernel.sh and build-qemu.sh
 # keep them), on absolute paths: from inside a git repository that tracks the patch, the kernel's
 # checkpatch would check the .patch file as a source file.
-(cd "$AUTOBALLOON_CACHE/kernel/src" &&
+(cd "$AUTOBALLOON_CACHE/kernel/src-6.12" &&
         scripts/checkpatch.pl --strict --quiet "$TOP"/guest/patches/000[1-9]-*.patch)
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/patches
 

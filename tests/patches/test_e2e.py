@@ -70,27 +70,37 @@ class HostPressure:
 
 
 @pytest.fixture
-def setup(guest_image, run_dir, test_cgroup, patched_kernels, patched_qemu):
+def start(guest_image, run_dir, test_cgroup, patched_kernels, patched_qemu):
+    """start(kernel, device, prefault) -> (guest, daemon, pressure): the guest ready (its RAM
+    resident on the host when prefault), the daemon started and the VM adopted."""
     daemon = Daemon(run_dir, test_cgroup.unified_root, CONFIG)
     pressure = HostPressure(test_cgroup)
-    guest = Guest.start(VM, run_dir, mem="512M", qmp_path=daemon.qmp_path(VM),
-                        cgroups=test_cgroup.procs_paths(SLICE), image=guest_image,
-                        free_page_reporting=False,
-                        extra_args=["-trace", "virtio_balloon_to_target"],
-                        **gpq.guest_kwargs(patched_kernels, patched_qemu, "patched", "on"))
-    try:
+    guests = []
+
+    def start(kernel="patched", device="on", prefault=True):
+        guest = Guest.start(VM, run_dir, mem="512M", qmp_path=daemon.qmp_path(VM),
+                            cgroups=test_cgroup.procs_paths(SLICE), image=guest_image,
+                            free_page_reporting=False,
+                            extra_args=["-trace", "virtio_balloon_to_target"],
+                            **gpq.guest_kwargs(patched_kernels, patched_qemu, kernel, device))
+        guests.append(guest)
         guest.wait_ready(90)
         guest.qmp_events()
-        # Resident on the host, so that inflating really gives memory back to it.
-        guest.cmd_ok("prefault 90", timeout=120)
+        if prefault:
+            # Resident on the host, so that inflating really gives memory back to it.
+            guest.cmd_ok("prefault 90", timeout=120)
         daemon.start()
         wait_until(lambda: daemon.saw(rf"{VM}: adopted"), 30, what="the daemon to adopt the VM")
-        yield guest, daemon, pressure
+        return guest, daemon, pressure
+
+    try:
+        yield start
     finally:
         pressure.off()
         if daemon.alive():
             daemon.stop()
-        guest.stop()
+        for guest in guests:
+            guest.stop()
         if daemon.lines:
             print(f"\n--- autoballoond (last 60 lines of {daemon.log_path})\n{daemon.log_tail(60)}")
 
@@ -113,8 +123,8 @@ def event_decisions(daemon, since=0.0):
     return [d for d in daemon.decisions_for(VM, since=since) if "guest driver event" in d.reason]
 
 
-def test_guest_pressure_queue_end_to_end(setup):
-    guest, daemon, pressure = setup
+def test_guest_pressure_queue_end_to_end(start):
+    guest, daemon, pressure = start()
 
     # 0. Above MaxMemory from the start: the daemon inflates the guest down to it.
     wait_until(lambda: guest.query_balloon() == MAX_MEMORY, 30, 0.1, what="the balloon at MaxMemory")
@@ -214,4 +224,28 @@ def test_guest_pressure_queue_end_to_end(setup):
     assert not guest.virtio_balloon_status()["broken"]
     assert gpq.counters(guest)[1] == 0
     assert guest.vmstat("oom_kill")["oom_kill"] == 0
+    assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("kernel,device", [("patched", "stock"), ("stock", "on"), ("cloud", "on")])
+def test_one_side_stock(start, kernel, device):
+    """The patched guest on the stock QEMU, or a stock guest on the patched QEMU offering the
+    feature: the daemon balloons the VM as ever (down to MaxMemory), and a guest short of memory
+    sends no message: no event, no decision on one, nothing broken."""
+    guest, daemon, _ = start(kernel, device, prefault=False)
+    wait_until(lambda: guest.query_balloon() == MAX_MEMORY, 30, 0.1, what="the balloon at MaxMemory")
+    status = guest.virtio_balloon_status()
+    assert not gpq.feature_bit(status, "guest-features") and not gpq.guest_accepted(guest)
+    # The cloud kernel has no swap here: its allocation may end in the OOM killer, which is fine.
+    answer = guest.cmd(f"alloc squeeze {guest.meminfo()['MemFree'] // 1024 + 64}", timeout=120)
+    assert answer.startswith("ok") or (kernel == "cloud" and answer == "err oom"), answer
+    time.sleep(3)
+    assert events_since(guest, 0) == []
+    assert not event_decisions(daemon)
+    if device == "on":
+        assert gpq.counters(guest) == (0, 0)
+    guest.cmd("free squeeze")
+    assert guest.query_balloon() <= MAX_MEMORY
+    assert not guest.virtio_balloon_status()["broken"]
+    assert not daemon.saw(r"BALLOON_GUEST_PRESSURE event .*ignoring it")
     assert daemon.stop() == 0

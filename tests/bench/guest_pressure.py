@@ -7,14 +7,15 @@ forwards the message as BALLOON_GUEST_PRESSURE and decides nothing, the daemon d
 (DeflateStep, 32 MiB here) on medium and critical. p50/p99 over --events messages the daemon
 deflated on.
 
-Each round: the harness inflates the balloon back to 320M from its own monitor and waits 2.1 s,
-then the guest allocates 24 MiB more than it has free (a worker already holds most of the rest;
-zram swap), its allocation stalls in direct reclaim, the driver sends a message, and the guest
-frees it again. Only the first message of a round counts, and only when the daemon deflated on it
-(a low message with nothing in flight is a hold: counted apart, not measured). The wait keeps the
-round clear of the one-second limits of the driver, the daemon (GuestPressureIntervalSec=1) and
-QMP's event throttle (an event within a second of the previous one is held back until the second
-is over, which would add up to a second to what the daemon sees).
+Each round starts a daemon on the guest at its base size (320M: the harness inflates it from its
+own monitor while no daemon runs; the daemon adopts the size it finds, so it has nothing in flight
+and a target of its own), then a worker in the guest keeps touching 24 MiB more than the guest has
+free (a worker already holds most of the rest; zram swap). The guest stalls in direct reclaim:
+the driver reports low at once, medium in the next second as the stalls go on; the daemon holds
+on low (nothing to cancel) and deflates a step on medium or critical. The round's figure is the
+message the daemon deflated on (the last BALLOON_GUEST_PRESSURE before its decision); then the
+worker and the daemon stop. The daemon is restarted each round because a harness inflation is
+one it did not ask for: it keeps its own target, and a step up to it would be "in flight".
 
 Clocks. Every timestamp is the host's CLOCK_REALTIME:
 * t0: the "timestamp" QEMU puts on BALLOON_GUEST_PRESSURE (gettimeofday when the queue handler
@@ -92,6 +93,11 @@ def traces(path):
     return out
 
 
+def stamp(event):
+    """QEMU's realtime stamp of a QMP event."""
+    return event["timestamp"]["seconds"] + event["timestamp"]["microseconds"] / 1e6
+
+
 def set_base(guest):
     guest.balloon(BASE)
     wait_until(lambda: guest.query_balloon() == BASE, 20, 0.05, what="the balloon at its base size")
@@ -127,55 +133,57 @@ def main():
     try:
         guest.wait_ready(90)
         guest.qmp_events()
-        daemon.start()
-        wait_until(lambda: daemon.saw(rf"{VM}: adopted"), 30, what="the daemon to adopt the VM")
         set_base(guest)
-        # A worker holds all but 40 MiB: each round's allocation then overflows into reclaim at once.
+        # A worker holds all but 40 MiB: each round's worker then overflows into reclaim at once.
         guest.cmd_ok(f"alloc base {guest.meminfo()['MemFree'] // 1024 - 40}", timeout=120)
 
-        rounds = []  # (the round's first event, the daemon's decision on it or None)
+        rounds = []  # (the event the daemon deflated on, its decision), or (None, None)
         levels = {}
+        acted = {}
         start = time.monotonic()
-        while sum(1 for _, d in rounds if d and d.action == "deflate") < args.events:
-            if len(rounds) >= args.max_rounds:
-                print(f"  gave up after {len(rounds)} rounds")
-                break
+        while sum(1 for e, _ in rounds if e) < args.events and len(rounds) < args.max_rounds:
             set_base(guest)
-            time.sleep(2.1)
-            guest.qmp_events().clear()
-            mark = time.monotonic()
-            # Over the rounds, reclaim moves the base worker's memory to zram and MemFree grows:
-            # overflow what is free now.
-            guest.cmd_ok(f"alloc round {guest.meminfo()['MemFree'] // 1024 + 24}", timeout=60)
+            daemon = Daemon(run_dir, cgroup.unified_root, CONFIG).start()
             try:
-                event = guest.wait_qmp_event(gpq.EVENT, 15)
-            except TimeoutError:
-                print("  a round without a message: skipped")
-                guest.cmd_ok("free round")
-                continue
-            data = gpq.check_event(event, 512 * MiB)
-            levels[data["level"]] = levels.get(data["level"], 0) + 1
-            try:
-                decided = wait_until(lambda: [d for d in daemon.decisions_for(VM, since=mark)
-                                              if "guest driver event" in d.reason], 5, 0.01)[0]
-            except TimeoutError:
-                decided = None  # a repeated hold is not logged again
-            if decided and decided.action == "deflate":
-                wait_until(lambda: guest.query_balloon() >= decided.target, 10, 0.05,
-                           what="the step to complete")
-            guest.cmd_ok("free round")
-            rounds.append((event, decided))
+                wait_until(lambda: daemon.saw(rf"{VM}: adopted"), 30, what="the daemon to adopt the VM")
+                guest.qmp_events().clear()
+                mark = time.monotonic()
+                # Over the rounds, reclaim moves the base worker's memory to zram and MemFree grows:
+                # overflow what is free now.
+                guest.cmd_ok(f"thrash round {guest.meminfo()['MemFree'] // 1024 + 24}", timeout=60)
+                try:
+                    decided = wait_until(lambda: [d for d in daemon.decisions_for(VM, "deflate", since=mark)
+                                                  if "guest driver event" in d.reason], 15, 0.01)[0]
+                except TimeoutError:
+                    decided = None
+                guest.qmp("query-status")  # reads the events QEMU sent meanwhile
+                events = [e for e in guest.qmp_events() if e["event"] == gpq.EVENT]
+                for e in events:
+                    level = gpq.check_event(e, 512 * MiB)["level"]
+                    levels[level] = levels.get(level, 0) + 1
+                for d in daemon.decisions_for(VM, since=mark):
+                    acted[d.action] = acted.get(d.action, 0) + 1
+                if decided:
+                    before = [e for e in events if stamp(e) <= decided.when + offset]
+                    rounds.append((before[-1], decided) if before else (None, None))
+                    wait_until(lambda: guest.query_balloon() >= decided.target, 10, 0.05,
+                               what="the step to complete")
+                else:
+                    print("  a round without a deflate: skipped")
+                    rounds.append((None, None))
+            finally:
+                guest.cmd("free round")
+                daemon.stop()
             if len(rounds) % 10 == 0:
                 print(f"  {len(rounds)} rounds after {time.monotonic() - start:.0f} s")
         time.sleep(1)
 
         trace = traces(guest.qemu_log)
         to_daemon, to_command, to_start, to_done = [], [], [], []
-        ends = [e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6 for e, _ in rounds[1:]]
-        for (event, decided), end in zip(rounds, ends + [float("inf")]):
-            if not decided or decided.action != "deflate":
-                continue
-            t0 = event["timestamp"]["seconds"] + event["timestamp"]["microseconds"] / 1e6
+        measured = [(e, d) for e, d in rounds if e]
+        ends = [stamp(e) for e, _ in measured[1:]] + [float("inf")]
+        for (event, decided), end in zip(measured, ends):
+            t0 = stamp(event)
             to_daemon.append(decided.when + offset - t0)
             target_pages = (512 * MiB - decided.target) // 4096
             command = next((t for t, n, a in trace if n == "virtio_balloon_to_target" and t0 <= t < end
@@ -194,10 +202,8 @@ def main():
                     to_done.append(t - t0)
                     break
 
-        acted = {}
-        for _, d in rounds:
-            acted[d.action if d else "not logged"] = acted.get(d.action if d else "not logged", 0) + 1
-        print(f"\n{len(rounds)} rounds; levels {levels}; the daemon's decisions {acted}")
+        print(f"\n{len(rounds)} rounds, {len(measured)} measured; events by level {levels}; "
+              f"the daemon's decisions {acted}")
         print("BALLOON_GUEST_PRESSURE emitted by QEMU (its QMP timestamp) ->")
         report("daemon decision (read from its stderr)", to_daemon)
         report("balloon command at QEMU (trace)", to_command)

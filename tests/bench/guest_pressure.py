@@ -116,6 +116,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=60)
     ap.add_argument("--max-rounds", type=int, default=400, help="give up after this many rounds")
+    ap.add_argument("--max-seconds", type=int, default=3600, help="or after this long")
     ap.add_argument("--keep", action="store_true", help="keep the logs (daemon, QEMU trace)")
     args = ap.parse_args()
 
@@ -142,6 +143,9 @@ def main():
         acted = {}
         start = time.monotonic()
         while sum(1 for e, _ in rounds if e) < args.events and len(rounds) < args.max_rounds:
+            if time.monotonic() - start > args.max_seconds:
+                print(f"  stopped after {args.max_seconds} s")
+                break
             set_base(guest)
             daemon = Daemon(run_dir, cgroup.unified_root, CONFIG).start()
             try:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.usefixtures("require_root")
 
 def test_guest_pressure_event_through_libvirt(lv, patched_kernels, patched_qemu):
     loop = lv.setup({"lv1": "MinMemory=128M\nMaxMemory=384M\n"})
-    g = lv.domain("lv1", ready=False, **gpq.guest_kwargs(patched_kernels, patched_qemu, "patched", "on"))
+    g = lv.domain("lv1", ready=False, acpi=True,
+                  **gpq.guest_kwargs(patched_kernels, patched_qemu, "patched", "on"))
     g.wait_ready(120)
     assert gpq.feature_bit(g.virtio_balloon_status(), "guest-features"), "the patched driver did not negotiate"
     d = loop.daemon.start()

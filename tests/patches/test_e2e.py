@@ -149,8 +149,8 @@ def test_guest_pressure_queue_end_to_end(start):
 
     # 2. The guest runs short of memory (global reclaim, zram swap). The device forwards the
     # message and decides nothing; the daemon holds on low (nothing in flight), gives a step back
-    # on medium or critical, and holds the VM in hysteresis.
-    log_offset = guest.qemu_log.stat().st_size
+    # on medium or critical, and holds the VM in hysteresis. (Its own signals, from the balloon
+    # stats, may deflate it on the next poll too: that is not the message's decision.)
     events_since(guest, 0)
     first_event = len(guest.qmp_events())
     mark = guest_pressure_at = time.monotonic()
@@ -166,8 +166,6 @@ def test_guest_pressure_queue_end_to_end(start):
         assert decided.action == "hold" and decided.target == own, decided
     else:
         assert decided.action == "deflate" and own < decided.target <= own + STEP, decided
-    time.sleep(1)
-    assert all(t <= max(own, decided.target) for t in balloon_commands(guest, log_offset))
     # From the decision on the VM is in hysteresis. (Before it, the host trigger, which watches the
     # whole machine, may have fired for anyone's stalls.)
     assert not daemon.decisions_for(VM, "inflate", since=decided.when)

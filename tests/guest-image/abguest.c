@@ -754,6 +754,34 @@ static void cmd_balloon_actual(const char *pages_s) {
         reply("ok");
 }
 
+/* The feature bits the virtio-balloon driver accepted, as the virtio core shows them in sysfs: one
+ * '0'/'1' per bit from bit 0 (/sys/bus/virtio/devices/virtioN/features, device id 0x0005). */
+static void cmd_balloon_features(void) {
+        static const char dir[] = "/sys/bus/virtio/devices";
+        struct dirent *de;
+        DIR *d = opendir(dir);
+
+        if (!d)
+                return reply("err cannot open %s: %s", dir, strerror(errno));
+        while ((de = readdir(d))) {
+                char path[512], buf[128];
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s/device", dir, de->d_name);
+                if (read_file(path, buf, sizeof(buf)) < 0 || strncmp(buf, "0x0005", 6) != 0)
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s/features", dir, de->d_name);
+                closedir(d);
+                if (read_file(path, buf, sizeof(buf)) < 0)
+                        return reply("err cannot read %s", path);
+                buf[strcspn(buf, "\n")] = 0;
+                return reply("ok %s", buf);
+        }
+        closedir(d);
+        reply("err no virtio-balloon device");
+}
+
 static void handle_line(char *line) {
         char *saveptr = NULL, *cmd, *a, *b;
 
@@ -792,6 +820,8 @@ static void handle_line(char *line) {
                 cmd_workers();
         else if (strcmp(cmd, "balloon-actual") == 0)
                 cmd_balloon_actual(a);
+        else if (strcmp(cmd, "balloon-features") == 0)
+                cmd_balloon_features();
         else
                 reply("err unknown command %s", cmd);
 }

@@ -31,7 +31,7 @@ class Guest:
     @classmethod
     def start(cls, name, run_dir, mem="512M", qmp_path=None, extra_args=(), cgroups=(),
               image=None, smp=1, free_page_reporting=True, kernel=None, qemu=None,
-              bios_dir=None, balloon_props=None):
+              bios_dir=None, balloon_props=None, append=""):
         """Starts QEMU, placed in every cgroup.procs of cgroups before it allocates.
 
         free_page_reporting: the guest hands its free pages back to the host within a
@@ -39,10 +39,10 @@ class Guest:
         resident; turn it off to keep it.
         kernel, qemu: another kernel (booted with the image's initrd) or QEMU binary;
         bios_dir: its firmware directory (-L); balloon_props: more virtio-balloon-pci
-        properties, e.g. {"guest-pressure": "on"}.
+        properties, e.g. {"guest-pressure": "on"}; append: more kernel command line.
         """
         return cls(name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
-                   free_page_reporting, kernel, qemu, bios_dir, balloon_props)
+                   free_page_reporting, kernel, qemu, bios_dir, balloon_props, append)
 
     def _setup(self, name, run_dir, mem, image, kernel):
         """What every guest has, however its QEMU is started (here, or by libvirt: ab.virt)."""
@@ -64,7 +64,8 @@ class Guest:
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def __init__(self, name, run_dir, mem, qmp_path, extra_args, cgroups, image, smp,
-                 free_page_reporting, kernel=None, qemu=None, bios_dir=None, balloon_props=None):
+                 free_page_reporting, kernel=None, qemu=None, bios_dir=None, balloon_props=None,
+                 append=""):
         self._setup(name, run_dir, mem, image, kernel)
         self.qemu_binary = str(qemu or QEMU)
         balloon = f"virtio-balloon-pci,id={self.BALLOON_ID}," \
@@ -80,7 +81,7 @@ class Guest:
             "-accel", "tcg", "-m", str(mem), "-smp", str(smp),
             "-nodefaults", "-no-user-config", "-no-reboot",
             "-kernel", str(self.kernel), "-initrd", str(self.image.initrd),
-            "-append", "console=ttyS0 quiet panic=1",
+            "-append", f"console=ttyS0 quiet panic=1 {append}".rstrip(),
             "-display", "none",
             "-serial", f"file:{self.console_log}",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",

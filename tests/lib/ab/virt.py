@@ -185,12 +185,13 @@ class DomainGuest(Guest):
     metadata: {"weight": "200", "min-memory": "256M", ...} for autoballoon's <metadata>;
     balloon: "virtio" or "none" (the memballoon model);
     qemu, kernel, bios_dir, balloon_props: another QEMU and its firmware, another kernel,
-    more virtio-balloon-pci properties (as Guest.start takes them).
+    more virtio-balloon-pci properties (as Guest.start takes them); acpi: ACPI on, for a QEMU
+    (9.0 and later) that no longer has the -no-acpi libvirt 9.0 passes without it.
     """
 
     def __init__(self, libvirtd, name, run_dir, mem="512M", image=None, metadata=None,
                  balloon="virtio", free_page_reporting=True, qemu=None,
-                 kernel=None, balloon_props=None, bios_dir=None):
+                 kernel=None, balloon_props=None, bios_dir=None, acpi=False):
         self.libvirtd = libvirtd
         self._setup(name, run_dir, mem, image, kernel)
         self.qemu_log = Path("/var/log/libvirt/qemu") / f"{name}.log"
@@ -217,6 +218,7 @@ class DomainGuest(Guest):
   <memory unit='MiB'>{mib}</memory>
   <currentMemory unit='MiB'>{mib}</currentMemory>
   <vcpu>1</vcpu>
+  {"<features><acpi/></features>" if acpi else ""}
   <os>
     <type arch='x86_64'>hvm</type>
     <kernel>{self.kernel}</kernel>

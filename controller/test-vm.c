@@ -248,10 +248,11 @@ static void test_balloon_moved(void **state) {
         adopt(x);
 
         /* Deflated while nothing is asked (virsh setmem, deflate-on-OOM): it gives the guest memory,
-         * so it is adopted as the target, and a decision raises memory.high at once. */
+         * so it is adopted as the target, a DeflateStep= (128M) per report, and a decision raises
+         * memory.high at once. */
         vm_backend_balloon_moved(x->vm, GIB + 768 * MIB);
         assert_int_equal(x->vm->actual, GIB + 768 * MIB);
-        assert_int_equal(x->vm->target, GIB + 768 * MIB);
+        assert_int_equal(x->vm->target, GIB + 640 * MIB);
         assert_int_equal(x->vm->last_progress_usec, 0);
         assert_int_equal(x->decisions, 1);
         assert_string_equal(x->why, "balloon deflated outside the daemon");
@@ -259,7 +260,7 @@ static void test_balloon_moved(void **state) {
         /* Inflated while nothing is asked: it takes memory, and is not adopted; no stall either. */
         vm_backend_balloon_moved(x->vm, GIB + 256 * MIB);
         assert_int_equal(x->vm->actual, GIB + 256 * MIB);
-        assert_int_equal(x->vm->target, GIB + 768 * MIB);
+        assert_int_equal(x->vm->target, GIB + 640 * MIB);
         assert_int_equal(x->vm->last_progress_usec, 0);
         assert_int_equal(x->decisions, 1);
 
@@ -296,10 +297,11 @@ static void test_balloon_moved(void **state) {
         assert_int_equal(x->vm->target, GIB);
         assert_int_equal(x->vm->last_progress_usec, 0);
 
-        /* Back up past it (the guest deflated on OOM): its word is the newest, no stall to wait for. */
+        /* Back up past it (the guest deflated on OOM): adopted a DeflateStep= at a time, as the size is
+         * the guest's word; no stall to wait for. */
         vm_backend_balloon_moved(x->vm, GIB + 192 * MIB);
         assert_int_equal(x->vm->actual, GIB + 192 * MIB);
-        assert_int_equal(x->vm->target, GIB + 192 * MIB);
+        assert_int_equal(x->vm->target, GIB + 128 * MIB);
         assert_int_equal(x->vm->last_progress_usec, 0);
         assert_int_equal(x->decisions, 2);
 }
@@ -405,12 +407,14 @@ static void test_deflated_outside(void **state) {
         assert_int_equal(decide(x, now, false).action, POLICY_SET_HIGH);
         assert_int_equal(memory_high(x), 2 * GIB);
 
-        /* A guest message while the guest's stats show pressure too, and the host is short: held,
-         * memory.high kept where the balloon is (the message says nothing of the balloon). */
+        /* A guest message while the guest's stats show pressure too, and the host is short: the
+         * balloon is held where it is (our target, adopted one DeflateStep= up, is below it), memory.high
+         * kept where the balloon is (the message says nothing of the balloon). */
         s = fake_stats(102, 16 * MIB);
         vm_backend_stats(x->vm, &s);
         vm_backend_guest_pressure(x->vm, &(GuestPressureEvent) { .level = GUEST_PRESSURE_LEVEL_MEDIUM });
-        assert_int_equal(decide(x, now + 1, true).action, POLICY_HOLD);
+        assert_int_equal(decide(x, now + 1, true).action, POLICY_CANCEL);
+        assert_int_equal(x->vm->target, 7 * GIB / 4);
         assert_int_equal(memory_high(x), 7 * GIB / 4 + 256 * MIB);
 }
 

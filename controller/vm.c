@@ -221,11 +221,11 @@ void vm_backend_lost(VM *vm, int error) {
 
 /* Where the balloon is now. Towards the target it is progress, counted once it is real; a move
  * nobody asked for is adopted only when it gives the guest memory (another QMP client or virsh setmem
- * deflating, the guest deflating on OOM), never when it takes some: a guest reporting a balloon it
+ * deflating, the guest deflating on OOM), a step at a time, never when it takes some: a guest reporting a balloon it
  * did not inflate must not lower its own target, hence its memory.high. Returns whether a move was
  * adopted. */
 static bool vm_balloon_moved(VM *vm, uint64_t actual) {
-        char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+        char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX], c[FORMAT_BYTES_MAX];
         uint64_t was = vm->actual;
 
         if (actual == was)
@@ -241,9 +241,16 @@ static bool vm_balloon_moved(VM *vm, uint64_t actual) {
         }
 
         if (actual > was) {
-                log_info("%s: balloon deflated to %s past our target %s: adopting it", vm->name,
-                         format_bytes(a, sizeof a, actual), format_bytes(b, sizeof b, vm->target));
-                vm->target = vm->progress_actual = actual;
+                /* The size is the guest's word (config.actual): one report moves our target by at
+                 * most DeflateStep=, so a guest claiming an empty balloon is not handed its memory
+                 * back in one go. */
+                uint64_t adopted = vm->target + MIN(actual - vm->target, vm->ctx->config->deflate_step);
+
+                log_info("%s: balloon deflated to %s past our target %s: adopting %s", vm->name,
+                         format_bytes(a, sizeof a, actual), format_bytes(b, sizeof b, vm->target),
+                         format_bytes(c, sizeof c, adopted));
+                vm->target = adopted;
+                vm->progress_actual = actual;
                 vm->last_progress_usec = 0;
                 vm->guest_deflations++;
                 return true;

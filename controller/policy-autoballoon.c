@@ -467,9 +467,12 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const Inf
                 reason_add(d->reason, ": nothing to give");
                 return;
         }
-        if (a->cap == CAP_AVAILABLE && vm->guest_growth > vm->guest_reserve) {
-                reason_add(d->reason, "; capped by guest available %s - headroom %s (growth seen)",
-                           FB(vm->guest_available), FB(vm->guest_growth));
+        if (a->cap == CAP_AVAILABLE && vm->has_stats &&
+            (vm->guest_growth > vm->guest_reserve || vm->guest_free_recent > 0)) {
+                reason_add(d->reason, "; capped by guest available %s - freed within the window %s - headroom %s%s",
+                           FB(vm->guest_available), FB(vm->guest_free_recent),
+                           FB(MAX(vm->guest_reserve, vm->guest_growth)),
+                           vm->guest_growth > vm->guest_reserve ? " (growth seen)" : "");
                 return;
         }
         if (a->cap == CAP_MODE && a->red == a->cap_rate)
@@ -512,7 +515,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         bool above_max = vm->actual > vm->max;
         InflateAsk a = { .cap_rate = UINT64_MAX };
         uint64_t want_host = 0, t;
-        PolicyVM grown;
+        PolicyVM seen;
         InflateBlock b;
 
         if (sc == SLICE_OWN || (sc == SLICE_CACHE && c->goal == 0 && !above_max)) {
@@ -557,13 +560,12 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 a.since = sub_sat(now, vm->carry.last_inflate_usec);
                 a.cap_rate = u128_sat((unsigned __int128) p->max_rate * a.since / USEC_PER_SEC);
         }
-        /* The guest keeps its headroom, grown with its demand. */
-        if (vm->guest_growth > vm->guest_reserve) {
-                grown = *vm;
-                grown.guest_reserve = vm->guest_growth;
-                a.red = policy_cap_inflate(&grown, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
-        } else
-                a.red = policy_cap_inflate(vm, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
+        /* The guest keeps its headroom, grown with its demand, and what it freed within
+         * IdleWindowSec= is not there to take: it was in use a moment ago. */
+        seen = *vm;
+        seen.guest_reserve = MAX(vm->guest_reserve, vm->guest_growth);
+        seen.guest_available = sub_sat(vm->guest_available, vm->guest_free_recent);
+        a.red = policy_cap_inflate(&seen, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
 
         t = policy_inflate_target(vm, a.red);
         if (t >= vm->actual) {

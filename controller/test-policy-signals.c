@@ -195,6 +195,25 @@ static void test_headroom_follows_growth(void **state) {
         assert_int_equal(reduction(&s, 0), 236 * MIB);
 }
 
+/* What the guest freed within IdleWindowSec= is not taken by an inflation either: a working set
+ * that frees and touches again its memory keeps it (the cap is what stayed available). */
+static void test_idle_window_caps_inflation(void **state) {
+        Sim s;
+
+        sim_init(&s, 1);
+        s.host.pressure = true;
+        s.p.reclaim_step = GIB;
+        s.vm[0].guest_free = 250 * MIB;
+        s.vm[0].guest_available = 300 * MIB;
+        sim_decide(&s);
+        assert_int_equal(reduction(&s, 0), 236 * MIB);
+
+        s.vm[0].guest_free_recent = 200 * MIB;
+        sim_decide(&s);
+        assert_int_equal(reduction(&s, 0), 36 * MIB);
+        assert_reason(&s.out[0], "freed within the window 200M");
+}
+
 static uint64_t deflated(const Sim *s, size_t i) {
         return s->out[i].target - s->vm[i].actual;
 }
@@ -233,6 +252,7 @@ int main(void) {
                 cmocka_unit_test(test_idle_window),
                 cmocka_unit_test(test_idle_window_entitlement),
                 cmocka_unit_test(test_headroom_follows_growth),
+                cmocka_unit_test(test_idle_window_caps_inflation),
                 cmocka_unit_test(test_deflate_by_shortfall),
         };
 

@@ -288,6 +288,20 @@ static uint64_t manager_host_scanned(Manager *m) {
         return d;
 }
 
+/* The host's part of the policy's snapshot, the same for a decision and an explanation. */
+static PolicyHost policy_host(const Manager *m, uint64_t now, uint64_t scanned) {
+        return (PolicyHost) {
+                .now_usec = now,
+                .total = m->host_total,
+                .available = m->host_available,
+                .pressure = m->host_pressure,
+                .last_reclaim_usec = m->last_summary.last_reclaim_usec,
+                .last_cycle_usec = m->last_summary.last_cycle_usec,
+                .last_pressure_usec = m->last_summary.last_pressure_usec,
+                .scanned = scanned,
+        };
+}
+
 static int manager_read_host_pressure(Manager *m, PsiStats *ret) {
         _cleanup_free_ char *path = NULL;
 
@@ -373,16 +387,7 @@ static void manager_decide(Manager *m, const char *why) {
                 m->snapshot_vms[n++] = vm;
         }
 
-        PolicyHost host = {
-                .now_usec = now,
-                .total = m->host_total,
-                .available = m->host_available,
-                .pressure = m->host_pressure,
-                .last_reclaim_usec = m->last_summary.last_reclaim_usec,
-                .last_cycle_usec = m->last_summary.last_cycle_usec,
-                .last_pressure_usec = m->last_summary.last_pressure_usec,
-                .scanned = manager_host_scanned(m) + m->last_summary.scan_left,
-        };
+        PolicyHost host = policy_host(m, now, manager_host_scanned(m) + m->last_summary.scan_left);
         m->params.host_reserve = size_spec_resolve(m->config->host_reserve, m->host_total);
         m->params.refill_margin = size_spec_resolve(m->config->refill_margin, m->host_total);
 
@@ -518,15 +523,8 @@ int manager_explain_vm(Manager *m, VM *vm, PolicyDecision *ret) {
                 vm_snapshot(m->vms.items[i], now, &vms[n++]);
         }
 
-        PolicyHost host = {
-                .now_usec = now,
-                .total = m->host_total,
-                .available = m->host_available,
-                .pressure = m->host_pressure,
-                .last_reclaim_usec = m->last_summary.last_reclaim_usec,
-                .last_cycle_usec = m->last_summary.last_cycle_usec,
-                .last_pressure_usec = m->last_summary.last_pressure_usec,
-        };
+        /* Explaining consumes no scan counts: they belong to the next decision. */
+        PolicyHost host = policy_host(m, now, 0);
         r = policy_explain(&m->params, &host, vms, n, out, NULL);
         if (r < 0)
                 return r;

@@ -123,6 +123,20 @@ def event_decisions(daemon, since=0.0):
     return [d for d in daemon.decisions_for(VM, since=since) if "guest driver event" in d.reason]
 
 
+def squeeze_until_decided(guest, daemon, mark):
+    """Runs the guest short of memory; returns its driver's event data and the daemon's decision on
+    it (taken after 'mark')."""
+    events_since(guest, 0)
+    first_event = len(guest.qmp_events())
+    gpq.squeeze(guest)
+    event = wait_until(lambda: events_since(guest, first_event), 30, 0.2,
+                       what=f"a {gpq.EVENT} event on the harness monitor")[0]
+    data = gpq.check_event(event, GUEST_MEM)
+    decided = wait_until(lambda: event_decisions(daemon, mark), 10, 0.05,
+                         what="the daemon's decision on the guest driver event")[0]
+    return data, decided
+
+
 def inflate_under_host_pressure(guest, daemon, pressure):
     """The daemon inflates the guest down to MaxMemory, then under host pressure by 160M more;
     returns the daemon's own target once the balloon reached it."""
@@ -151,15 +165,8 @@ def test_guest_pressure_queue_end_to_end(start):
     # message and decides nothing; the daemon holds on low (nothing in flight), gives a step back
     # on medium or critical, and holds the VM in hysteresis. (Its own signals, from the balloon
     # stats, may deflate it on the next poll too: that is not the message's decision.)
-    events_since(guest, 0)
-    first_event = len(guest.qmp_events())
     mark = guest_pressure_at = time.monotonic()
-    gpq.squeeze(guest)
-    event = wait_until(lambda: events_since(guest, first_event), 30, 0.2,
-                       what=f"a {gpq.EVENT} event on the harness monitor")[0]
-    data = gpq.check_event(event, GUEST_MEM)
-    decided = wait_until(lambda: event_decisions(daemon, mark), 10, 0.05,
-                         what="the daemon's decision on the guest driver event")[0]
+    data, decided = squeeze_until_decided(guest, daemon, mark)
     print(f"event {data}; own target {own // MiB}M; decision {decided}")
     assert "hysteresis" in decided.reason, decided
     if data["level"] == "low":
@@ -266,15 +273,8 @@ def test_lying_actual(start):
     wait_until(lambda: guest.query_balloon() == GUEST_MEM, 10, 0.1, what="QEMU to take the guest's word")
     # BALLOON_CHANGE is rate-limited to one a second: the daemon has heard of the lie after that.
     time.sleep(1.5)
-    events_since(guest, 0)
-    first_event = len(guest.qmp_events())
     mark = time.monotonic()
-    gpq.squeeze(guest)
-    event = wait_until(lambda: events_since(guest, first_event), 30, 0.2,
-                       what=f"a {gpq.EVENT} event on the harness monitor")[0]
-    data = gpq.check_event(event, GUEST_MEM)
-    decided = wait_until(lambda: event_decisions(daemon, mark), 10, 0.05,
-                         what="the daemon's decision on the guest driver event")[0]
+    data, decided = squeeze_until_decided(guest, daemon, mark)
     time.sleep(2)
     bound = own + STEP + (STEP if data["level"] != "low" else 0)
     print(f"event {data}; own target {own // MiB}M, bound {bound // MiB}M; decision {decided}")

@@ -197,13 +197,15 @@ class ClosedLoop:
     def slice_of(vm):
         return f"balloon.slice/balloon-{vm}.slice"
 
-    def start_guests(self, prefault=True, timeout=90, extra_args=None):
-        """extra_args: {vm: more QEMU arguments} (a disk, say)."""
+    def start_guests(self, prefault=True, timeout=90, extra_args=None, balloon_props=None):
+        """extra_args: {vm: more QEMU arguments} (a disk, say); balloon_props: more virtio-balloon
+        properties for every guest."""
         for name, _ in self.vms:
             self.guests[name] = Guest.start(
                 name, self.run_dir, mem=f"{self.guest_mem // MIB}M", qmp_path=self.daemon.qmp_path(name),
                 cgroups=self.cgroup.procs_paths(self.slice_of(name)), image=self.image,
-                free_page_reporting=False, extra_args=(extra_args or {}).get(name, ()))
+                free_page_reporting=False, extra_args=(extra_args or {}).get(name, ()),
+                balloon_props=balloon_props)
         for g in self.guests.values():
             g.wait_ready(timeout)
         # Make guest RAM resident on the host, so that inflating a balloon really returns memory.

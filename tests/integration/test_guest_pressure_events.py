@@ -23,7 +23,8 @@ VM = "gp"
 INTERVAL = 1  # GuestPressureIntervalSec=
 # No host pressure (no reserve, a trigger that cannot fire): only the guest's messages move the balloon.
 CONFIG = ("[Daemon]\nStatsIntervalSec=1\nHostReserve=0\nTriggerWindowSec=10\nHostTriggerStallSec=10\n"
-          f"SliceTriggerStallSec=10\nDeflateStep=128M\nMaxStep=256M\nGuestPressureIntervalSec={INTERVAL}\n")
+          f"SliceTriggerStallSec=10\nDeflateStep=128M\nMaxStep=256M\nGuestPressureIntervalSec={INTERVAL}\n"
+          "RefillRate=0\n")  # give-back off: every target here is a guest message's
 
 
 class FakePressureQMP(Listener):

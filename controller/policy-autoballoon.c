@@ -88,16 +88,18 @@ typedef enum SliceCase {
         SLICE_SHORT, /* the host is short, or the VM at its allotment: inflated */
 } SliceCase;
 
-/* The memory.high an own-throttled VM gets: what it holds plus a step, within its allotment and the
- * host's headroom above HostReserve=. Its allotment is its give-back entitlement (or its balloon, if
- * above) plus overhead when the host is calm and entitlements are shared, else MaxMemory= plus
- * overhead. */
-static uint64_t slice_raise(const DecideContext *c, const PolicyVM *vm, const PolicyDecision *d) {
-        uint64_t high = add_sat(MAX(vm_held(vm), vm->memory_high), SLICE_MIN_STEP), allot = vm->max;
+/* An own-throttled VM's allotment: its give-back entitlement (or its balloon, if above) when the host
+ * is calm and entitlements are shared, else MaxMemory=. */
+static uint64_t slice_allotment(const DecideContext *c, const PolicyVM *vm, const PolicyDecision *d) {
+        return c->calm && d->entitlement > 0 ? MIN(vm->max, MAX(d->entitlement, vm->actual)) : vm->max;
+}
 
-        if (c->calm && d->entitlement > 0)
-                allot = MIN(allot, MAX(d->entitlement, vm->actual));
-        high = MIN(high, add_sat(allot, c->p->memory_high_overhead));
+/* The memory.high an own-throttled VM gets: what it holds plus a step, within its allotment plus
+ * overhead and the host's headroom above HostReserve=. */
+static uint64_t slice_raise(const DecideContext *c, const PolicyVM *vm, const PolicyDecision *d) {
+        uint64_t high = add_sat(MAX(vm_held(vm), vm->memory_high), SLICE_MIN_STEP);
+
+        high = MIN(high, add_sat(slice_allotment(c, vm, d), c->p->memory_high_overhead));
         return MIN(high, add_sat(vm->memory_high, sub_sat(c->host->available, c->p->host_reserve)));
 }
 
@@ -471,7 +473,7 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const Inf
             (vm->guest_growth > vm->guest_reserve || vm->guest_free_recent > 0)) {
                 reason_add(d->reason, "; capped by guest available %s - freed within the window %s - headroom %s%s",
                            FB(vm->guest_available), FB(vm->guest_free_recent),
-                           FB(MAX(vm->guest_reserve, vm->guest_growth)),
+                           FB(vm_headroom(vm)),
                            vm->guest_growth > vm->guest_reserve ? " (growth seen)" : "");
                 return;
         }
@@ -503,7 +505,7 @@ static void decide_slice(const DecideContext *c, const PolicyVM *vm, SliceCase s
         reason_add(d->reason, "slice pressure, own throttling: holds %s at memory.high %s, host available %s: "
                    "memory.high -> %s (at most %s %s + overhead %s)", FB(vm_held(vm)), FB(vm->memory_high),
                    FB(c->host->available), FB(high), c->calm && d->entitlement > 0 ? "entitlement" : "max",
-                   FB(c->calm && d->entitlement > 0 ? MIN(vm->max, MAX(d->entitlement, vm->actual)) : vm->max),
+                   FB(slice_allotment(c, vm, d)),
                    FB(c->p->memory_high_overhead));
 }
 
@@ -563,7 +565,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         /* The guest keeps its headroom, grown with its demand, and what it freed within
          * IdleWindowSec= is not there to take: it was in use a moment ago. */
         seen = *vm;
-        seen.guest_reserve = MAX(vm->guest_reserve, vm->guest_growth);
+        seen.guest_reserve = vm_headroom(vm);
         seen.guest_available = sub_sat(vm->guest_available, vm->guest_free_recent);
         a.red = policy_cap_inflate(&seen, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
 

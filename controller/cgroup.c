@@ -286,27 +286,6 @@ int cg_write_u64(int root_fd, const char *cgpath, const char *file, uint64_t val
         return write_string_file_at(root_fd, p, buf);
 }
 
-/* Calls cb for each "key value\n" line of text; -EBADMSG on a line of another shape. */
-static int parse_key_values(char *text, int (*cb)(const char *key, uint64_t value, void *userdata), void *userdata) {
-        char *saveptr = NULL;
-
-        for (char *line = strtok_r(text, "\n", &saveptr); line; line = strtok_r(NULL, "\n", &saveptr)) {
-                char *sp = strchr(line, ' ');
-                uint64_t v;
-                int r;
-
-                if (!sp || sp == line)
-                        return -EBADMSG;
-                *sp = 0;
-                if (safe_atou64(sp + 1, &v) < 0)
-                        return -EBADMSG;
-                r = cb(line, v, userdata);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 typedef struct MemoryStatParse {
         CgMemoryStat stat;
         bool has_anon, has_file;

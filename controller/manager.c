@@ -232,6 +232,14 @@ static void manager_read_host(Manager *m) {
                 log_warning_errno(r, "Cannot read %s/meminfo: %m", m->options.proc_root);
 }
 
+static int vmstat_pgscan_item(const char *key, uint64_t value, void *userdata) {
+        uint64_t *sum = userdata;
+
+        if (streq(key, "pgscan_kswapd") || streq(key, "pgscan_direct") || streq(key, "pgscan_khugepaged"))
+                *sum += value;
+        return 0;
+}
+
 /* Pages the host's reclaim scanned, cumulative: the parent slice's memory.stat pgscan with
  * HostPressure=slice, else the machine's: <proc>/vmstat's pgscan_kswapd, _direct and _khugepaged, what
  * pgscan sums for a cgroup (pgscan_anon and _file, where present, split the same scans by type). */
@@ -255,17 +263,9 @@ static int manager_read_host_pgscan(Manager *m, uint64_t *ret) {
         r = read_full_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL);
         if (r < 0)
                 return r;
-        for (char *line = text, *next; line && *line; line = next) {
-                unsigned long long v;
-                char key[32];
-
-                next = strchr(line, '\n');
-                if (next)
-                        *next++ = '\0';
-                if (sscanf(line, "%31s %llu", key, &v) == 2 &&
-                    (streq(key, "pgscan_kswapd") || streq(key, "pgscan_direct") || streq(key, "pgscan_khugepaged")))
-                        sum += v;
-        }
+        r = parse_key_values(text, vmstat_pgscan_item, &sum);
+        if (r < 0)
+                return r;
         *ret = sum;
         return 0;
 }
@@ -275,6 +275,12 @@ static int manager_read_host_pgscan(Manager *m, uint64_t *ret) {
 static uint64_t manager_host_scanned(Manager *m) {
         uint64_t v, d;
         int r;
+
+        /* Only Policy=rfc counts scans: the other modes read nothing more per decision. */
+        if (m->config->policy != POLICY_MODE_RFC) {
+                m->host_pgscan_known = false;
+                return 0;
+        }
 
         r = manager_read_host_pgscan(m, &v);
         if (r < 0) {

@@ -115,6 +115,26 @@ int safe_atou64(const char *s, uint64_t *ret) {
         return 0;
 }
 
+int parse_key_values(char *text, int (*cb)(const char *key, uint64_t value, void *userdata), void *userdata) {
+        char *saveptr = NULL;
+
+        for (char *line = strtok_r(text, "\n", &saveptr); line; line = strtok_r(NULL, "\n", &saveptr)) {
+                char *sp = strchr(line, ' ');
+                uint64_t v;
+                int r;
+
+                if (!sp || sp == line)
+                        return -EBADMSG;
+                *sp = 0;
+                if (safe_atou64(sp + 1, &v) < 0)
+                        return -EBADMSG;
+                r = cb(line, v, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* "<digits>[.<digits>]" at the start of s: the integer part, and the fraction as a numerator over
  * 10^frac_digits. At most 18 fraction digits so that 10^frac_digits fits in 64 bits. */
 typedef struct Decimal {

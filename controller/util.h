@@ -32,6 +32,10 @@ int send_pending(int fd, char *buf, size_t *size);
 /* Strict decimal parse of an unsigned 64-bit number: no sign, no spaces, no trailing junk, no overflow. */
 int safe_atou64(const char *s, uint64_t *ret);
 
+/* Calls cb for each "key value\n" line of text (memory.stat, cgroup.events, /proc/vmstat), which it
+ * modifies; -EBADMSG on a line of another shape, or cb's error. */
+int parse_key_values(char *text, int (*cb)(const char *key, uint64_t value, void *userdata), void *userdata);
+
 /* Sizes: "512", "512K", "64M", "2G", "1T" (binary units, optional trailing "B" or "iB"; decimals like
  * "1.5G" allowed, truncated to whole bytes), or with 'allow_percent' "10%" / "2.5%" (at most two
  * decimals, at most 100%), returned in *ret_permyriad (parts per 10000) with *ret_bytes set to 0; for a

@@ -335,7 +335,7 @@ static void test_lying_actual(void **state) {
         assert_int_equal(x->vm->target, 3 * GIB / 2);
         assert_int_equal(count(log, "warning:"), 1);
         assert_int_equal(count(log, "above the boot memory"), 1);
-        assert_int_equal(x->vm->invalid_suppressed, 2);
+        assert_int_equal(x->vm->invalid_size_log.suppressed, 2);
         assert_int_equal(x->vm->pressure_event_size, 2 * GIB);
         free(log);
 
@@ -343,7 +343,7 @@ static void test_lying_actual(void **state) {
         log = capture_log(pressure_events_invalid, x);
         assert_int_equal(count(log, "warning:"), 1);
         assert_int_equal(count(log, "malformed BALLOON_GUEST_PRESSURE event"), 1);
-        assert_int_equal(x->vm->pressure_invalid_suppressed, 2);
+        assert_int_equal(x->vm->invalid_event_log.suppressed, 2);
         (void) decide(x, clock_now(x), false); /* the event above taken */
 
         /* Adopted past its boot memory: the boot memory, which lowers nothing. */

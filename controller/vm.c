@@ -134,22 +134,33 @@ void vm_backend_probing(VM *vm) {
  * reached it: a balloon moving a page per BalloonStallSec= is stalled, not slow. */
 #define PROGRESS_MIN (4 * MIB)
 
-static void vm_log_invalid(VM *vm, const char *what, uint64_t bytes, bool malformed) {
+/* Whether a warning limited by 'l' is said now; if so, *ret_suppressed is how many were not since the
+ * last one. */
+static bool vm_log_limit(VM *vm, VMLogLimit *l, unsigned *ret_suppressed) {
         uint64_t now = now_usec(vm);
 
-        if (vm->invalid_logged_usec != 0 && now < vm->invalid_logged_usec + INVALID_LOG_INTERVAL_USEC) {
-                vm->invalid_suppressed++;
-                return;
+        if (l->logged_usec != 0 && now < l->logged_usec + INVALID_LOG_INTERVAL_USEC) {
+                l->suppressed++;
+                return false;
         }
+        *ret_suppressed = l->suppressed;
+        l->logged_usec = now ?: 1;
+        l->suppressed = 0;
+        return true;
+}
+
+static void vm_log_invalid(VM *vm, const char *what, uint64_t bytes, bool malformed) {
+        unsigned n;
+
+        if (!vm_log_limit(vm, &vm->invalid_size_log, &n))
+                return;
         if (malformed)
                 log_warning("%s: balloon size in %s is not a size, ignoring it (%u more ignored since the last warning)",
-                            vm->name, what, vm->invalid_suppressed);
+                            vm->name, what, n);
         else
                 log_warning("%s: balloon size %" PRIu64 " in %s is above the boot memory %" PRIu64
                             ", ignoring it (%u more ignored since the last warning)",
-                            vm->name, bytes, what, vm->boot_memory, vm->invalid_suppressed);
-        vm->invalid_logged_usec = now ?: 1;
-        vm->invalid_suppressed = 0;
+                            vm->name, bytes, what, vm->boot_memory, n);
 }
 
 /* Balloon sizes come from the guest (QEMU passes its config.actual on): within [0, boot memory] or
@@ -341,20 +352,16 @@ void vm_backend_guest_pressure(VM *vm, const GuestPressureEvent *e) {
 }
 
 void vm_backend_guest_pressure_invalid(VM *vm, int error) {
-        uint64_t now = now_usec(vm);
+        unsigned n;
 
-        if (vm->pressure_invalid_logged_usec != 0 && now < vm->pressure_invalid_logged_usec + INVALID_LOG_INTERVAL_USEC) {
-                vm->pressure_invalid_suppressed++;
+        if (!vm_log_limit(vm, &vm->invalid_event_log, &n))
                 return;
-        }
         if (error == -EOPNOTSUPP)
                 log_warning("%s: BALLOON_GUEST_PRESSURE event with a level this daemon does not know, ignoring it "
-                            "(%u more ignored since the last warning)", vm->name, vm->pressure_invalid_suppressed);
+                            "(%u more ignored since the last warning)", vm->name, n);
         else
                 log_warning("%s: malformed BALLOON_GUEST_PRESSURE event, ignoring it (%u more ignored since the last warning)",
-                            vm->name, vm->pressure_invalid_suppressed);
-        vm->pressure_invalid_logged_usec = now ?: 1;
-        vm->pressure_invalid_suppressed = 0;
+                            vm->name, n);
 }
 
 void vm_backend_refresh_done(VM *vm) {

@@ -47,11 +47,17 @@ typedef struct VMWindowSample {
         uint64_t demand; /* balloon size minus available: what the guest uses, whatever the balloon */
         uint64_t actual; /* the balloon size then */
         unsigned guest_deflations; /* VM.guest_deflations then */
-        bool moved;      /* the balloon moved since the sample before, but by the guest deflating it */
+        bool moved;      /* the balloon moved since the sample before, other than by the guest deflating it */
         uint64_t free;
 } VMWindowSample;
 /* How long an unchanged hold, or an unchanged decision while paused or in a dry run, stays unsaid. */
 #define REPEAT_LOG_USEC (10 * 60 * USEC_PER_SEC)
+
+/* A warning the guest can cause, said once per interval with the count of those not said. */
+typedef struct VMLogLimit {
+        uint64_t logged_usec;
+        unsigned suppressed;
+} VMLogLimit;
 
 typedef struct VMLoggedDecision {
         PolicyAction action;
@@ -128,8 +134,7 @@ struct VM {
         uint64_t pressure_event_count;
         uint64_t pressure_acted_usec; /* when the last ones were acted on; 0: never */
         sd_event_source *pressure_timer;
-        uint64_t pressure_invalid_logged_usec; /* malformed events: warned once per interval */
-        unsigned pressure_invalid_suppressed;
+        VMLogLimit invalid_event_log; /* malformed events: warned once per interval */
 
         /* Policy state carried between decisions, and the last time the balloon made progress
          * towards its target (or was given a new one), for the policy's stall detection; progress is
@@ -139,8 +144,7 @@ struct VM {
         uint64_t progress_actual;
 
         /* Balloon sizes rejected (out of [0, boot memory], or malformed): logged once per interval. */
-        uint64_t invalid_logged_usec;
-        unsigned invalid_suppressed;
+        VMLogLimit invalid_size_log;
         VMLoggedDecision logged;  /* the last decision logged: repeats of it are not */
 
         VMHistoryEntry history[VM_HISTORY_MAX];

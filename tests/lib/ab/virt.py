@@ -341,6 +341,10 @@ class LibvirtLoop:
         g.wait_ready(120)
         # Guest RAM resident on the host, so that inflating a balloon really returns memory.
         g.cmd_ok("prefault 90", timeout=180)
+        # The domain's balloon stats are polled every second (<stats period='1'/>): wait until they
+        # show the prefault's memory free again, or the daemon's first read is from the middle of
+        # the prefault and the memory counts as used within IdleWindowSec=, so not idle.
+        time.sleep(2.5)
 
     def close(self):
         if self.loop:

@@ -62,7 +62,8 @@ SLICE = f"balloon.slice/balloon-{VM}.slice"
 BASE = 320 * MiB
 STEP = 32 * MiB
 # The daemon only reacts to the events here: no host pressure (reserve 0, a trigger that needs 95 %
-# stalls), no stats-based guest pressure (stats once an hour), no stall handling.
+# stalls), no stats-based guest pressure (stats once an hour), no stall handling, no give-back (it
+# would deflate the harness's base size at adoption: the host has room).
 CONFIG = f"""\
 [Daemon]
 HostPressure=system
@@ -73,6 +74,7 @@ BalloonStallSec=3600
 HysteresisSec=60
 DeflateStep={STEP // MiB}M
 GuestPressureIntervalSec=1
+RefillRate=0
 
 [VM {VM}]
 MinMemory=128M
@@ -134,9 +136,6 @@ def main():
     try:
         guest.wait_ready(90)
         guest.qmp_events()
-        set_base(guest)
-        # A worker holds all but 40 MiB: each round's worker then overflows into reclaim at once.
-        guest.cmd_ok(f"alloc base {guest.meminfo()['MemFree'] // 1024 - 40}", timeout=120)
 
         rounds = []  # (the event the daemon deflated on, its decision), or (None, None)
         levels = {}
@@ -147,13 +146,15 @@ def main():
                 print(f"  stopped after {args.max_seconds} s")
                 break
             set_base(guest)
+            # A worker holds all but 40 MiB, made anew each round (reclaim moved the last one's
+            # memory to zram): the round's worker then overflows into reclaim at once.
+            guest.cmd("free base")
+            guest.cmd_ok(f"alloc base {guest.meminfo()['MemFree'] // 1024 - 40}", timeout=120)
             daemon = Daemon(run_dir, cgroup.unified_root, CONFIG).start()
             try:
                 wait_until(lambda: daemon.saw(rf"{VM}: adopted"), 30, what="the daemon to adopt the VM")
                 guest.qmp_events().clear()
                 mark = time.monotonic()
-                # Over the rounds, reclaim moves the base worker's memory to zram and MemFree grows:
-                # overflow what is free now.
                 guest.cmd_ok(f"thrash round {guest.meminfo()['MemFree'] // 1024 + 24}", timeout=60)
                 try:
                     decided = wait_until(lambda: [d for d in daemon.decisions_for(VM, "deflate", since=mark)
@@ -173,13 +174,13 @@ def main():
                     wait_until(lambda: guest.query_balloon() >= decided.target, 10, 0.05,
                                what="the step to complete")
                 else:
-                    print("  a round without a deflate: skipped")
+                    print(f"  a round without a deflate: skipped (levels {[gpq.check_event(e, 512 * MiB)['level'] for e in events]})", flush=True)
                     rounds.append((None, None))
             finally:
                 guest.cmd("free round")
                 daemon.stop()
             if len(rounds) % 10 == 0:
-                print(f"  {len(rounds)} rounds after {time.monotonic() - start:.0f} s")
+                print(f"  {len(rounds)} rounds after {time.monotonic() - start:.0f} s", flush=True)
         time.sleep(1)
 
         trace = traces(guest.qemu_log)

@@ -12,18 +12,20 @@
 #include "log.h"
 #include "test-fakes.h"
 
-static const char config[] =
-        "[Daemon]\n"
-        "StatsIntervalSec=0.1\n"
-        "StatsIdleIntervalSec=1\n"
-        /* The host's real trigger, which must not fire during the test. */
-        "TriggerWindowSec=10\n"
-        "HostTriggerStallSec=10\n"
-        "SliceTriggerStallSec=10\n"
-        "[VM a]\n"
+#define CONFIG_KEYS                                                                      \
+        "StatsIntervalSec=0.1\n"                                                          \
+        "StatsIdleIntervalSec=1\n"                                                        \
+        /* The host's real trigger, which must not fire during the test. */             \
+        "TriggerWindowSec=10\n"                                                           \
+        "HostTriggerStallSec=10\n"                                                        \
+        "SliceTriggerStallSec=10\n"                                                       \
+        "[VM a]\n"                                                                        \
+        "MaxMemory=1G\n"                                                                  \
+        "[VM s]\n"                                                                        \
         "MaxMemory=1G\n"
-        "[VM s]\n"
-        "MaxMemory=1G\n";
+
+static const char config[] = "[Daemon]\n" CONFIG_KEYS;
+static const char rfc_config[] = "[Daemon]\nPolicy=rfc\n" CONFIG_KEYS;
 
 static const discovery_new_t sources[] = {
         fake_source_new,
@@ -239,6 +241,30 @@ static void test_reload_reads_at_once(void **state) {
         assert_true(fake_now() - t < 500 * USEC_PER_MSEC);
 }
 
+/* Policy=rfc counts the host's reclaim scans at each decision: <proc>/vmstat's pgscan_kswapd, _direct
+ * and _khugepaged, not pgscan_anon and _file (the same scans split by type); the other modes read
+ * nothing. */
+static void test_host_scans_under_rfc(void **state) {
+        Fixture *x = *state;
+        VM *a = take_fake(x, "a", GIB);
+        FakeBackend *f = fake_backend_of(a);
+        unsigned n = f->refreshes;
+
+        fake_tree_write(&x->tree, "proc/vmstat",
+                        "nr_free_pages 5\npgscan_kswapd 100\npgscan_direct 20\npgscan_khugepaged 3\n"
+                        "pgscan_anon 60\npgscan_file 63\n");
+        RUN_UNTIL(x->m->event, f->refreshes > n + 1);
+        assert_false(x->m->host_pgscan_known);
+
+        fake_tree_write(&x->tree, "config/autoballoon.conf", rfc_config);
+        assert_int_equal(kill(getpid(), SIGHUP), 0);
+        RUN_UNTIL(x->m->event, x->m->config->policy == POLICY_MODE_RFC && x->m->host_pgscan_known);
+        assert_int_equal(x->m->host_pgscan, 123);
+
+        fake_tree_write(&x->tree, "proc/vmstat", "pgscan_kswapd 1100\npgscan_direct 20\npgscan_khugepaged 3\n");
+        RUN_UNTIL(x->m->event, x->m->host_pgscan == 1123);
+}
+
 static void test_decision_round(void **state) {
         Fixture *x = *state;
         _cleanup_free_ char *metrics = NULL;
@@ -342,6 +368,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_silent_vm_holds_back_no_one, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_polling_intervals, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reload_reads_at_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_host_scans_under_rfc, setup, teardown),
         };
 
         log_setup(LOG_TARGET_STDERR, LOG_INFO);

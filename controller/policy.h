@@ -128,8 +128,9 @@ typedef struct PolicyVM {
         bool has_stats;               /* guest stats are fresh; no stats, no inflation */
         uint64_t guest_available;     /* stat-available-memory */
         uint64_t guest_free;          /* stat-free-memory: idle memory, taxed */
-        uint64_t guest_free_recent;   /* of guest_free, what the guest used within IdleWindowSec= (free
-                                       * now minus its least over the window): not idle, not taxed */
+        uint64_t guest_free_recent;   /* of guest_free, what the guest used within IdleWindowSec= (its
+                                       * most use, balloon size minus free, over the window minus its
+                                       * use now): not idle, not taxed */
         uint64_t guest_growth;        /* the largest growth of the guest's demand (balloon size minus
                                        * available) between two stats reports within IdleWindowSec=:
                                        * a squeezed guest keeps at least this much available */

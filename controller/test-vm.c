@@ -490,8 +490,8 @@ static void test_memory_high_steps(void **state) {
         assert_int_equal(decide(x, now + 3, false).action, POLICY_NONE);
 }
 
-/* The window of guest reports: free memory used within it, and the largest growth of demand between
- * two reports, which a balloon move is not; gone with the window. */
+/* The window of guest reports: free memory used within it, which memory a deflation gave is not, and
+ * the largest growth of demand between two reports, which a balloon move is not; gone with the window. */
 static void test_stats_window(void **state) {
         Fixture *x = *state;
         GuestStats s;
@@ -527,6 +527,8 @@ static void test_stats_window(void **state) {
         vm_backend_stats(x->vm, &s);
         vm_snapshot(x->vm, 1, &p);
         assert_int_equal(p.guest_growth, 200 * MIB);
+        /* What the deflation gave is free, and was never used: idle, unlike what the guest freed. */
+        assert_int_equal(p.guest_free_recent, 0);
 
         /* Once the balloon holds still again, growth counts again. */
         s = fake_stats(1005, GIB);

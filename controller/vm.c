@@ -462,7 +462,7 @@ static uint64_t minus(uint64_t a, uint64_t b) {
 /* A new guest report joins the window; what it says of the guest's recent use is computed once here
  * rather than at every decision. */
 static void vm_window_add(VM *vm, uint64_t now) {
-        uint64_t window = vm->ctx->config->idle_window_usec, free = 0, min_free;
+        uint64_t window = vm->ctx->config->idle_window_usec, free = 0, most_used;
         const VMWindowSample *last;
         VMWindowSample *w;
 
@@ -486,32 +486,34 @@ static void vm_window_add(VM *vm, uint64_t now) {
                  * own growth, which must count. */
                 .moved = last && vm->actual != last->actual &&
                         !(vm->actual > last->actual && vm->guest_deflations != last->guest_deflations),
-                .free = free,
+                .used = minus(vm->actual, free),
         };
 
-        min_free = free;
+        /* What the guest used in the window is measured against the balloon, not free memory alone:
+         * memory given back by a deflation is free, and was never used. */
+        most_used = w->used;
         vm->guest_growth = 0;
         for (unsigned i = 0; i < vm->n_window; i++) {
-                const VMWindowSample *x = &vm->window[(vm->window_start + i) % VM_WINDOW_MAX];
+                const VMWindowSample *x = &vm->window[(vm->window_start + i) % VM_WINDOW_MAX],
+                        *a = i >= 1 ? &vm->window[(vm->window_start + i - 1) % VM_WINDOW_MAX] : NULL,
+                        *b = i >= 2 ? &vm->window[(vm->window_start + i - 2) % VM_WINDOW_MAX] : NULL;
+                uint64_t base;
 
-                min_free = MIN(min_free, x->free);
                 /* The balloon size is read at once, the guest's report up to an interval late: across
-                 * a move of ours, and in the interval after it, demand looks as if it grew by the
-                 * move. For the same reason a growth may show over two intervals: from the lower of
-                 * the two samples before. */
-                if (i >= 1) {
-                        const VMWindowSample *a = &vm->window[(vm->window_start + i - 1) % VM_WINDOW_MAX],
-                                *b = i >= 2 ? &vm->window[(vm->window_start + i - 2) % VM_WINDOW_MAX] : NULL;
-                        uint64_t base = a->demand;
-
-                        if (x->moved || a->moved)
-                                continue;
-                        if (b && !b->moved)
-                                base = MIN(base, b->demand);
-                        vm->guest_growth = MAX(vm->guest_growth, minus(x->demand, base));
-                }
+                 * a move of ours, and in the interval after it, demand and use look as if they grew
+                 * by the move. For the same reason a growth may show over two intervals: from the
+                 * lower of the two samples before. */
+                if (x->moved || (a && a->moved))
+                        continue;
+                most_used = MAX(most_used, x->used);
+                if (!a)
+                        continue;
+                base = a->demand;
+                if (b && !b->moved)
+                        base = MIN(base, b->demand);
+                vm->guest_growth = MAX(vm->guest_growth, minus(x->demand, base));
         }
-        vm->guest_free_recent = free - min_free;
+        vm->guest_free_recent = MIN(most_used - w->used, free);
 }
 
 static void vm_update_stats(VM *vm, const GuestStats *s) {

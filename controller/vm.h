@@ -48,7 +48,7 @@ typedef struct VMWindowSample {
         uint64_t actual; /* the balloon size then */
         unsigned guest_deflations; /* VM.guest_deflations then */
         bool moved;      /* the balloon moved since the sample before, other than by the guest deflating it */
-        uint64_t free;
+        uint64_t used;   /* balloon size minus free: what a deflation gives is not counted as used */
 } VMWindowSample;
 /* How long an unchanged hold, or an unchanged decision while paused or in a dry run, stays unsaid. */
 #define REPEAT_LOG_USEC (10 * 60 * USEC_PER_SEC)

@@ -185,6 +185,8 @@ static int append_snapshot(sd_bus_message *reply, Manager *m, VM *vm, uint64_t n
         if (p.has_stats) {
                 ENTRY("guest_available_bytes", "t", p.guest_available);
                 ENTRY("guest_free_bytes", "t", p.guest_free);
+                ENTRY("guest_free_recent_bytes", "t", p.guest_free_recent);
+                ENTRY("guest_growth_bytes", "t", p.guest_growth);
                 ENTRY("swap_in_bytes_per_sec", "t", p.swap_in_rate);
                 ENTRY("major_faults_per_sec", "t", p.major_fault_rate);
                 ENTRY("alloc_stalls", "t", p.alloc_stalls);

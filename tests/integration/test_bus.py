@@ -309,6 +309,8 @@ def test_api_on_a_real_guest(run_dir, test_cgroup, guest_image):
         e = json.loads(ctl_ok(bus, "explain", "web", "--json"))
         assert e["snapshot"]["weight"] == 300 and e["snapshot"]["has_stats"] is True
         assert e["snapshot"]["min_bytes"] == 320 * MiB and e["snapshot"]["guest_available_bytes"] > 0
+        assert 0 <= e["snapshot"]["guest_free_recent_bytes"] <= e["snapshot"]["guest_free_bytes"], e["snapshot"]
+        assert "guest_growth_bytes" in e["snapshot"], e["snapshot"]
         assert any(x["action"] == "inflate" and "by weight 300" in x["reason"] for x in e["decisions"]), e
         assert abs(e["decisions"][-1]["time_usec"] / 1e6 - time.time()) < 600
 

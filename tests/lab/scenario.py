@@ -397,12 +397,25 @@ class Lab:
         t.start()
         return t, result
 
+    @staticmethod
+    def guest_figures(vm):
+        """What the policy's idle estimate is made of, from `autoballoonctl explain --json`."""
+        rc, out = run("autoballoonctl", "explain", vm, "--json")
+        try:
+            snap = json.loads(out)["snapshot"]
+        except (json.JSONDecodeError, KeyError):
+            return f"explain: rc {rc}: {out.strip()[-200:]}"
+        keys = ("actual", "guest_available", "guest_free", "guest_free_recent", "guest_growth")
+        return ", ".join(f"{k} {fmt(snap[k + '_bytes'])}" for k in keys if k + "_bytes" in snap)
+
     def pressure_round(self, name, weights):
         """Host pressure until every VM was inflated once; checks the split against weights.
         Returns the first decision of each VM."""
         since = monotonic_usec()
         t0 = time.monotonic()
         before = {vm: self.actual(vm) for vm in weights}
+        for vm in weights:
+            log(f"{name}: {vm} before the hog: {self.guest_figures(vm)}")
         _, fired = self.watch_trigger()
         self.hog_start()
         try:

@@ -84,6 +84,7 @@ static const ConfigKey daemon_keys[] = {
         DAEMON_KEY("RefillSettleSec",      CONFIG_TIME,          refill_settle_usec,       "30",               0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("RefillDelaySec",       CONFIG_TIME,          refill_delay_usec,        "60",               0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("RefillRate",           CONFIG_SIZE,          refill_rate,              "32M",              0, UINT64_MAX, NULL),
+        DAEMON_KEY("IdleReclaimRate",      CONFIG_SIZE,          idle_reclaim_rate,        "0",                0, UINT64_MAX, NULL),
         DAEMON_KEY("HysteresisSec",        CONFIG_TIME,          hysteresis_usec,          "60",               0, USEC_PER_HOUR, "must be at most 1h"),
         DAEMON_KEY("TaxRate",              CONFIG_RATIO,         tax_rate,                 "0.75",             0, 0, NULL),
         DAEMON_KEY("ReclaimStep",          CONFIG_SIZE,          reclaim_step,             "128M",             1, UINT64_MAX, "must be greater than 0"),
@@ -364,6 +365,7 @@ void config_policy_params(const Config *c, PolicyParams *ret) {
                 .refill_settle_usec = c->refill_settle_usec,
                 .refill_delay_usec = c->refill_delay_usec,
                 .refill_rate = c->refill_rate,
+                .idle_reclaim_rate = c->idle_reclaim_rate,
         };
 }
 

@@ -53,6 +53,7 @@ typedef struct Config {
         uint64_t refill_settle_usec;     /* RefillSettleSec=, no host pressure this long before a give-back */
         uint64_t refill_delay_usec;      /* RefillDelaySec=, no give-back this soon after a VM's inflation */
         uint64_t refill_rate;            /* RefillRate=, per VM, bytes per second of give-back; 0: none */
+        uint64_t idle_reclaim_rate;      /* IdleReclaimRate=, per VM, bytes per second; 0: none */
         uint64_t hysteresis_usec;        /* HysteresisSec= */
         double tax_rate;                 /* TaxRate=, in [0, 1) */
         uint64_t reclaim_step;           /* ReclaimStep=, reclaim goal per host pressure event */

@@ -17,6 +17,9 @@
 #define SLICE_MIN_STEP (16 * MIB)
 /* memory.high is only lowered when it is this far above where it should be (no churn). */
 #define HIGH_SLACK MIB
+/* Idle reclaim takes idle memory only this far above the guest's headroom, where give-back stops:
+ * the dead band between the two. */
+#define IDLE_RECLAIM_BAND (16 * MIB)
 /* Stall back-off doubles per stall up to 2^4 = 16x. */
 #define BACKOFF_MAX_SHIFT 4U
 
@@ -72,6 +75,18 @@ static uint64_t vm_idle(const PolicyVM *vm) {
  * by more than that between two stats reports within the window, as it may again before the next. */
 static uint64_t vm_headroom(const PolicyVM *vm) {
         return MAX(vm->guest_reserve, vm->guest_growth);
+}
+
+/* Idle reclaim (IdleReclaimRate=): free memory the guest did not use within IdleWindowSec=, beyond
+ * its headroom and the band, goes back to the host whatever the host's state: memory nothing uses is
+ * not left in a guest (TMO's principle). */
+static uint64_t vm_idle_excess(const PolicyParams *p, const PolicyVM *vm) {
+        uint64_t excess;
+
+        if (p->idle_reclaim_rate == 0 || !vm->has_stats)
+                return 0;
+        excess = sub_sat(vm_free_idle(vm), vm_headroom(vm));
+        return excess > IDLE_RECLAIM_BAND ? excess : 0;
 }
 
 /* What the VM really holds of its slice: memory.current without the host page cache charged to it
@@ -201,6 +216,11 @@ static int decide_entitlements(DecideContext *c, size_t n) {
                 const PolicyVM *vm = &c->vms[i];
 
                 c->out[i].entitlement = page_down(items[i].alloc);
+                /* With idle reclaim, a guest is given back only what it lacks of its headroom in free
+                 * memory: more would be idle, and taken again. */
+                if (c->p->idle_reclaim_rate > 0 && vm->has_stats)
+                        c->out[i].entitlement = MIN(c->out[i].entitlement,
+                                                    page_down(add_sat(vm->actual, sub_sat(vm_headroom(vm), vm->guest_free))));
                 /* Give-backs in flight take their part of the spare already. */
                 if (vm->target > vm->actual)
                         c->spare = sub_sat(c->spare, vm->target - vm->actual);
@@ -441,10 +461,12 @@ finish:
 
 /* What an inflation asks for and is allowed, kept for its reason. */
 typedef struct InflateAsk {
-        uint64_t want, want_slice, want_max; /* the largest ask, and the slice's and max's */
+        uint64_t want;                       /* the largest of: */
+        uint64_t want_host, want_slice, want_max, want_idle;
+        bool idle_only;                      /* idle reclaim asks the most: its own rate, no hold said */
         uint64_t red;                        /* want after the caps */
         InflateCap cap;
-        uint64_t cap_rate, since;            /* the rate cap, and the time since the last inflation */
+        uint64_t rate, cap_rate, since;      /* the rate, its cap, and the time it is over */
 } InflateAsk;
 
 /* The reason of an inflation, before what follows the caps: what asked for the most, then the
@@ -454,6 +476,10 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const Inf
 
         if (a->want == a->want_max && vm->actual > vm->max)
                 reason_add(d->reason, "above max %s by %s", FB(vm->max), FB(a->want_max));
+        else if (a->idle_only)
+                reason_add(d->reason, "idle reclaim: free %s, used within the window %s, headroom %s + band %s: "
+                           "excess %s", FB(vm->guest_free), FB(vm->guest_free_recent), FB(vm_headroom(vm)),
+                           FB(IDLE_RECLAIM_BAND), FB(a->want_idle));
         else if (a->want == a->want_slice && a->want_slice > 0)
                 reason_add(d->reason, "slice pressure, %s: holds %s (+ cache %s) at memory.high %s, excess %s%s",
                            c->host_pressure ? "host short" : "at its allotment", FB(vm_held(vm)),
@@ -478,8 +504,8 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const Inf
                 return;
         }
         if (a->cap == CAP_MODE && a->red == a->cap_rate)
-                reason_add(d->reason, "; capped by rate %s/s (%s since the last inflate)", FB(p->max_rate),
-                           FU(a->since));
+                reason_add(d->reason, "; capped by rate %s/s (%s%s)", FB(a->rate), FU(a->since),
+                           vm->carry.last_inflate_usec != 0 ? " since the last inflate" : ": the first inflate");
         else if (a->cap == CAP_MODE)
                 reason_add(d->reason, "; capped by max step %s", FB(p->max_step));
         else
@@ -516,7 +542,7 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         bool slice = sc == SLICE_SHORT;
         bool above_max = vm->actual > vm->max;
         InflateAsk a = { .cap_rate = UINT64_MAX };
-        uint64_t want_host = 0, t;
+        uint64_t t;
         PolicyVM seen;
         InflateBlock b;
 
@@ -524,11 +550,25 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 decide_slice(c, vm, sc, d);
                 return;
         }
-        if (c->goal == 0 && !slice && !above_max)
+        if (c->goal > 0)
+                a.want_host = vm->actual - d->share;
+        if (slice)
+                a.want_slice = MAX(sub_sat(add_sat(vm_held(vm), SLICE_MIN_STEP), vm->memory_high), SLICE_MIN_STEP);
+        if (above_max)
+                a.want_max = vm->actual - vm->max;
+        /* Under a goal idle memory goes first anyway: the tax. */
+        if (c->goal == 0)
+                a.want_idle = vm_idle_excess(p, vm);
+        a.want = MAX(MAX(a.want_host, a.want_idle), MAX(a.want_slice, a.want_max));
+        a.idle_only = a.want_idle > MAX(MAX(a.want_host, a.want_slice), a.want_max);
+        if (c->goal == 0 && !slice && !above_max && !a.idle_only)
                 return;
 
         b = inflate_block(now, vm);
         if (b != BLOCK_NONE) {
+                /* Idle memory waits, unsaid, for the hysteresis or back-off to end. */
+                if (a.idle_only)
+                        return;
                 d->action = POLICY_HOLD;
                 if (c->goal > 0)
                         reason_add(d->reason, "host pressure: goal %s", FB(c->goal));
@@ -542,14 +582,6 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 return;
         }
 
-        if (c->goal > 0)
-                want_host = vm->actual - d->share;
-        if (slice)
-                a.want_slice = MAX(sub_sat(add_sat(vm_held(vm), SLICE_MIN_STEP), vm->memory_high), SLICE_MIN_STEP);
-        if (above_max)
-                a.want_max = vm->actual - vm->max;
-        a.want = MAX(want_host, MAX(a.want_slice, a.want_max));
-
         if (a.want == 0) {
                 /* Most VMs, when a goal is shared among many: a "none" without a reason. */
                 if (c->explain)
@@ -557,10 +589,12 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 return;
         }
 
-        /* The caps, the tightest of which is named. */
-        if (vm->carry.last_inflate_usec != 0) {
-                a.since = sub_sat(now, vm->carry.last_inflate_usec);
-                a.cap_rate = u128_sat((unsigned __int128) p->max_rate * a.since / USEC_PER_SEC);
+        /* The caps, the tightest of which is named. Idle reclaim has its own rate, from the first
+         * decision on (as if the last inflation was a second ago). */
+        a.rate = a.idle_only ? MIN(p->idle_reclaim_rate, p->max_rate) : p->max_rate;
+        if (vm->carry.last_inflate_usec != 0 || a.idle_only) {
+                a.since = vm->carry.last_inflate_usec != 0 ? sub_sat(now, vm->carry.last_inflate_usec) : USEC_PER_SEC;
+                a.cap_rate = u128_sat((unsigned __int128) a.rate * a.since / USEC_PER_SEC);
         }
         /* The guest keeps its headroom, grown with its demand, and what it freed within
          * IdleWindowSec= is not there to take: it was in use a moment ago. */
@@ -570,6 +604,13 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
         a.red = policy_cap_inflate(&seen, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
 
         t = policy_inflate_target(vm, a.red);
+        if (t >= vm->actual && a.idle_only) {
+                if (c->explain) {
+                        inflate_reason(c, vm, &a, d);
+                        reason_add(d->reason, "; nothing left under the caps");
+                }
+                return;
+        }
         if (t >= vm->actual) {
                 d->action = POLICY_HOLD;
                 inflate_reason(c, vm, &a, d);

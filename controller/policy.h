@@ -52,6 +52,10 @@ typedef struct PolicyParams {
         uint64_t refill_settle_usec;
         uint64_t refill_delay_usec;
         uint64_t refill_rate;
+        /* Idle reclaim (autoballoon mode): free guest memory not used within IdleWindowSec= beyond the
+         * guest's headroom is inflated away at up to this many bytes/s, whatever the host's state;
+         * give-back then gives a guest only what it lacks of its headroom in free memory. 0: off. */
+        uint64_t idle_reclaim_rate;
 } PolicyParams;
 
 typedef struct PolicyHost {

@@ -318,6 +318,122 @@ static void test_refill_dead_band(void **state) {
         }
 }
 
+/* Idle reclaim: off by default; on, free memory not used within the window beyond the headroom and
+ * the band goes, at its own rate, calm host or not, not in hysteresis; what the guest used within the
+ * window stays. */
+static void test_idle_reclaim(void **state) {
+        Sim s;
+
+        refill_init(&s, 1, 16 * GIB);
+        s.vm[0].actual = s.vm[0].target = 4 * GIB;   /* at its max: nothing to give back */
+        s.vm[0].memory_high = s.vm[0].memory_current = 4 * GIB + 256 * MIB;
+        s.vm[0].guest_free = 3 * GIB;
+        s.vm[0].guest_available = 3 * GIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+
+        s.p.idle_reclaim_rate = 16 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target, 4 * GIB - 16 * MIB);
+        assert_int_equal(s.out[0].carry.last_inflate_usec, T0);
+        assert_reason(&s.out[0], "idle reclaim: free 3G, used within the window 0B, headroom 64M + band 16M: excess 2.9G");
+        assert_reason(&s.out[0], "capped by rate 16M/s (1s: the first inflate)");
+
+        /* Ten seconds later, ten seconds' worth; the host's state does not matter. */
+        sim_apply(&s);
+        sim_move(&s, 0);
+        s.vm[0].guest_free -= 16 * MIB;
+        s.host.now_usec += 10 * USEC_PER_SEC;
+        s.host.available = RESERVE + MARGIN / 2;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target, 4 * GIB - 176 * MIB);
+        assert_reason(&s.out[0], "capped by rate 16M/s (10s since the last inflate)");
+
+        /* What the guest used within the window is not taken; the band above the headroom is not. */
+        s.vm[0].guest_free_recent = s.vm[0].guest_free - 100 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target, 4 * GIB - 16 * MIB - 36 * MIB);
+        s.vm[0].guest_free_recent = s.vm[0].guest_free - 80 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+        assert_int_equal(s.out[0].target, 4 * GIB - 16 * MIB);
+        s.vm[0].guest_free_recent = 0;
+
+        /* In hysteresis (guest pressure a moment ago): it waits, and says nothing. */
+        s.vm[0].carry.hysteresis_until_usec = s.host.now_usec + USEC_PER_SEC;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_NONE);
+        s.host.now_usec += USEC_PER_SEC;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+
+        /* Never below the floor. */
+        s.vm[0].actual = s.vm[0].target = 600 * MIB;
+        s.vm[0].guest_free = s.vm[0].guest_available = 500 * MIB;
+        s.host.now_usec += 60 * USEC_PER_SEC;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_INFLATE);
+        assert_int_equal(s.out[0].target, 512 * MIB);
+}
+
+/* With idle reclaim, give-back gives a guest what its free memory lacks of its headroom, not its
+ * whole entitlement: a guest with free memory gets none. */
+static void test_idle_reclaim_caps_giveback(void **state) {
+        Sim s;
+
+        refill_init(&s, 2, 16 * GIB);
+        s.p.idle_reclaim_rate = 16 * MIB;
+        s.vm[0].guest_free = 16 * MIB;
+        s.vm[1].guest_free = 200 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].entitlement, GIB + 48 * MIB);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(s.out[0].target, GIB + 48 * MIB);
+        assert_int_equal(s.out[1].entitlement, GIB);
+        assert_int_equal(s.out[1].action, POLICY_INFLATE);   /* 200M free: 120M above headroom + band */
+        assert_reason(&s.out[1], "idle reclaim");
+}
+
+/* A guest whose use steps up and down every 2 minutes, on a calm host with idle reclaim: the balloon
+ * settles at its use plus the headroom, the band at most above, and follows each step with one move,
+ * never reversing more than the steps do. */
+static void test_idle_reclaim_converges(void **state) {
+        unsigned reversals = 0, steps = 0;
+        int last = 0;
+        Sim s;
+
+        refill_init(&s, 1, 16 * GIB);
+        s.p.idle_reclaim_rate = 16 * MIB;
+        s.vm[0].actual = s.vm[0].target = 3 * GIB / 2;
+        for (unsigned k = 0; k < 1200; k++) {
+                uint64_t use = (k / 120) % 2 ? 1200 * MIB : 800 * MIB;
+                PolicyVM *vm = &s.vm[0];
+                int dir;
+
+                sim_move(&s, 0);
+                vm->guest_free = vm->guest_available = vm->actual > use ? vm->actual - use : 0;
+                vm->memory_current = vm->actual + 256 * MIB;
+                sim_tick(&s);
+                dir = s.out[0].action == POLICY_INFLATE ? -1 : s.out[0].action == POLICY_DEFLATE ? 1 : 0;
+                if (dir != 0) {
+                        reversals += last != 0 && dir != last;
+                        last = dir;
+                }
+                if (k % 120 == 119) {
+                        /* Settled before the next step. */
+                        assert_true(vm->actual >= use + 64 * MIB - POLICY_PAGE_SIZE);
+                        assert_true(vm->actual <= use + 80 * MIB + POLICY_PAGE_SIZE);
+                        steps++;
+                }
+                s.host.now_usec += USEC_PER_SEC;
+        }
+        print_message("%u steps, %u reversals\n", steps, reversals);
+        assert_true(reversals <= steps);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_refill_to_max),
@@ -326,6 +442,9 @@ int main(void) {
                 cmocka_unit_test(test_refill_when_calm_only),
                 cmocka_unit_test(test_refill_anti_flap),
                 cmocka_unit_test(test_refill_dead_band),
+                cmocka_unit_test(test_idle_reclaim),
+                cmocka_unit_test(test_idle_reclaim_caps_giveback),
+                cmocka_unit_test(test_idle_reclaim_converges),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

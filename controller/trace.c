@@ -50,6 +50,7 @@ static const Field params_fields[] = {
         FIELD(PolicyParams, refill_settle_usec, FIELD_U64),
         FIELD(PolicyParams, refill_delay_usec, FIELD_U64),
         FIELD(PolicyParams, refill_rate, FIELD_U64),
+        FIELD(PolicyParams, idle_reclaim_rate, FIELD_U64),
 };
 
 static const Field host_fields[] = {

@@ -315,7 +315,7 @@ def one_run(cfg, spec):
     guests = [Guest("down", cfg["variant"], cfg["down"], 0, phase_s),
               Guest("up", cfg["variant"], cfg["up"], offset, phase_s)]
     set_host_mem(cfg["host_mem"])
-    with lab_guests(tag, policy, RESULTS / f"run-{index}.trace", guests) as invocation:
+    with lab_guests(tag, policy, RESULTS / f"run-{index}.trace", guests, cfg.get("daemon_extra", "")) as invocation:
         daemon_pid = int(unit_prop(UNIT, "MainPID"))
         start_host = host_sample()
         start_guest = {g.name: g.counters() for g in guests}
@@ -418,7 +418,7 @@ def savings_run(cfg, spec):
     }
     gl = list(guests.values())
     set_host_mem(sv["calibrate_host_mem"])
-    with lab_guests(tag, policy, RESULTS / f"run-{index}.trace", gl) as invocation:
+    with lab_guests(tag, policy, RESULTS / f"run-{index}.trace", gl, cfg.get("daemon_extra", "")) as invocation:
         daemon_pid = int(unit_prop(UNIT, "MainPID"))
         # Calibration: the rate of each ebizzy guest with nothing else running and room on the host.
         calib = {}

@@ -108,7 +108,12 @@ def describe(cfg):
             f"{', '.join(map(str, cfg['down']))} chunks of 1 MiB, vm-up: {', '.join(map(str, cfg['up']))}, "
             f"{cfg['phase_seconds']} s each after filling, vm-up starting {cfg['offset_phases']} phase "
             f"({cfg['offset_phases'] * cfg['phase_seconds']} s) later; then calm: MemoryMax={cfg['calm_host_mem']}, "
-            f"both guests {cfg['calm_chunks']} chunks for {cfg['calm_seconds']} s")
+            f"both guests {cfg['calm_chunks']} chunks for {cfg['calm_seconds']} s" + daemon_extra(cfg))
+
+
+def daemon_extra(cfg):
+    lines = cfg.get("daemon_extra", "").split()
+    return f"; autoballoond: {', '.join(lines)}" if lines else ""
 
 
 def describe_savings(cfg):
@@ -120,7 +125,7 @@ def describe_savings(cfg):
             f"steady: ebizzy {s['steady_chunks']} chunks, {s['steady_seconds']} s runs; growing: ebizzy "
             f"{', '.join(map(str, s['growing_chunks']))} chunks, {s['growing_seconds']} s each; "
             f"{s['seconds']} s; calibration before: steady and growing alone, {s['calibrate_chunks']} chunks "
-            f"for {s['calibrate_seconds']} s")
+            f"for {s['calibrate_seconds']} s" + daemon_extra(cfg))
 
 
 # ---------------------------------------------------------------------------- running
@@ -799,6 +804,9 @@ def main():
     ap.add_argument("--phase-seconds", type=int, default=30)
     ap.add_argument("--calm-seconds", type=int, default=90)
     ap.add_argument("--savings-seconds", type=int, default=200)
+    ap.add_argument("--daemon", action="append", default=[], metavar="KEY=VALUE",
+                    help="an autoballoon.conf [Daemon] line for every run, e.g. IdleReclaimRate=16M "
+                    "(recorded in each run's config)")
     ap.add_argument("--lock", metavar="FILE", help="each run (or --batch runs) in an L1 boot of its own under "
                     "flock FILE")
     ap.add_argument("--batch", type=int, default=1, help="with --lock: runs per L1 boot (default 1)")
@@ -820,6 +828,8 @@ def main():
     if unknown:
         sys.exit(f"overcommit: unknown policies or scenarios {sorted(unknown)}")
     cfg = scenario(args.phase_seconds, args.calm_seconds, args.savings_seconds)
+    if args.daemon:
+        cfg["daemon_extra"] = "".join(f"{line}\n" for line in args.daemon)
     collect = run_dir / "collect"
     first = 1 + max((int(p.stem.split("-")[1]) for p in collect.glob("run-*.json")), default=0)
     order = run_order(policies, scenarios, args.runs, first)

@@ -348,6 +348,9 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
         const PolicyParams *p = c->p;
         uint64_t min = vm_min(vm), t;
         bool floor = vm->actual < min;
+        /* Below half GuestMinAvailable= the guest is about to OOM-kill, which the host's swap would
+         * have saved: it is given its shortfall even while the host is short too. */
+        bool starving = vm->has_stats && vm->guest_available < vm->guest_min_available / 2;
 
         if (floor) {
                 /* The floor is guaranteed: up to min at once, whatever the host state. */
@@ -357,7 +360,7 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
                 t = page_down(MIN(add_sat(vm->actual, deflate_size(p, vm, d->guest_pressure)), vm->max));
 
         /* Nothing to do (at max, or the deflation in flight): no reason but when explaining. */
-        if (!c->explain && vm->target >= MIN(vm->actual, vm->max) && (floor || !c->host_pressure) &&
+        if (!c->explain && vm->target >= MIN(vm->actual, vm->max) && (floor || starving || !c->host_pressure) &&
             (t <= vm->actual || vm->target >= t))
                 return;
 
@@ -366,7 +369,7 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
         if (policy_cancel_inflate(vm, UINT64_MAX, d))
                 goto finish;
 
-        if (!floor && c->host_pressure) {
+        if (!floor && !starving && c->host_pressure) {
                 /* Above its floor the guest competes by weight: it keeps what it has, and is exempt
                  * from reclaim while in hysteresis. */
                 d->action = POLICY_HOLD;
@@ -394,6 +397,9 @@ static void decide_guest_pressure(const DecideContext *c, const PolicyVM *vm, Po
         else if (d->guest_pressure & GUEST_PRESSURE_AVAILABLE)
                 reason_add(d->reason, " (shortfall: headroom %s - available %s)", FB(vm_headroom(vm)),
                            FB(vm->guest_available));
+        if (!floor && c->host_pressure)
+                reason_add(d->reason, ", though the host is short too (goal %s): below half of %s available",
+                           FB(c->goal), FB(vm->guest_min_available));
 
         raise_high_for(p, vm, t, d);
 

@@ -243,6 +243,21 @@ static void test_deflate_by_shortfall(void **state) {
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_DEFLATE);
         assert_int_equal(deflated(&s, 0), s.p.deflate_step);
+
+        /* The host short too: a guest below GuestMinAvailable= holds what it has, but one below
+         * half of it, about to OOM-kill, still gets its shortfall. */
+        sim_init(&s, 1);
+        s.host.pressure = true;
+        s.vm[0].guest_min_available = 32 * MIB;
+        s.vm[0].guest_available = 20 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_HOLD);
+        assert_reason(&s.out[0], "host under pressure too");
+        s.vm[0].guest_available = 10 * MIB;
+        sim_decide(&s);
+        assert_int_equal(s.out[0].action, POLICY_DEFLATE);
+        assert_int_equal(deflated(&s, 0), 54 * MIB);
+        assert_reason(&s.out[0], "though the host is short too");
 }
 
 int main(void) {

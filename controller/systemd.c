@@ -14,6 +14,9 @@ struct SystemdUnit {
         char *owner;
         bool managed;
         bool answered;        /* GetUnit was answered at least once */
+        bool unsynced;        /* memory.high was written through cgroupfs before systemd said it has
+                               * the unit: 'unsynced_value' is set through systemd once it does */
+        uint64_t unsynced_value;
         sd_bus_slot *get_slot;
         /* The last SetUnitProperties in flight; a newer one supersedes it (its reply is not waited for). */
         sd_bus_slot *set_slot;
@@ -49,6 +52,13 @@ static int on_get_unit(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
         }
         u->managed = true;
         log_info("%s: %s is a systemd unit: MemoryHigh= is set through systemd", u->owner, u->name);
+        if (u->unsynced) {
+                int r = systemd_unit_set_memory_high(u, u->unsynced_value);
+                if (r < 0)
+                        log_warning_errno(r, "%s: cannot set MemoryHigh= of %s to what memory.high was written (%m)",
+                                          u->owner, u->name);
+                u->unsynced = false;
+        }
         return 0;
 }
 
@@ -101,6 +111,13 @@ SystemdUnit *systemd_unit_free(SystemdUnit *u) {
 
 bool systemd_unit_is_managed(const SystemdUnit *u) {
         return u && u->managed;
+}
+
+void systemd_unit_wrote_directly(SystemdUnit *u, uint64_t value) {
+        if (!u || u->managed)
+                return;
+        u->unsynced = true;
+        u->unsynced_value = value;
 }
 
 int systemd_unit_refresh(SystemdUnit *u) {

@@ -32,6 +32,12 @@ static inline void systemd_unit_freep(SystemdUnit **u) {
  * for u == NULL. */
 bool systemd_unit_is_managed(const SystemdUnit *u);
 
+/* The caller wrote memory.high through cgroupfs while the unit was not managed (systemd's answer
+ * pending, or the slice not loaded yet): if systemd later says it has the unit, MemoryHigh= is set
+ * to the last such value at once, so that its view is not stale and its next daemon-reload does not
+ * undo the write. No-op for u == NULL or a managed unit. */
+void systemd_unit_wrote_directly(SystemdUnit *u, uint64_t value);
+
 /* Asks systemd again about a unit it said it did not have (a slice's cgroup can show up before
  * systemd has loaded the slice for good: "systemctl set-property" on a slice that is not started
  * yet). No-op when managed, without a bus, or while a question is in flight. */

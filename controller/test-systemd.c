@@ -178,6 +178,33 @@ static void test_unknown_unit_is_not_managed(void **state) {
         assert_int_equal(x->fake.set_calls, 0);
 }
 
+/* memory.high written through cgroupfs before systemd answered: once it says it has the unit,
+ * MemoryHigh= is set to that value; for a unit it does not have, nothing is sent. */
+static void test_direct_write_before_the_answer_is_synced(void **state) {
+        Fixture *x = *state;
+        _cleanup_(systemd_unit_freep) SystemdUnit *u = NULL, *v = NULL;
+
+        assert_int_equal(systemd_unit_new(x->client, "balloon-web.slice", "web", &u), 0);
+        systemd_unit_wrote_directly(u, 512 * MIB);
+        systemd_unit_wrote_directly(u, 448 * MIB);
+        run_until_idle(x);
+        assert_true(systemd_unit_is_managed(u));
+        assert_int_equal(x->fake.set_calls, 1);
+        assert_string_equal(x->fake.set_name, "balloon-web.slice");
+        assert_int_equal(x->fake.set_value, 448 * MIB);
+
+        /* Managed: a direct write is the caller's fallback on an error, not synced again. */
+        systemd_unit_wrote_directly(u, 256 * MIB);
+        run_until_idle(x);
+        assert_int_equal(x->fake.set_calls, 1);
+
+        assert_int_equal(systemd_unit_new(x->client, "balloon-db.slice", "db", &v), 0);
+        systemd_unit_wrote_directly(v, 448 * MIB);
+        run_until_idle(x);
+        assert_false(systemd_unit_is_managed(v));
+        assert_int_equal(x->fake.set_calls, 1);
+}
+
 static void test_refresh_finds_a_unit_loaded_later(void **state) {
         Fixture *x = *state;
         _cleanup_(systemd_unit_freep) SystemdUnit *u = NULL;
@@ -247,6 +274,7 @@ int main(void) {
                 cmocka_unit_test(test_no_bus),
                 cmocka_unit_test_setup_teardown(test_managed_unit_gets_memory_high, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unknown_unit_is_not_managed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_direct_write_before_the_answer_is_synced, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refresh_finds_a_unit_loaded_later, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refusal_keeps_the_unit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_replies_to_freed_units_are_dropped, setup, teardown),

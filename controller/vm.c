@@ -742,6 +742,7 @@ static void vm_write_memory_high(VM *vm, uint64_t value, bool dry_run) {
                 log_warning_errno(r, "%s: cannot write memory.high: %m", vm->name);
                 return;
         }
+        systemd_unit_wrote_directly(vm->unit, value);
         vm->memory_high = value;
 }
 

@@ -577,9 +577,15 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
 
         b = inflate_block(now, vm);
         if (b != BLOCK_NONE) {
-                /* Idle memory waits, unsaid, for the hysteresis or back-off to end. */
-                if (a.idle_only)
+                /* Idle memory waits for the hysteresis or back-off to end: no hold to log. */
+                if (a.idle_only) {
+                        if (c->explain) {
+                                inflate_reason(c, vm, &a, d);
+                                reason_add(d->reason, "; waits: ");
+                                policy_reason_add_block(d->reason, now, vm, b);
+                        }
                         return;
+                }
                 d->action = POLICY_HOLD;
                 if (c->goal > 0)
                         reason_add(d->reason, "host pressure: goal %s", FB(c->goal));

@@ -366,6 +366,8 @@ static void test_idle_reclaim(void **state) {
         s.vm[0].carry.hysteresis_until_usec = s.host.now_usec + USEC_PER_SEC;
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_NONE);
+        assert_reason(&s.out[0], "idle reclaim: ");
+        assert_reason(&s.out[0], "; waits: in hysteresis");
         s.host.now_usec += USEC_PER_SEC;
         sim_decide(&s);
         assert_int_equal(s.out[0].action, POLICY_INFLATE);

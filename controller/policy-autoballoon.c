@@ -471,7 +471,6 @@ typedef struct InflateAsk {
         uint64_t want_host, want_slice, want_max, want_idle;
         bool idle_only;                      /* idle reclaim asks the most: its own rate, no hold said */
         uint64_t red;                        /* want after the caps */
-        uint64_t recent;                     /* of the guest's available memory, what is not taken */
         InflateCap cap;
         uint64_t rate, cap_rate, since;      /* the rate, its cap, and the time it is over */
 } InflateAsk;
@@ -502,16 +501,12 @@ static void inflate_reason(const DecideContext *c, const PolicyVM *vm, const Inf
                 reason_add(d->reason, ": nothing to give");
                 return;
         }
-        if (a->cap == CAP_AVAILABLE && vm->has_stats && a->recent > 0) {
+        if (a->cap == CAP_AVAILABLE && vm->has_stats &&
+            (vm->guest_growth > vm->guest_reserve || vm->guest_free_recent > 0)) {
                 reason_add(d->reason, "; capped by guest available %s - freed within the window %s - headroom %s%s",
-                           FB(vm->guest_available), FB(a->recent), FB(vm_headroom(vm)),
+                           FB(vm->guest_available), FB(vm->guest_free_recent),
+                           FB(vm_headroom(vm)),
                            vm->guest_growth > vm->guest_reserve ? " (growth seen)" : "");
-                return;
-        }
-        if (a->cap == CAP_AVAILABLE && vm->has_stats && vm->guest_growth > vm->guest_reserve) {
-                reason_add(d->reason, "; capped by guest available %s - headroom %s (growth seen)%s",
-                           FB(vm->guest_available), FB(vm_headroom(vm)),
-                           vm->guest_free_recent > 0 ? ", freed within the window taken" : "");
                 return;
         }
         if (a->cap == CAP_MODE && a->red == a->cap_rate)
@@ -614,14 +609,10 @@ static void decide_inflate(DecideContext *c, const PolicyVM *vm, PolicyDecision 
                 a.cap_rate = u128_sat((unsigned __int128) a.rate * a.since / USEC_PER_SEC);
         }
         /* The guest keeps its headroom, grown with its demand, and what it freed within
-         * IdleWindowSec= is not there to take: it was in use a moment ago. But a host below half its
-         * reserve is about to swap, which costs more than a guest touching that memory again (its
-         * pressure gets it back), and MaxMemory= is the operator's ceiling. */
-        if (!(c->host->available < c->p->host_reserve / 2 || (a.want == a.want_max && vm->actual > vm->max)))
-                a.recent = vm->guest_free_recent;
+         * IdleWindowSec= is not there to take: it was in use a moment ago. */
         seen = *vm;
         seen.guest_reserve = vm_headroom(vm);
-        seen.guest_available = sub_sat(vm->guest_available, a.recent);
+        seen.guest_available = sub_sat(vm->guest_available, vm->guest_free_recent);
         a.red = policy_cap_inflate(&seen, a.want, MIN(p->max_step, a.cap_rate), &a.cap);
 
         t = policy_inflate_target(vm, a.red);

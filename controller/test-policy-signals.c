@@ -212,19 +212,6 @@ static void test_idle_window_caps_inflation(void **state) {
         sim_decide(&s);
         assert_int_equal(reduction(&s, 0), 36 * MIB);
         assert_reason(&s.out[0], "freed within the window 200M");
-
-        /* Unless the host is below half its reserve, about to swap: then it is taken. */
-        s.p.host_reserve = GIB;
-        s.host.available = 400 * MIB;
-        sim_decide(&s);
-        assert_int_equal(reduction(&s, 0), 236 * MIB);
-
-        /* Or the ask is MaxMemory='s. */
-        s.host.available = 8 * GIB;
-        s.host.pressure = false;
-        s.vm[0].max = GIB;
-        sim_decide(&s);
-        assert_int_equal(reduction(&s, 0), 236 * MIB);
 }
 
 static uint64_t deflated(const Sim *s, size_t i) {
